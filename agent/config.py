@@ -1,0 +1,79 @@
+"""Decoding configuration: one plain dataclass shared by the CLI, the REPL, the decoder and the store."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+STRATEGIES = ("greedy", "sample", "beam", "best-of-n", "tree", "tree+grad")
+
+
+@dataclass
+class DecodeConfig:
+    """Everything that decides which response a turn produces (stored with each turn)."""
+
+    strategy: str = "greedy"
+    seed: int = 0
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    min_p: float = 0.0  # 0.0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off
+    stop: list[str] = field(default_factory=list)
+    # search strategies (beam / best-of-n / tree / tree+grad)
+    beam_width: int = 4
+    num_samples: int = 8
+    budget: int = 64  # forward passes the search may spend
+    top_candidates: int = 4
+    grad_steps: int = 8
+    grammar_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0 (0 turns it off)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if not 0.0 <= self.min_p < 1.0:
+            raise ValueError("min_p must be in [0, 1)")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "DecodeConfig":
+        return dataclasses.replace(self, **changes)
+
+    def set_from_text(self, name: str, value: str) -> "DecodeConfig":
+        """Return a copy with one field set from its text form (for `/set name=value`)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        key = name.strip().replace("-", "_")
+        if key not in fields:
+            raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(fields))}")
+        current = getattr(self, key)
+        text = value.strip()
+        parsed: Any
+        if isinstance(current, bool):
+            parsed = text.lower() in ("1", "true", "yes", "on")
+        elif isinstance(current, int):
+            parsed = int(text)
+        elif isinstance(current, float):
+            parsed = float(text)
+        elif isinstance(current, list):
+            parsed = [s for s in text.split(",") if s]
+        elif key == "grammar_hash":
+            parsed = text or None
+        else:
+            parsed = text
+        return self.replace(**{key: parsed})

@@ -1,0 +1,69 @@
+"""The interface between the decoder and whatever constrains a response (grammar + tool islands).
+
+The decoder (decode loop, beam, tree search) knows only this protocol; `agent.grammar_constraint`
+implements it with llguidance and the tool runner. A strategy that explores several branches
+calls `fork()` to give each branch its own state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class ToolCallRecord:
+    """One executed (or refused) tool call, as shown in `--json` and stored in the session."""
+
+    tool: str
+    args: dict[str, Any]
+    result: str | None
+    error: str | None
+    seconds: float
+    pure: bool = True
+    speculative: bool = False
+    call_text: str = ""
+    island_text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "args": self.args,
+            "result": self.result,
+            "error": self.error,
+            "seconds": round(self.seconds, 4),
+            "pure": self.pure,
+            "speculative": self.speculative,
+        }
+
+
+@dataclass
+class Step:
+    """What the constraint says after accepting one sampled token."""
+
+    # Tokens to force next, not sampled: a hard island (tool result) or grammar-forced text.
+    forced_token_ids: list[int] = field(default_factory=list)
+    # True when the forced tokens are a hard island (excluded from the model's score).
+    forced_is_island: bool = True
+    # The tool call that produced the island, if any.
+    tool_call: ToolCallRecord | None = None
+
+
+class ResponseConstraint(Protocol):
+    def allowed_tokens(self) -> torch.Tensor | None:
+        """Bool mask over the logits (len = model vocab width) of tokens allowed next; None = any."""
+
+    def accept(self, token_id: int) -> Step:
+        """Advance by one sampled token; may ask the decoder to force an island next."""
+
+    def is_finished(self) -> bool:
+        """True when the response is complete: only end-of-sequence may follow."""
+
+    def fork(self) -> "ResponseConstraint":
+        """An independent copy for another branch of a search."""
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        """Calls executed on this branch so far, in order."""

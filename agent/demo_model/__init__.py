@@ -1,0 +1,1 @@
+"""The shipped demo model: corpus, knowledge base, training script and weights."""

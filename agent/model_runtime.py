@@ -1,0 +1,143 @@
+"""Model runtime: load a Hugging Face causal LM and its tokenizer, offline, on the best device."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message says what was wrong and where."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for decoding, with what the store needs to identify it."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+    weights_hash: str
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the logits (may exceed the tokenizer's vocabulary)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        ids: set[int] = set()
+        cfg_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (cfg_eos, self.tokenizer.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        return ids
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The device to run on: the requested one, else cuda, else mps, else cpu."""
+    if requested and requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {requested!r} requested but CUDA is not available")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    """float32 on CPU (exact and fast enough for small models); bfloat16/float16 on accelerators."""
+    if requested and requested != "auto":
+        if requested not in _DTYPES:
+            raise ModelLoadError(f"unknown dtype {requested!r}; choose one of {', '.join(sorted(_DTYPES))}")
+        return _DTYPES[requested]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def weights_fingerprint(path: Path) -> str:
+    """A short hash identifying a local model's weights (file names, sizes and the config)."""
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.suffix in (".safetensors", ".bin", ".json", ".model"):
+            digest.update(file.name.encode())
+            digest.update(str(file.stat().st_size).encode())
+            if file.name == "config.json" or file.stat().st_size < 1_000_000:
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_model_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {str(path)!r} is not a directory")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"{str(path)!r} is not a model directory: it has no config.json "
+            "(expected a directory written by save_pretrained, with config.json, weights and tokenizer files)"
+        )
+    try:
+        json.loads(config.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config}: config.json is not valid JSON ({exc})") from exc
+    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+    if not has_weights:
+        raise ModelLoadError(f"{str(path)!r} has a config.json but no weights (*.safetensors or *.bin)")
+
+
+def load_model(name_or_path: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local directory or the local Hugging Face cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    path = Path(name_or_path).expanduser()
+    local = path.exists() or name_or_path.startswith((".", "/", "~"))
+    if local:
+        _check_model_dir(path)
+        source = str(path)
+        fingerprint = weights_fingerprint(path)
+    else:
+        source = name_or_path
+        fingerprint = "hub:" + name_or_path
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(torch_device, dtype)
+    offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+    except Exception as exc:  # transformers raises many kinds here
+        raise ModelLoadError(f"could not load the tokenizer of {name_or_path!r}: {exc}") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=offline)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the model {name_or_path!r}: {exc}") from exc
+    model.to(torch_device)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=str(path.resolve()) if local else name_or_path,
+        device=torch_device,
+        dtype=torch_dtype,
+        weights_hash=fingerprint,
+    )

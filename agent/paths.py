@@ -1,0 +1,28 @@
+"""Where the shell keeps its files: AGENT_HOME, else the user's data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def agent_home() -> Path:
+    """The directory for the session database, knowledge base and REPL history (created on demand)."""
+    env = os.environ.get("AGENT_HOME")
+    home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("agent", appauthor=False))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_db_path() -> Path:
+    return agent_home() / "sessions.sqlite"
+
+
+def default_kb_path() -> Path:
+    return agent_home() / "kb.sqlite"
+
+
+def history_path() -> Path:
+    return agent_home() / "repl_history"

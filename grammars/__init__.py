@@ -1,0 +1,1 @@
+"""Lark grammars shipped with the shell (read with importlib.resources)."""

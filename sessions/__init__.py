@@ -1,0 +1,1 @@
+"""Persistence: SQLite schema, store, export and replay."""

@@ -1,0 +1,1 @@
+"""Built-in tools, each written with the same API a user tool uses."""
