@@ -1,0 +1,392 @@
+"""The tool registry: plain Python functions become tools with a typed call signature.
+
+A tool is any function decorated with `@tool`. Its name, its description (first docstring
+line) and its argument schema (from the signature's type hints) decide what the model may
+write: the turn grammar is built from this registry, so only registered names with
+well-typed arguments can ever be generated.
+
+    from agent.tool_registry import tool
+
+    @tool(pure=True, timeout=5.0)
+    def weather(city: str, unit: Literal["C", "F"] = "C") -> str:
+        \"\"\"Current weather for a city.\"\"\"
+        ...
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Union, get_args, get_origin
+
+ENTRY_POINT_GROUP = "agent.tools"
+
+# Tools with their own short call form in the protocol (README: SEARCH("q"), LOAD(12)).
+SHORTHAND = {"search": "SEARCH", "load": "LOAD"}
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class ToolError(Exception):
+    """A tool definition or registration is invalid; the message names the tool and the problem."""
+
+
+class ToolFailure(Exception):
+    """Raise this inside a tool for an expected failure: the island shows `error: <message>` as is.
+
+    Any other exception is shown as `error: <ExceptionType>: <message>`.
+    """
+
+
+@dataclass(frozen=True)
+class ParamType:
+    """The type of one argument: str, int, float, bool, a Literal of values, or a list of one of these."""
+
+    kind: str  # "str" | "int" | "float" | "bool" | "literal" | "list"
+    choices: tuple[Any, ...] = ()  # for "literal"
+    item: "ParamType | None" = None  # for "list"
+
+    def text(self) -> str:
+        """The type as written in the call signature (Python syntax)."""
+        if self.kind == "literal":
+            return "Literal[" + ", ".join(_json_text(c) for c in self.choices) + "]"
+        if self.kind == "list":
+            assert self.item is not None
+            return f"list[{self.item.text()}]"
+        return self.kind
+
+    def check(self, value: Any) -> Any:
+        """Return the value if it has this type (ints accepted for floats), else raise TypeError."""
+        if self.kind == "str":
+            if isinstance(value, str):
+                return value
+        elif self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+        elif self.kind == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif self.kind == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif self.kind == "literal":
+            for choice in self.choices:
+                if value == choice and type(value) is type(choice):
+                    return value
+            raise TypeError(f"expected one of {', '.join(_json_text(c) for c in self.choices)}, got {_json_text(value)}")
+        elif self.kind == "list":
+            if isinstance(value, list):
+                assert self.item is not None
+                return [self.item.check(v) for v in value]
+        raise TypeError(f"expected {self.text()}, got {type(value).__name__} {_json_text(value)}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-schema-like description (for `agent tools list --json`)."""
+        if self.kind == "literal":
+            return {"enum": list(self.choices)}
+        if self.kind == "list":
+            assert self.item is not None
+            return {"type": "array", "items": self.item.to_json()}
+        return {"type": {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}[self.kind]}
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One keyword argument of a tool."""
+
+    name: str
+    type: ParamType
+    required: bool
+    default: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, **self.type.to_json(), "required": self.required}
+        if not self.required:
+            out["default"] = self.default
+        return out
+
+
+@dataclass
+class ToolSpec:
+    """A registered tool: what the model sees (call signature, description) and how to run it."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    func: Callable[..., Any]
+    pure: bool = True
+    timeout: float = 10.0
+    source: str = ""  # where it came from: "builtin", a file path, or an entry point
+    call_signature: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.call_signature = _call_signature(self.name, self.params)
+
+    @property
+    def shorthand(self) -> str | None:
+        """'SEARCH' / 'LOAD' when this tool has the protocol's short form (one str/int argument)."""
+        form = SHORTHAND.get(self.name)
+        if form is None or len(self.params) != 1:
+            return None
+        expected = "str" if self.name == "search" else "int"
+        return form if self.params[0].type.kind == expected and self.params[0].required else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "call_signature": self.call_signature,
+            "description": self.description,
+            "pure": self.pure,
+            "timeout": self.timeout,
+            "params": [p.to_json() for p in self.params],
+            "source": self.source,
+        }
+
+
+def _call_signature(name: str, params: tuple[Param, ...]) -> str:
+    def one(p: Param) -> str:
+        text = f"{p.name}: {p.type.text()}"
+        return text if p.required else f"{text} = {_json_text(p.default)}"
+
+    form = SHORTHAND.get(name)
+    if form and len(params) == 1 and params[0].required and params[0].type.kind == ("str" if name == "search" else "int"):
+        return f"{form}({one(params[0])})"
+    return "CALL(" + ", ".join([name] + [one(p) for p in params]) + ")"
+
+
+def _param_type(hint: Any, where: str) -> ParamType:
+    """Map a type hint to a ParamType; raise ToolError naming the place for unsupported hints."""
+    if hint is str:
+        return ParamType("str")
+    if hint is bool:
+        return ParamType("bool")
+    if hint is int:
+        return ParamType("int")
+    if hint is float:
+        return ParamType("float")
+    origin = get_origin(hint)
+    if origin is Literal:
+        choices = get_args(hint)
+        if not choices or not all(isinstance(c, (str, int, bool)) for c in choices):
+            raise ToolError(f"{where}: Literal values must be str, int or bool, got {hint!r}")
+        return ParamType("literal", choices=tuple(choices))
+    if origin in (list, typing.List):
+        args = get_args(hint)
+        if len(args) != 1:
+            raise ToolError(f"{where}: list needs one item type, e.g. list[str]; got {hint!r}")
+        item = _param_type(args[0], where)
+        if item.kind == "list":
+            raise ToolError(f"{where}: nested lists are not supported ({hint!r})")
+        return ParamType("list", item=item)
+    if origin in (Union, getattr(types, "UnionType", None)):
+        raise ToolError(f"{where}: optional/union types are not supported ({hint!r}); give a default value instead")
+    raise ToolError(
+        f"{where}: unsupported argument type {hint!r}; use str, int, float, bool, Literal[...] or list[...]"
+    )
+
+
+def make_spec(func: Callable[..., Any], name: str | None = None, pure: bool = True,
+              timeout: float = 10.0, source: str = "") -> ToolSpec:
+    """Build a ToolSpec from a function's name, docstring and annotated signature."""
+    tool_name = name or func.__name__
+    where = f"tool {tool_name!r} ({getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')})"
+    if not tool_name or tool_name[0].isdigit() or not set(tool_name) <= _NAME_CHARS:
+        raise ToolError(f"{where}: a tool name must be lower-case letters, digits and _ (not starting with a digit)")
+    doc = inspect.getdoc(func) or ""
+    description = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    if not description:
+        raise ToolError(f"{where}: a tool needs a docstring; its first line is the description the model sees")
+    if not (timeout > 0):
+        raise ToolError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
+    try:
+        hints = typing.get_type_hints(func, include_extras=False)
+    except Exception as exc:  # unresolvable forward references and the like
+        raise ToolError(f"{where}: cannot read the type hints ({exc})") from exc
+    params: list[Param] = []
+    for p in inspect.signature(func).parameters.values():
+        pwhere = f"{where}, argument {p.name!r}"
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise ToolError(f"{pwhere}: *args/**kwargs are not supported; list each argument")
+        if p.kind is p.POSITIONAL_ONLY:
+            raise ToolError(f"{pwhere}: positional-only arguments are not supported (calls use keywords)")
+        if p.name not in hints:
+            raise ToolError(f"{pwhere}: missing type hint (str, int, float, bool, Literal[...] or list[...])")
+        ptype = _param_type(hints[p.name], pwhere)
+        required = p.default is inspect.Parameter.empty
+        default = None if required else p.default
+        if not required:
+            try:
+                default = ptype.check(default)
+            except TypeError as exc:
+                raise ToolError(f"{pwhere}: default {default!r} does not match the type: {exc}") from exc
+        params.append(Param(p.name, ptype, required, default))
+    return ToolSpec(name=tool_name, description=description, params=tuple(params), func=func,
+                    pure=pure, timeout=float(timeout), source=source)
+
+
+_SPEC_ATTR = "__agent_tool__"
+
+
+def tool(func: Callable[..., Any] | None = None, *, name: str | None = None, pure: bool = True,
+         timeout: float = 10.0) -> Any:
+    """Mark a function as a tool. Use as `@tool` or `@tool(name=..., pure=..., timeout=...)`.
+
+    The function stays callable as before; its ToolSpec is attached as `func.__agent_tool__`
+    and picked up by `ToolRegistry.load_file`/`load_module`.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(f, _SPEC_ATTR, make_spec(f, name=name, pure=pure, timeout=timeout, source=getattr(f, "__module__", "")))
+        return f
+
+    if func is not None:
+        return wrap(func)
+    return wrap
+
+
+def spec_of(obj: Any) -> ToolSpec | None:
+    """The ToolSpec attached by `@tool`, or None."""
+    spec = getattr(obj, _SPEC_ATTR, None)
+    return spec if isinstance(spec, ToolSpec) else None
+
+
+class ToolRegistry:
+    """Registered tools by name, iterated in registration order."""
+
+    def __init__(self, specs: list[ToolSpec] | None = None) -> None:
+        self._tools: dict[str, ToolSpec] = {}
+        for spec in specs or []:
+            self.register(spec)
+
+    def register(self, item: ToolSpec | Callable[..., Any], *, replace: bool = False) -> ToolSpec:
+        """Add a ToolSpec or an `@tool` function (a plain function is wrapped with defaults)."""
+        spec = item if isinstance(item, ToolSpec) else (spec_of(item) or make_spec(item))
+        if spec.name in self._tools and not replace:
+            other = self._tools[spec.name].source or "an earlier registration"
+            raise ToolError(f"tool {spec.name!r} is already registered (from {other}); rename one of them")
+        self._tools[spec.name] = spec
+        return spec
+
+    def get(self, name: str) -> ToolSpec:
+        try:
+            return self._tools[name]
+        except KeyError:
+            known = ", ".join(self._tools) or "none"
+            raise KeyError(f"unknown tool {name!r}; registered tools: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def copy(self) -> "ToolRegistry":
+        return ToolRegistry(list(self._tools.values()))
+
+    def load_module(self, module: types.ModuleType, source: str = "", replace: bool = False,
+                    own_only: bool = True) -> list[ToolSpec]:
+        """Register every `@tool` function of a module (in definition order).
+
+        With own_only, tools merely imported into the module (e.g. a built-in) are skipped,
+        so a user file that imports `calc` does not register it twice.
+        """
+        found: list[ToolSpec] = []
+        for value in list(vars(module).values()):
+            spec = spec_of(value)
+            if own_only and spec is not None and getattr(value, "__module__", None) != module.__name__:
+                continue
+            if spec is not None and spec not in found:
+                if source:
+                    spec.source = source
+                found.append(spec)
+        for spec in found:
+            self.register(spec, replace=replace)
+        return found
+
+    def load_file(self, path: str | Path, replace: bool = False) -> list[ToolSpec]:
+        """Import a Python file (`--tools x.py`) and register its `@tool` functions."""
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise ToolError(f"tools file {str(file)!r} does not exist")
+        if file.suffix != ".py":
+            raise ToolError(f"tools file {str(file)!r} is not a Python file (.py)")
+        mod_name = "agent_user_tools_" + "".join(c if c.isalnum() else "_" for c in str(file.resolve()))
+        spec = importlib.util.spec_from_file_location(mod_name, file)
+        if spec is None or spec.loader is None:
+            raise ToolError(f"cannot import tools file {str(file)!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ToolError as exc:
+            sys.modules.pop(mod_name, None)
+            raise ToolError(f"{file}: {exc}") from exc
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            raise ToolError(f"error while importing tools file {str(file)!r}: {type(exc).__name__}: {exc}") from exc
+        found = self.load_module(module, source=str(file), replace=replace)
+        if not found:
+            raise ToolError(f"tools file {str(file)!r} defines no @tool functions")
+        return found
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP, replace: bool = False) -> list[ToolSpec]:
+        """Register tools from installed packages: each entry point names a module or an `@tool` function."""
+        found: list[ToolSpec] = []
+        for ep in metadata.entry_points(group=group):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} failed to load: {exc}") from exc
+            where = f"entry point {ep.name} = {ep.value}"
+            if isinstance(obj, types.ModuleType):
+                found.extend(self.load_module(obj, source=where, replace=replace))
+            else:
+                spec = spec_of(obj)
+                if spec is None:
+                    raise ToolError(f"{where}: is neither a module nor an @tool function")
+                spec.source = where
+                self.register(spec, replace=replace)
+                found.append(spec)
+        return found
+
+
+def default_registry() -> ToolRegistry:
+    """The built-in tools in their fixed order: search, load, calc, note."""
+    from agent.tools import calc, load, note, search
+
+    registry = ToolRegistry()
+    for module in (search, load, calc, note):
+        registry.load_module(module, source="builtin")
+    return registry
+
+
+def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool = True,
+                   entry_points: bool = True) -> ToolRegistry:
+    """Built-ins, then installed entry-point tools, then `--tools` files (a clash is an error)."""
+    registry = default_registry() if builtins else ToolRegistry()
+    if entry_points:
+        registry.load_entry_points()
+    for path in tool_files:
+        registry.load_file(path)
+    return registry
