@@ -110,6 +110,7 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     path = Path(name_or_path).expanduser()
     local = path.exists() or name_or_path.startswith((".", "/", "~"))
     if local:

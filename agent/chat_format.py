@@ -1,0 +1,59 @@
+"""Messages -> prompt text: the tokenizer's chat template when it has one, else a plain template.
+
+The plain template (for base models without a chat template) is documented in the README:
+
+    ### System
+    <system prompt>
+
+    ### User
+    <message>
+
+    ### Assistant
+    <response>
+
+and the generation prompt is the last `### Assistant` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+PLAIN_HEADERS = {"system": "### System", "user": "### User", "assistant": "### Assistant"}
+PLAIN_STOP = "\n### User"
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_plain(messages: list[Message], add_generation_prompt: bool = True) -> str:
+    parts = [f"{PLAIN_HEADERS[m['role']]}\n{m['content']}\n\n" for m in messages]
+    if add_generation_prompt:
+        parts.append(f"{PLAIN_HEADERS['assistant']}\n")
+    return "".join(parts)
+
+
+def render_prompt(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
+    """The prompt text for messages, ending where the assistant's response begins."""
+    for m in messages:
+        if m["role"] not in PLAIN_HEADERS:
+            raise ValueError(f"unknown message role {m['role']!r}")
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return render_plain(messages, add_generation_prompt)
+
+
+def prompt_token_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
+    """Token ids of the prompt; the template text already holds any BOS, so none is added again."""
+    text = render_prompt(tokenizer, messages)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if not has_chat_template(tokenizer) and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
+
+
+def stop_strings_for(tokenizer: Any) -> list[str]:
+    """Extra stop strings: a base model with the plain template must not write the user's next turn."""
+    return [] if has_chat_template(tokenizer) else [PLAIN_STOP]

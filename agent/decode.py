@@ -1,0 +1,179 @@
+"""Our own decode loop (not `generate`): one sequence, KV cache, streaming, tool islands.
+
+The loop knows nothing about terminals or tools: it samples, asks the constraint what is allowed,
+and forces the tokens the constraint hands back (hard islands). The KV cache of a finished turn is
+kept in a PrefixCache so the next turn of the session recomputes only what is new.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from transformers import DynamicCache
+
+from agent.config import DecodeConfig
+from agent.constraint import ResponseConstraint, ToolCallRecord
+from agent.kv_cache import PrefixCache
+from agent.model_runtime import LoadedModel
+from agent.sampling import choose_token
+
+
+@dataclass
+class DecodeResult:
+    token_ids: list[int]  # the response: model tokens and islands, without the final EOS
+    island_mask: list[bool]  # True where the token was forced (island), not sampled
+    logprobs: list[float]  # the model's log p of each sampled token; 0.0 for islands
+    text: str
+    finish_reason: str  # "eos" | "stop" | "length" | "interrupted" | "grammar"
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    forward_passes: int = 0
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def new_tokens(self) -> int:
+        """Tokens the model generated itself (islands excluded)."""
+        return sum(1 for island in self.island_mask if not island)
+
+    @property
+    def score(self) -> float:
+        """Exact log-likelihood of the model's own tokens (islands excluded)."""
+        return float(sum(self.logprobs))
+
+
+class StreamingDetokenizer:
+    """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8."""
+
+    def __init__(self, tokenizer) -> None:  # noqa: ANN001 (any HF tokenizer)
+        self.tokenizer = tokenizer
+        self.emitted = ""
+
+    def text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def push(self, ids: list[int]) -> str:
+        text = self.text(ids)
+        if text.endswith("\ufffd") or not text.startswith(self.emitted):
+            return ""
+        piece = text[len(self.emitted):]
+        self.emitted = text
+        return piece
+
+
+def forward(lm: LoadedModel, input_ids: list[int], cache: DynamicCache) -> torch.Tensor:
+    """Run tokens through the model on top of the cache; returns the logits of the last position."""
+    ids = torch.tensor([input_ids], dtype=torch.long, device=lm.device)
+    out = lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+    return out.logits[0, -1]
+
+
+def decode(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    config: DecodeConfig,
+    *,
+    constraint: ResponseConstraint | None = None,
+    on_token: Callable[[str], None] | None = None,
+    prefix_cache: PrefixCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> DecodeResult:
+    """Generate one response for prompt_ids with a single-sequence loop (greedy or sampled)."""
+    if not prompt_ids:
+        raise ValueError("the prompt is empty")
+    started = time.perf_counter()
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    eos_ids = lm.eos_token_ids
+    cache_owner = prefix_cache or PrefixCache()
+    cache, reused = cache_owner.take(prompt_ids)
+    fed_ids = list(prompt_ids[:reused])
+    response: list[int] = []
+    islands: list[bool] = []
+    logprobs: list[float] = []
+    tool_calls: list[ToolCallRecord] = []
+    detok = StreamingDetokenizer(lm.tokenizer)
+    stop_strings = [s for s in config.stop if s]
+    finish = "length"
+    passes = 0
+    pending = list(prompt_ids[reused:])
+    set_tokens_left = getattr(constraint, "set_tokens_left", None)
+
+    def emit() -> None:
+        if on_token is not None:
+            piece = detok.push(response)
+            if piece:
+                on_token(piece)
+
+    try:
+        with torch.inference_mode():
+            while True:
+                logits = forward(lm, pending, cache)
+                passes += 1
+                fed_ids.extend(pending)
+                pending = []
+                model_tokens = sum(1 for island in islands if not island)
+                if model_tokens >= config.max_new_tokens:
+                    finish = "length"
+                    break
+                if should_stop is not None and should_stop():
+                    finish = "interrupted"
+                    break
+                if constraint is not None and constraint.is_finished():
+                    finish = "grammar"
+                    break
+                allowed = None
+                if constraint is not None:
+                    if set_tokens_left is not None:
+                        set_tokens_left(config.max_new_tokens - model_tokens)
+                    allowed = constraint.allowed_tokens()
+                    if allowed is not None and allowed.device != logits.device:
+                        allowed = allowed.to(logits.device)
+                token = choose_token(logits, config, response, generator, allowed)
+                if token in eos_ids:
+                    finish = "eos"
+                    break
+                logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
+                response.append(token)
+                islands.append(False)
+                pending = [token]
+                if constraint is not None:
+                    step = constraint.accept(token)
+                    if step.tool_call is not None:
+                        tool_calls.append(step.tool_call)
+                    if step.forced_token_ids:
+                        response.extend(step.forced_token_ids)
+                        islands.extend([step.forced_is_island] * len(step.forced_token_ids))
+                        logprobs.extend([0.0] * len(step.forced_token_ids))
+                        pending.extend(step.forced_token_ids)
+                emit()
+                if stop_strings:
+                    tail = detok.text(response[-64:])
+                    if any(s in tail for s in stop_strings):
+                        finish = "stop"
+                        break
+        cache_owner.keep(fed_ids, cache)
+    except KeyboardInterrupt:
+        # The cache may hold a half-run forward pass: drop it rather than trust it.
+        cache_owner.reset()
+        finish = "interrupted"
+    text = detok.text(response)
+    if finish == "stop":
+        for s in stop_strings:
+            if s in text:
+                text = text[: text.index(s)]
+                break
+    return DecodeResult(
+        token_ids=response,
+        island_mask=islands,
+        logprobs=logprobs,
+        text=text,
+        finish_reason=finish,
+        tool_calls=tool_calls,
+        forward_passes=passes,
+        prompt_tokens=len(prompt_ids),
+        reused_prompt_tokens=reused,
+        seconds=time.perf_counter() - started,
+    )

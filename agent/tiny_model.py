@@ -1,0 +1,75 @@
+"""Build a small random-weight Llama and a BPE tokenizer trained on the spot (tests and benchmarks).
+
+Nothing is downloaded: the tokenizer learns from text written here, the weights are random but seeded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}<|end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+_TRAINING_TEXT = [
+    'SEARCH("capital of France")\n=> [3] France: The capital of France is Paris.\nThe capital is Paris.',
+    'CALL(calc, expr="12 * 7")\n=> 84\nThe answer is 84.',
+    'LOAD(12)\n=> Python: Python is a programming language.',
+    "hello there, how are you today? I am fine, thank you. What is the weather like?",
+    '{"name": "agent", "tools": [1, 2, 3], "ok": true, "none": null, "pi": 3.14}',
+    "The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 + - * / ( ) = ,",
+    "yes no maybe error: timeout result search load call note calc query expr text id",
+]
+
+
+def train_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer with the chat special tokens, as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TRAINING_TEXT * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>",
+        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2,
+                     vocab_size: int = 600, chat_template: bool = True) -> Path:
+    """Write a tiny random Llama (save_pretrained, tokenizer included) to out_dir and return it."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = train_tokenizer(vocab_size)
+    if not chat_template:
+        tokenizer.chat_template = None
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
