@@ -1,0 +1,233 @@
+"""One turn, as data flows: context -> grammar -> decoder (search, model, tools) -> store.
+
+`ChatSession` holds a conversation: its messages, the KV cache of the previous turn, the tool
+registry and the decoding configuration. The REPL and the CLI are thin shells around it; it has no
+terminal in it, and the store it writes to takes plain records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from agent.chat_format import Message, prompt_token_ids, stop_strings_for
+from agent.config import DecodeConfig
+from agent.constraint import ResponseConstraint, ToolCallRecord
+from agent.decode import decode
+from agent.kv_cache import PrefixCache
+from agent.model_runtime import LoadedModel
+from agent.system_prompt import build_system_prompt
+
+SINGLE_PASS_STRATEGIES = ("greedy", "sample")
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced; `to_json()` is what `agent run --json` prints."""
+
+    response: str
+    tool_calls: list[ToolCallRecord]
+    finish_reason: str
+    new_tokens: int
+    seconds: float
+    forward_passes: int
+    backward_passes: int = 0
+    score: float | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    refinement: dict[str, Any] = field(default_factory=lambda: {"tried": 0, "improved": 0, "mean_gain": 0.0})
+    turn: int = 0
+    session_id: str | None = None
+    search: Any = None  # agent.search.SearchResult for search strategies (for /alts and /tree)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+
+def grammar_hash(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
+
+
+class ChatSession:
+    """A conversation with one model: history, cached prefix, tools, decoding options, store."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        registry: Any = None,  # agent.tool_registry.ToolRegistry, or None for no tools
+        config: DecodeConfig | None = None,
+        *,
+        user_grammar: str | None = None,
+        confirm: Callable[[ToolCallRecord], bool] | None = None,
+        store: Any = None,  # agent.sessions.store.SessionStore, or None to keep nothing
+        session_id: str | None = None,
+        system_prompt: str | None = None,
+    ) -> None:
+        self.lm = lm
+        self.registry = registry
+        self.config = config or DecodeConfig()
+        self.user_grammar = user_grammar
+        self.confirm = confirm
+        self.store = store
+        self.prefix_cache = PrefixCache()
+        self.last_result: TurnResult | None = None
+        if system_prompt is None:
+            system_prompt = build_system_prompt(list(registry)) if registry is not None else ""
+        self.system_prompt = system_prompt
+        self.messages: list[Message] = []
+        self.session_id = session_id
+        if session_id is not None and store is not None:
+            self._load_history(session_id)
+        else:
+            self._start_messages()
+
+    # -- history -------------------------------------------------------------------------------
+    def _start_messages(self) -> None:
+        self.messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+    def _load_history(self, session_id: str) -> None:
+        stored = self.store.messages(session_id)
+        self.messages = [{"role": m["role"], "content": m["text"]} for m in stored]
+        if not any(m["role"] == "system" for m in self.messages) and self.system_prompt:
+            self.messages.insert(0, {"role": "system", "content": self.system_prompt})
+
+    @property
+    def turn_index(self) -> int:
+        return sum(1 for m in self.messages if m["role"] == "user")
+
+    def clear(self) -> None:
+        """Forget the conversation (a new session starts with the next message)."""
+        self._start_messages()
+        self.prefix_cache.reset()
+        self.session_id = None
+        self.last_result = None
+
+    def resume(self, session_id: str) -> None:
+        """Continue a stored session: its messages become the context of the next turn."""
+        if self.store is None:
+            raise RuntimeError("no session store is open")
+        self.store.get_session(session_id)  # raises with a clear message when unknown
+        self.session_id = session_id
+        self.prefix_cache.reset()
+        self._load_history(session_id)
+
+    # -- decoding ------------------------------------------------------------------------------
+    def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
+        if self.registry is None and self.user_grammar is None:
+            return None
+        from agent.grammar_constraint import make_constraint
+
+        return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
+                               defer_side_effects=defer_side_effects)
+
+    def _ensure_session(self) -> None:
+        if self.store is None or self.session_id is not None:
+            return
+        self.session_id = self.store.create_session(self.lm.model_id, self.lm.weights_hash)
+        for index, message in enumerate(self.messages):
+            self.store.add_message(self.session_id, 0 if message["role"] == "system" else index, message["role"],
+                                   message["content"])
+
+    def ask(
+        self,
+        user_text: str,
+        on_token: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TurnResult:
+        """Answer one user message; the reply (even a partial, interrupted one) joins the history."""
+        config = self.config
+        turn = self.turn_index + 1
+        self._ensure_session()
+        if self.store is not None:
+            self.store.add_message(self.session_id, turn, "user", user_text)
+        messages = self.messages + [{"role": "user", "content": user_text}]
+        prompt_ids = prompt_token_ids(self.lm.tokenizer, messages)
+        started = time.perf_counter()
+        if config.strategy in SINGLE_PASS_STRATEGIES:
+            result = self._single_pass(prompt_ids, config, on_token, should_stop)
+        else:
+            result = self._search(prompt_ids, config, on_token, should_stop)
+        result.seconds = time.perf_counter() - started
+        result.turn = turn
+        result.session_id = self.session_id
+        self.messages = messages + [{"role": "assistant", "content": result.response}]
+        self.last_result = result
+        if self.store is not None:
+            self._store_turn(turn, result)
+        return result
+
+    def _single_pass(self, prompt_ids: list[int], config: DecodeConfig,
+                     on_token: Callable[[str], None] | None,
+                     should_stop: Callable[[], bool] | None) -> TurnResult:
+        if self.registry is None and self.user_grammar is None:
+            config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
+        out = decode(self.lm, prompt_ids, config, constraint=self.make_constraint(), on_token=on_token,
+                     prefix_cache=self.prefix_cache, should_stop=should_stop)
+        candidate = {"text": out.text, "score": out.score, "token_count": out.new_tokens,
+                     "strategy": config.strategy, "parent": None, "refined": False}
+        return TurnResult(response=out.text, tool_calls=out.tool_calls, finish_reason=out.finish_reason,
+                          new_tokens=out.new_tokens, seconds=out.seconds, forward_passes=out.forward_passes,
+                          score=out.score, candidates=[candidate])
+
+    def _search(self, prompt_ids: list[int], config: DecodeConfig,
+                on_token: Callable[[str], None] | None,
+                should_stop: Callable[[], bool] | None) -> TurnResult:
+        from agent.search import search_response
+
+        make = None
+        if self.registry is not None or self.user_grammar is not None:
+            def make() -> ResponseConstraint | None:
+                return self.make_constraint(defer_side_effects=True)
+        try:
+            found = search_response(self.lm, prompt_ids, config, make_constraint=make, should_stop=should_stop)
+        except KeyboardInterrupt:
+            return TurnResult(response="", tool_calls=[], finish_reason="interrupted", new_tokens=0,
+                              seconds=0.0, forward_passes=0)
+        self.prefix_cache.reset()  # the search managed its own caches
+        if on_token is not None and found.text:
+            on_token(found.text)
+        return TurnResult(
+            response=found.text, tool_calls=list(found.tool_calls), finish_reason=found.finish_reason,
+            new_tokens=found.new_tokens, seconds=found.seconds, forward_passes=found.forward_passes,
+            backward_passes=found.backward_passes, score=found.best.score,
+            candidates=[c.to_dict() for c in found.candidates], refinement=dict(found.refinement),
+            search=found,
+        )
+
+    def _store_turn(self, turn: int, result: TurnResult) -> None:
+        self.store.add_message(self.session_id, turn, "assistant", result.response,
+                               interrupted=result.interrupted)
+        config = self.config.to_dict()
+        config["grammar_hash"] = grammar_hash(self.user_grammar)
+        self.store.record_turn(
+            self.session_id, turn, config=config,
+            tool_calls=[{**c.to_dict(), "call_text": c.call_text} for c in result.tool_calls],
+            candidates=result.candidates,
+            timings={"seconds": result.seconds},
+            token_counts={"new_tokens": result.new_tokens, "forward_passes": result.forward_passes,
+                          "backward_passes": result.backward_passes},
+        )
+
+
+def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any]) -> str:
+    """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config."""
+    from agent.model_runtime import load_model
+    from agent.tool_registry import default_registry
+
+    lm = _cached_model(model_id, load_model)
+    known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}
+    known.pop("grammar_hash", None)
+    session = ChatSession(lm, default_registry(), DecodeConfig(**known), system_prompt="")
+    session.messages = [{"role": m["role"], "content": m.get("content", m.get("text", ""))} for m in history]
+    return session.ask(user_text).response
+
+
+_MODELS: dict[str, LoadedModel] = {}
+
+
+def _cached_model(model_id: str, loader: Callable[[str], LoadedModel]) -> LoadedModel:
+    if model_id not in _MODELS:
+        _MODELS[model_id] = loader(model_id)
+    return _MODELS[model_id]
