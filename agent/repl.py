@@ -47,7 +47,8 @@ class SlashCompleter(Completer):
             yield from self.commands.get_completions(document, complete_event)
             return
         word = document.get_word_before_cursor()
-        if text.rstrip().endswith("CALL(") or text.startswith("/tools "):
+        before_word = text[: len(text) - len(word)]
+        if before_word.endswith("CALL(") or text.startswith("/tools "):
             for name in self.tool_names():
                 if name.startswith(word):
                     yield Completion(name, start_position=-len(word))
