@@ -1,0 +1,238 @@
+"""`agent sessions ...` (list, show, export, search, delete) and `agent replay ID [--rerun]`.
+
+Thin shells over agent.sessions: they open the store, resolve an id prefix, and print.
+Nothing here imports torch unless `replay --rerun` needs the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agent.sessions.export import FORMATS, export_session
+from agent.sessions.replay import RunTurn, TurnResult, render_session, rerun
+from agent.sessions.store import SessionStore, StoreError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Session database (default: sessions.sqlite in $AGENT_HOME, else the user data directory).",
+    )(func)
+
+
+@contextmanager
+def opened(db: Path | None) -> Iterator[SessionStore]:
+    """The store at --db (or the default path); StoreError becomes a clean CLI error."""
+    from agent.paths import default_db_path
+
+    try:
+        store = SessionStore.open(db if db is not None else default_db_path())
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        yield store
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.close()
+
+
+def _console() -> Console:
+    return Console(file=click.get_text_stream("stdout"), highlight=False, soft_wrap=True)
+
+
+@click.group("sessions", context_settings=CONTEXT)
+def sessions_command_group() -> None:
+    """Browse saved sessions: list, show, export, search, delete.
+
+    Every chat and run is saved (unless --no-save) in one SQLite file, readable with any SQLite
+    tool. Session ids may be shortened to any unique prefix.
+
+    \b
+    Example:
+      agent sessions list
+      agent sessions show 3f2a9c
+    """
+
+
+@sessions_command_group.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@db_option
+def list_cmd(as_json: bool, db: Path | None) -> None:
+    """List sessions, newest first: id, started, model, turns, title.
+
+    \b
+    Example:
+      agent sessions list --json | jq '.[0].id'
+    """
+    with opened(db) as store:
+        rows = store.list_sessions()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no sessions yet (start one with: agent chat)")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "started", "model", "turns", "title"):
+        table.add_column(col, overflow="fold" if col == "title" else "ellipsis", no_wrap=col != "title")
+    for r in rows:
+        table.add_row(r["id"], r["created"][:19].replace("T", " "), escape(_short_model(r["model_id"])),
+                      str(r["turns"]), escape((r["title"] or "").replace("\n", " ")))
+    _console().print(table)
+
+
+def _short_model(model_id: str) -> str:
+    return model_id if len(model_id) <= 40 else "..." + model_id[-37:]
+
+
+@sessions_command_group.command("show", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@db_option
+def show_cmd(session_id: str, db: Path | None) -> None:
+    """Show a session turn by turn (tool calls and their `=> ...` islands marked).
+
+    \b
+    Example:
+      agent sessions show 3f2a9c
+    """
+    with opened(db) as store:
+        render_session(store, store.resolve_id(session_id), _console())
+
+
+@sessions_command_group.command("export", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
+              help="json: everything stored (messages, tool calls, candidates, config); markdown: a transcript.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+@db_option
+def export_cmd(session_id: str, fmt: str, output: Path | None, db: Path | None) -> None:
+    """Export a session as JSON or Markdown.
+
+    \b
+    Example:
+      agent sessions export 3f2a9c --format markdown -o chat.md
+    """
+    with opened(db) as store:
+        text = export_session(store, store.resolve_id(session_id), fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e}") from e
+    click.echo(f"wrote {output}", err=True)
+
+
+@sessions_command_group.command("search", context_settings=CONTEXT)
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print matches as a JSON array.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Most matches to show.")
+@db_option
+def search_cmd(text: str, as_json: bool, limit: int, db: Path | None) -> None:
+    """Full-text search over all messages (words as typed, best matches first).
+
+    \b
+    Example:
+      agent sessions search "capital of France"
+    """
+    with opened(db) as store:
+        rows = store.search(text, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo(f"no message matches {text!r}")
+        return
+    for r in rows:
+        snippet = " ".join(r["text"].split())
+        if len(snippet) > 100:
+            snippet = snippet[:100] + " ..."
+        click.echo(f"{r['session_id']}  turn {r['turn']}  {r['role']}: {snippet}")
+
+
+@sessions_command_group.command("delete", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@db_option
+def delete_cmd(session_id: str, yes: bool, db: Path | None) -> None:
+    """Delete a session with its messages, tool calls and candidates.
+
+    \b
+    Example:
+      agent sessions delete 3f2a9c --yes
+    """
+    with opened(db) as store:
+        sid = store.resolve_id(session_id)
+        sess = store.get_session(sid)
+        if not yes:
+            title = sess["title"] or next((r["title"] for r in store.list_sessions() if r["id"] == sid), None)
+            click.confirm(f"delete session {sid} ({title or 'untitled'})?", abort=True)
+        store.delete(sid)
+    click.echo(f"deleted {sid}")
+
+
+@click.command("replay", context_settings=CONTEXT)
+@click.argument("session_id", metavar="ID")
+@click.option("--rerun", "rerun_requested", is_flag=True,
+              help="Re-execute every turn with the stored model, seed and decoding config; report per "
+                   "turn identical or a diff. Exit status 0 only when all are identical.")
+@db_option
+@click.pass_context
+def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, db: Path | None) -> None:
+    """Replay a saved session turn by turn, or re-run it to check it is reproducible.
+
+    \b
+    Example:
+      agent replay 3f2a9c
+      agent replay 3f2a9c --rerun
+    """
+    with opened(db) as store:
+        sid = store.resolve_id(session_id)
+        if not rerun_requested:
+            render_session(store, sid, _console())
+            return
+        results = rerun(store, sid, _runner(ctx), on_result=_print_result)
+    identical = sum(r.status == "identical" for r in results)
+    failed = [r for r in results if not r.ok]
+    skipped = sum(r.status == "skipped" for r in results)
+    click.echo(f"{identical} identical, {len(failed)} not, {skipped} skipped, of {len(results)} turns")
+    if failed:
+        sys.exit(1)
+
+
+def _runner(ctx: click.Context) -> RunTurn:
+    """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.turn.rerun_turn."""
+    if isinstance(ctx.obj, dict) and ctx.obj.get("run_turn") is not None:
+        return ctx.obj["run_turn"]
+    try:
+        from agent.turn import rerun_turn
+    except ImportError as e:
+        raise click.ClickException(f"--rerun needs the model stack (agent.turn.rerun_turn): {e}") from e
+    return rerun_turn
+
+
+def _print_result(r: TurnResult) -> None:
+    if r.status == "identical":
+        click.echo(f"turn {r.turn}: identical")
+    elif r.status == "different":
+        click.echo(f"turn {r.turn}: different")
+        click.echo(r.diff, nl=False)
+    else:
+        click.echo(f"turn {r.turn}: {r.status}: {r.detail}")

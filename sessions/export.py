@@ -1,0 +1,107 @@
+"""Export a stored session as JSON (complete, machine-readable) or Markdown (for reading)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .store import SessionStore
+
+FORMATS = ("json", "markdown")
+EXPORT_FORMAT = "agent-session"
+EXPORT_VERSION = 1
+
+
+def export_dict(store: SessionStore, session_id: str) -> dict[str, Any]:
+    """Everything stored for a session: metadata, messages, and per turn the decoding config,
+    timings, token counts, tool calls and candidates."""
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "session": store.get_session(session_id),
+        "messages": store.messages(session_id),
+        "turns": store.turn_records(session_id, with_candidates=True),
+    }
+
+
+def export_json(store: SessionStore, session_id: str) -> str:
+    return json.dumps(export_dict(store, session_id), ensure_ascii=False, indent=2) + "\n"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run in `text`, so the text is kept verbatim."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _call_line(tc: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in (tc.get("args") or {}).items())
+    outcome = f"error: {tc['error']}" if tc.get("error") else (tc.get("result") or "")
+    if len(outcome) > 200:
+        outcome = outcome[:200] + " ..."
+    flags = [f"{tc['seconds']:.3f} s" if tc.get("seconds") is not None else None,
+             "pure" if tc.get("pure") else "side effects",
+             "speculative" if tc.get("speculative") else None,
+             None if tc.get("chosen", True) else "not on the chosen path"]
+    outcome = outcome.replace("`", "'")
+    return f"- `{tc['tool']}({args})` → `{outcome}` ({', '.join(f for f in flags if f)})"
+
+
+def _config_line(rec: dict[str, Any]) -> str:
+    parts = [f"strategy {rec.get('strategy')}", f"seed {rec.get('seed')}"]
+    if rec.get("temperature") is not None:
+        parts.append(f"temperature {rec['temperature']:g}")
+    if rec.get("budget") is not None:
+        parts.append(f"budget {rec['budget']}")
+    if rec.get("grammar_hash"):
+        parts.append(f"grammar {rec['grammar_hash'][:12]}")
+    if rec.get("seconds") is not None:
+        parts.append(f"{rec['seconds']:.2f} s")
+    new = (rec.get("token_counts") or {}).get("new_tokens")
+    if new is not None:
+        parts.append(f"{new} new tokens")
+    return "*" + " · ".join(parts) + "*"
+
+
+def export_markdown(store: SessionStore, session_id: str) -> str:
+    """A readable transcript: turns, messages verbatim (islands `=> ...` included), tool calls,
+    the decoding configuration and the candidates' best scores."""
+    sess = store.get_session(session_id)
+    out = [f"# {sess['title'] or 'Session ' + sess['id']}", ""]
+    out.append(f"- session: `{sess['id']}`")
+    out.append(f"- model: `{sess['model_id']}`" + (f" (weights `{sess['weights_hash']}`)" if sess["weights_hash"] else ""))
+    out.append(f"- started: {sess['created']}")
+    out.append("")
+    for t in store.transcript(session_id, with_candidates=True):
+        out.append("## System" if t["turn"] == 0 else f"## Turn {t['turn']}")
+        out.append("")
+        for m in t["messages"]:
+            label = f"**{m['role']}**" + (" *(interrupted)*" if m["interrupted"] else "")
+            fence = _fence(m["text"])
+            out += [label, "", fence + "text", m["text"], fence, ""]
+        for rec in t["records"]:
+            out.append(_config_line(rec))
+            out.append("")
+            if rec["tool_calls"]:
+                out.append("Tool calls:")
+                out.append("")
+                out += [_call_line(tc) for tc in rec["tool_calls"]]
+                out.append("")
+            cands = rec["candidates"]
+            if cands:
+                scored = [c["score"] for c in cands if c["score"] is not None]
+                refined = sum(1 for c in cands if c["refined"])
+                accepted = sum(1 for c in cands if c["accepted"])
+                best = f", best score {max(scored):.4f}" if scored else ""
+                out.append(f"{len(cands)} candidates{best}; {refined} refined, {accepted} accepted.")
+                out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def export_session(store: SessionStore, session_id: str, fmt: str) -> str:
+    if fmt == "json":
+        return export_json(store, session_id)
+    if fmt == "markdown":
+        return export_markdown(store, session_id)
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,167 @@
+"""The session database schema, as an append-only list of small named migrations.
+
+Each migration is one step, applied once, in order, and recorded in the `_migrations` table
+(sqlite-utils' `Migrations`), so a database made by any earlier version upgrades cleanly.
+Never edit or reorder a migration that has shipped: add a new one at the end.
+
+Tables (all readable with any SQLite tool):
+- `sessions`: id, created, model_id, weights_hash, title
+- `messages`: one row per message as it completes (session_id, turn, role, text, created,
+  interrupted); full-text indexed in `messages_fts`
+- `turns`: the decoding configuration, timings and token counts of each turn
+- `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
+- `candidates`: the responses a turn's search considered, with scores and refinement data
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS_TABLE = "_migrations"
+
+
+class _SessionMigrations(Migrations):
+    """sqlite-utils migrations recorded in our own `_migrations` table."""
+
+    migrations_table = MIGRATIONS_TABLE
+
+
+migrations = _SessionMigrations("agent.sessions")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Sessions and their messages: the first schema version (see tests/fixtures/sessions_v1.sqlite)."""
+    db.table("sessions").create(
+        {"id": str, "created": str, "model_id": str, "weights_hash": str, "title": str},
+        pk="id",
+        not_null={"created", "model_id"},
+    )
+    db.table("messages").create(
+        {
+            "id": int,
+            "session_id": str,
+            "turn": int,
+            "role": str,
+            "text": str,
+            "created": str,
+            "interrupted": int,
+        },
+        pk="id",
+        not_null={"session_id", "turn", "role", "text", "created"},
+        defaults={"interrupted": 0},
+        foreign_keys=[("session_id", "sessions", "id")],
+    )
+    db.table("messages").create_index(["session_id", "turn"])
+
+
+@migrations()
+def m002_turns(db: Database) -> None:
+    """The decoding configuration, timings and token counts of each turn."""
+    db.table("turns").create(
+        {
+            "id": int,
+            "session_id": str,
+            "turn": int,
+            "created": str,
+            "strategy": str,
+            "seed": int,
+            "budget": int,
+            "temperature": float,
+            "temperatures": str,  # JSON list: the annealing schedule, when the strategy has one
+            "grammar_hash": str,
+            "config": str,  # JSON: the whole DecodeConfig
+            "timings": str,  # JSON: seconds per phase
+            "seconds": float,  # wall time of the turn
+            "token_counts": str,  # JSON: everything counted
+            "prompt_tokens": int,
+            "new_tokens": int,
+            "island_tokens": int,
+            "forward_passes": int,
+            "backward_passes": int,
+        },
+        pk="id",
+        not_null={"session_id", "turn", "created", "config"},
+        foreign_keys=[("session_id", "sessions", "id")],
+    )
+    db.table("turns").create_index(["session_id", "turn"])
+
+
+@migrations()
+def m003_tool_calls(db: Database) -> None:
+    """Tool calls and their islands, speculative ones included."""
+    db.table("tool_calls").create(
+        {
+            "id": int,
+            "turn_id": int,
+            "session_id": str,
+            "turn": int,
+            "idx": int,  # order within the turn
+            "tool": str,
+            "args": str,  # JSON object
+            "result": str,
+            "error": str,
+            "seconds": float,
+            "pure": int,
+            "speculative": int,
+            "chosen": int,  # on the path of the chosen response
+            "call_text": str,
+            "island_text": str,
+        },
+        pk="id",
+        not_null={"turn_id", "session_id", "turn", "idx", "tool", "args"},
+        # session_id/turn are copies for ad-hoc SQL; turn_id is the link (one index, one FK check per row)
+        foreign_keys=[("turn_id", "turns", "id")],
+    )
+    db.table("tool_calls").create_index(["turn_id"])
+
+
+@migrations()
+def m004_candidates(db: Database) -> None:
+    """Every candidate response a turn's search scored, and how refinement changed it."""
+    db.table("candidates").create(
+        {
+            "id": int,
+            "turn_id": int,
+            "session_id": str,
+            "turn": int,
+            "idx": int,  # position within the turn
+            "parent_idx": int,  # idx of the candidate this one was refined from
+            "text": str,
+            "score": float,  # exact log-likelihood score (length-normalised as the scorer says)
+            "token_count": int,
+            "strategy": str,
+            "refined": int,
+            "score_before": float,
+            "score_after": float,
+            "grad_steps": int,
+            "accepted": int,  # refinement replaced its parent
+            "chosen": int,  # this candidate became the response
+        },
+        pk="id",
+        not_null={"turn_id", "session_id", "turn", "idx", "text"},
+        foreign_keys=[("turn_id", "turns", "id")],
+    )
+    db.table("candidates").create_index(["turn_id"])
+
+
+@migrations()
+def m005_messages_fts(db: Database) -> None:
+    """Full-text search over messages, kept current by triggers (existing rows are indexed)."""
+    db.table("messages").enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+
+
+def pending(db: Database) -> list[str]:
+    """Names of migrations not yet applied to `db` (read-only)."""
+    return [m.name for m in migrations.pending(db)]
+
+
+def applied(db: Database) -> list[str]:
+    """Names of migrations applied to `db`, in order."""
+    return [m.name for m in migrations.applied(db)]
+
+
+def all_names() -> list[str]:
+    """Every migration this version knows, in order."""
+    return [m.name for m in migrations._migrations]
