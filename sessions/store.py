@@ -485,13 +485,13 @@ class _Checkpointer(threading.Thread):
         self.timeout = timeout
         self.interval = interval
         self._wake = threading.Event()
-        self._stopping = False
+        self._halt = threading.Event()
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._halt.set()
         self._wake.set()
         self.join(timeout=self.timeout)
 
@@ -500,14 +500,15 @@ class _Checkpointer(threading.Thread):
         try:
             while True:
                 self._wake.wait()
-                if self._stopping:
+                if self._halt.is_set():
                     return
                 self._wake.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error:
                     pass  # a busy or failing checkpoint is retried after the next write
-                time.sleep(self.interval)  # coalesce bursts of writes into one checkpoint
+                if self._halt.wait(self.interval):  # coalesce bursts of writes into one checkpoint
+                    return
         finally:
             conn.close()
 
