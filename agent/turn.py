@@ -37,6 +37,8 @@ class TurnResult:
     score: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     refinement: dict[str, Any] = field(default_factory=lambda: {"tried": 0, "improved": 0, "mean_gain": 0.0})
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0  # prompt tokens taken from the previous turn's KV cache
     turn: int = 0
     session_id: str | None = None
     search: Any = None  # agent.search.SearchResult for search strategies (for /alts and /tree)
@@ -169,7 +171,8 @@ class ChatSession:
                      "strategy": config.strategy, "parent": None, "refined": False}
         return TurnResult(response=out.text, tool_calls=out.tool_calls, finish_reason=out.finish_reason,
                           new_tokens=out.new_tokens, seconds=out.seconds, forward_passes=out.forward_passes,
-                          score=out.score, candidates=[candidate])
+                          score=out.score, candidates=[candidate], prompt_tokens=out.prompt_tokens,
+                          reused_prompt_tokens=out.reused_prompt_tokens)
 
     def _search(self, prompt_ids: list[int], config: DecodeConfig,
                 on_token: Callable[[str], None] | None,
@@ -206,7 +209,8 @@ class ChatSession:
             tool_calls=[{**c.to_dict(), "call_text": c.call_text} for c in result.tool_calls],
             candidates=result.candidates,
             timings={"seconds": result.seconds},
-            token_counts={"new_tokens": result.new_tokens, "forward_passes": result.forward_passes,
+            token_counts={"new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
+                          "reused_prompt_tokens": result.reused_prompt_tokens, "forward_passes": result.forward_passes,
                           "backward_passes": result.backward_passes},
         )
 
