@@ -79,21 +79,15 @@ class ChatSession:
             system_prompt = build_system_prompt(list(registry)) if registry is not None else ""
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
-        self.session_id = session_id
-        if session_id is not None and store is not None:
-            self._load_history(session_id)
-        else:
-            self._start_messages()
+        self.session_id: str | None = None
+        self._start_messages()
+        if session_id is not None:
+            self.resume(session_id)
 
     # -- history -------------------------------------------------------------------------------
     def _start_messages(self) -> None:
         self.messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
-    def _load_history(self, session_id: str) -> None:
-        stored = self.store.messages(session_id)
-        self.messages = [{"role": m["role"], "content": m["text"]} for m in stored]
-        if not any(m["role"] == "system" for m in self.messages) and self.system_prompt:
-            self.messages.insert(0, {"role": "system", "content": self.system_prompt})
 
     @property
     def turn_index(self) -> int:
@@ -109,11 +103,12 @@ class ChatSession:
     def resume(self, session_id: str) -> None:
         """Continue a stored session: its messages become the context of the next turn."""
         if self.store is None:
-            raise RuntimeError("no session store is open")
-        self.store.get_session(session_id)  # raises with a clear message when unknown
-        self.session_id = session_id
+            raise RuntimeError("sessions are not being saved, so none can be resumed")
+        full_id = self.store.resolve_id(session_id)  # a clear error when unknown or ambiguous
+        self.messages = self.store.history(full_id)
+        self.session_id = full_id
         self.prefix_cache.reset()
-        self._load_history(session_id)
+        self.last_result = None
 
     # -- decoding ------------------------------------------------------------------------------
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
