@@ -52,7 +52,7 @@ def opened(db: Path | None) -> Iterator[SessionStore]:
 
 
 def _console() -> Console:
-    return Console(file=click.get_text_stream("stdout"), highlight=False, soft_wrap=True)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)  # CliRunner swaps sys.stdout
 
 
 @click.group("sessions", context_settings=CONTEXT)

@@ -75,6 +75,11 @@ def segments(text: str, tool_calls: list[dict[str, Any]] | None = None) -> list[
     return out
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at "\n" only (str.splitlines also splits at \r, \x1c, \u2028 ... that models emit)."""
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
 def _fmt_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
@@ -190,7 +195,7 @@ def rerun(
                     result = TurnResult(t["turn"], "identical")
                 else:
                     diff = difflib.unified_diff(
-                        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                        _lines(expected), _lines(actual),
                         fromfile=f"turn {t['turn']} (stored)", tofile=f"turn {t['turn']} (rerun)",
                     )
                     result = TurnResult(t["turn"], "different", diff="".join(
