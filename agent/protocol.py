@@ -1,0 +1,391 @@
+"""The tool-call protocol: the turn grammar, island formatting, and parsing a response into segments.
+
+One grammar text is assembled from `grammars/protocol.lark` plus rules generated from the tool
+registry. Two renderings exist because the two engines differ in one place, the free text:
+llguidance (token masks) gets lazy lexemes and a negated regex, Python's `lark` (parsing the
+finished response) gets equivalent regexes with a lookahead. Everything else is the same text.
+Calls are found only by the lark parse; nothing here runs a regex over model output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from typing import Any, Union
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedInput
+
+from agent.tool_registry import Param, ParamType, ToolRegistry, ToolSpec
+
+ISLAND_PREFIX = "\n=> "
+ISLAND_SUFFIX = "\n"
+TRUNCATION_MARKER = " ...[truncated]"
+DEFAULT_RESULT_LIMIT = 1000
+
+SEARCH_TRIGGER = "SEARCH("
+LOAD_TRIGGER = "LOAD("
+CALL_TRIGGER = "CALL("
+
+
+class ProtocolError(ValueError):
+    """A response (or call) does not follow the protocol; says where (line, column)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(f"{message}{where}")
+        self.line = line
+        self.column = column
+
+
+# ---------------------------------------------------------------------------------------------
+# Islands
+
+
+def one_line(text: str) -> str:
+    """A result on one line: each newline becomes the two characters `\\n`."""
+    return text.replace("\r\n", "\n").replace("\n", "\\n")
+
+
+def island_content(result: str | None, error: str | None = None, limit: int = DEFAULT_RESULT_LIMIT) -> str:
+    """What follows `=> `: the result (or `error: ...`) on one line, cut at `limit` characters."""
+    body = f"error: {error}" if error is not None else (result or "")
+    body = one_line(body)
+    if len(body) > limit:
+        body = body[:limit] + TRUNCATION_MARKER
+    return body
+
+
+def format_island(result: str | None, error: str | None = None, limit: int = DEFAULT_RESULT_LIMIT) -> str:
+    """The hard island written after a call: `\\n=> ` + one-line result + `\\n`."""
+    return ISLAND_PREFIX + island_content(result, error, limit) + ISLAND_SUFFIX
+
+
+# ---------------------------------------------------------------------------------------------
+# Grammar assembly
+
+
+def lark_literal(text: str) -> str:
+    """A Lark string literal for `text` (valid for both lark and llguidance)."""
+    out = ['"']
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def value_json(value: Any) -> str:
+    """A value as written in a call (JSON)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def protocol_template() -> str:
+    """The fixed part of the protocol grammar (grammars/protocol.lark)."""
+    return resources.files("agent.grammars").joinpath("protocol.lark").read_text(encoding="utf-8")
+
+
+def _regex_alt(triggers: list[str]) -> str:
+    return "|".join(t.replace("(", "\\(") for t in triggers)
+
+
+def _text_rules_llguidance(triggers: list[str]) -> str:
+    """Free text for llguidance: lazy lexemes that end at the first call opening; a tail without one."""
+    lines = []
+    for rule, trig in (("search_head", SEARCH_TRIGGER), ("load_head", LOAD_TRIGGER), ("call_head", CALL_TRIGGER)):
+        if trig in triggers:
+            lines.append(f"{rule}[lazy]: /(?s:.*){trig.replace('(', chr(92) + '(')}/")
+    if triggers:
+        lines.append(f"TAIL: /(?s:.+)/ & ~/(?s:.*)({_regex_alt(triggers)})(?s:.*)/")
+    else:
+        lines.append("TAIL: /(?s:.+)/")
+    return "\n".join(lines) + "\n"
+
+
+def _text_rules_lark(triggers: list[str]) -> str:
+    """The same free text for Python's lark: no call opening inside, via a negative lookahead."""
+    if not triggers:
+        return "TAIL: /[\\s\\S]+/\n"
+    free = f"(?:(?!{_regex_alt(triggers)})[\\s\\S])"
+    lines = []
+    for rule, term, trig in (("search_head", "SEARCH_HEAD", SEARCH_TRIGGER), ("load_head", "LOAD_HEAD", LOAD_TRIGGER),
+                             ("call_head", "CALL_HEAD", CALL_TRIGGER)):
+        if trig in triggers:
+            lines.append(f"{rule}: {term}")
+            lines.append(f"{term}.2: /{free}*{trig.replace('(', chr(92) + '(')}/")
+    lines.append(f"TAIL: /{free}+/")
+    return "\n".join(lines) + "\n"
+
+
+def _value_rule(ptype: ParamType, literal_terms: list[str], literal_name: str) -> str:
+    """The grammar expression for one argument value of this type."""
+    if ptype.kind == "str":
+        return "STRING"
+    if ptype.kind == "int":
+        return "INT"
+    if ptype.kind == "float":
+        return "FLOAT"
+    if ptype.kind == "bool":
+        return "BOOL"
+    if ptype.kind == "literal":
+        alts = " | ".join(lark_literal(value_json(c)) for c in ptype.choices)
+        literal_terms.append(f"{literal_name}: {alts}")
+        return literal_name
+    assert ptype.kind == "list" and ptype.item is not None
+    item = _value_rule(ptype.item, literal_terms, literal_name)
+    return f'"[" ({item} (", " {item})*)? "]"'
+
+
+@dataclass(frozen=True)
+class ArgRule:
+    tool: str
+    param: Param
+
+
+@dataclass
+class TurnGrammar:
+    """The turn's grammar in both renderings, and what is needed to read its parse trees."""
+
+    llguidance: str  # Lark text for llguidance (token masks)
+    lark: str  # Lark text for Python's lark (parsing the finished response)
+    registry: ToolRegistry
+    triggers: list[str]  # call openings present: SEARCH( / LOAD( / CALL(
+    tool_rules: dict[str, str] = field(default_factory=dict)  # rule name -> tool name
+    arg_rules: dict[str, ArgRule] = field(default_factory=dict)  # rule name -> (tool, param)
+
+    @property
+    def hash(self) -> str:
+        """Identifies the grammar (stored with each turn as DecodeConfig.grammar_hash)."""
+        return hashlib.sha256(self.llguidance.encode()).hexdigest()[:16]
+
+    @cached_property
+    def parser(self) -> Lark:
+        return Lark(self.lark, parser="lalr", lexer="contextual", start=["start", "call"],
+                    maybe_placeholders=False, cache=False)
+
+    def parse(self, text: str) -> list["Segment"]:
+        """Split a finished response into text, call and island segments (ProtocolError if it does not parse)."""
+        return parse_response(text, self)
+
+    def parse_call(self, call_text: str) -> "CallSegment":
+        """Parse one call, e.g. `SEARCH("x")`, into its tool and typed arguments."""
+        try:
+            tree = self.parser.parse(call_text, start="call")
+        except UnexpectedInput as exc:
+            raise ProtocolError(f"not a valid call {call_text!r}: {_describe(exc)}",
+                                getattr(exc, "line", None), getattr(exc, "column", None)) from None
+        reader = _Reader(self)
+        if reader.head_text(tree.children[0]):
+            raise ProtocolError(f"not a single call: {call_text!r} has text before the call")
+        return reader.call(tree, call_text)
+
+
+def build_turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
+    """Protocol + registry: only registered names are legal, each argument constrained by its type."""
+    registry = registry if registry is not None else ToolRegistry()
+    specs = list(registry)
+    rules: list[str] = []
+    terms: list[str] = []
+    tool_rules: dict[str, str] = {}
+    arg_rules: dict[str, ArgRule] = {}
+    call_alts: list[str] = []
+    triggers: list[str] = []
+
+    search = next((s for s in specs if s.shorthand == "SEARCH"), None)
+    load = next((s for s in specs if s.shorthand == "LOAD"), None)
+    if search is not None:
+        triggers.append(SEARCH_TRIGGER)
+        call_alts.append("search_call")
+        rules.append('search_call: search_head STRING ")"')
+    if load is not None:
+        triggers.append(LOAD_TRIGGER)
+        call_alts.append("load_call")
+        rules.append('load_call: load_head INT ")"')
+    if specs:
+        triggers.append(CALL_TRIGGER)
+        call_alts.append("generic_call")
+        rules.append('generic_call: call_head tool_args ")"')
+        tool_alts = []
+        for i, spec in enumerate(specs):
+            tool_rule = f"tool_{i}"
+            tool_rules[tool_rule] = spec.name
+            tool_alts.append(tool_rule)
+            parts = [lark_literal(spec.name)]
+            for j, param in enumerate(spec.params):
+                arg_rule = f"arg_{i}_{j}"
+                arg_rules[arg_rule] = ArgRule(spec.name, param)
+                value = _value_rule(param.type, terms, f"LIT_{i}_{j}")
+                rules.append(f"{arg_rule}: {lark_literal(', ' + param.name + '=')} {value}")
+                parts.append(arg_rule if param.required else f"{arg_rule}?")
+            rules.append(f"{tool_rule}: " + " ".join(parts))
+        rules.append("tool_args: " + " | ".join(tool_alts))
+    if call_alts:
+        rules.insert(0, "call: " + " | ".join(call_alts))
+    else:
+        rules.insert(0, "call: NO_CALL")  # no tools: a rule that can never match
+        terms.append('NO_CALL: "\\x00NO TOOLS\\x00"')
+
+    generated = "\n// --- generated from the tool registry ---\n" + "\n".join(rules + terms) + "\n"
+    base = protocol_template() + generated
+    if not call_alts:
+        # Without tools the response is free text only.
+        base = base.replace("start: chunk* tail?", "start: tail?")
+    return TurnGrammar(
+        llguidance=base + _text_rules_llguidance(triggers),
+        lark=base + _text_rules_lark(triggers),
+        registry=registry,
+        triggers=triggers,
+        tool_rules=tool_rules,
+        arg_rules=arg_rules,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments
+
+
+@dataclass
+class TextSegment:
+    text: str
+    kind: str = "text"
+
+
+@dataclass
+class CallSegment:
+    tool: str
+    args: dict[str, Any]  # typed values, in the order written
+    text: str  # the call as written, e.g. 'SEARCH("x")'
+    form: str  # "SEARCH" | "LOAD" | "CALL"
+    kind: str = "call"
+
+
+@dataclass
+class IslandSegment:
+    text: str  # the whole island, `\n=> ...\n`
+    content: str  # what follows `=> ` (one line)
+    kind: str = "island"
+
+    @property
+    def is_error(self) -> bool:
+        return self.content.startswith("error: ")
+
+
+Segment = Union[TextSegment, CallSegment, IslandSegment]
+
+
+def _describe(exc: UnexpectedInput) -> str:
+    expected = getattr(exc, "expected", None) or getattr(exc, "allowed", None)
+    if expected:
+        names = sorted(str(e) for e in expected)[:8]
+        return "unexpected input; expected one of " + ", ".join(names)
+    return "unexpected input"
+
+
+def _json_value(tok: Token, kind: str) -> Any:
+    if kind == "FLOAT":
+        return float(tok)
+    return json.loads(str(tok))
+
+
+class _Reader:
+    """Reads lark parse trees of the turn grammar into segments with typed arguments."""
+
+    def __init__(self, grammar: TurnGrammar) -> None:
+        self.g = grammar
+
+    def value(self, items: list[Any], ptype: ParamType) -> Any:
+        toks = [t for t in items if isinstance(t, Token)]
+        if ptype.kind == "list":
+            assert ptype.item is not None
+            return [self.value([t], ptype.item) for t in toks]
+        tok = toks[0]
+        if ptype.kind == "float":
+            return float(tok)
+        return json.loads(str(tok))
+
+    def call(self, tree: Tree, call_text: str) -> CallSegment:
+        """tree: a `call` node; call_text: the call as written (from the token positions)."""
+        node = tree.children[0]
+        form = {"search_call": "SEARCH", "load_call": "LOAD"}.get(node.data, "CALL")
+        if form in ("SEARCH", "LOAD"):
+            spec = next(s for s in self.g.registry if s.shorthand == form)
+            tok = node.children[1]
+            value = json.loads(str(tok)) if form == "SEARCH" else int(str(tok))
+            return CallSegment(spec.name, {spec.params[0].name: value}, call_text, form)
+        tool_tree = node.children[1].children[0]
+        tool = self.g.tool_rules[tool_tree.data]
+        args: dict[str, Any] = {}
+        for child in tool_tree.children:
+            if isinstance(child, Tree) and child.data in self.g.arg_rules:
+                rule = self.g.arg_rules[child.data]
+                args[rule.param.name] = self.value(child.children, rule.param.type)
+        return CallSegment(tool, args, call_text, form)
+
+    @staticmethod
+    def head(node: Tree) -> Token:
+        head = node.children[0]
+        return head.children[0] if isinstance(head, Tree) else head
+
+    def head_text(self, node: Tree) -> str:
+        """The free text before the call opening, taken from the head token."""
+        tok = self.head(node)
+        trig = {"search_call": SEARCH_TRIGGER, "load_call": LOAD_TRIGGER}.get(node.data, CALL_TRIGGER)
+        return str(tok)[: len(str(tok)) - len(trig)]
+
+
+def parse_response(text: str, grammar: TurnGrammar) -> list[Segment]:
+    """Text / call (with typed args) / island segments of a finished response, via the lark parse."""
+    if text == "":
+        return []
+    try:
+        tree = grammar.parser.parse(text, start="start")
+    except UnexpectedInput as exc:
+        raise ProtocolError(f"the response does not follow the tool-call protocol: {_describe(exc)}",
+                            getattr(exc, "line", None), getattr(exc, "column", None)) from None
+    reader = _Reader(grammar)
+    segments: list[Segment] = []
+    for child in tree.children:
+        if child.data == "chunk":
+            call_tree, island = child.children
+            node = call_tree.children[0]
+            lead = reader.head_text(node)
+            if lead:
+                segments.append(TextSegment(lead))
+            call_start = reader.head(node).start_pos + len(lead)
+            segments.append(reader.call(call_tree, text[call_start:island.start_pos]))
+            island_text = str(island)
+            segments.append(IslandSegment(island_text, island_text[len(ISLAND_PREFIX):-len(ISLAND_SUFFIX)]))
+        elif child.data == "tail":
+            segments.append(TextSegment(str(child.children[0])))
+    return segments
+
+
+def format_call(spec: ToolSpec, args: dict[str, Any], form: str | None = None) -> str:
+    """The canonical text of a call (what a model should write), e.g. `CALL(calc, expr="1+2")`.
+
+    `form` "CALL" forces the long form even for search/load.
+    """
+    short = spec.shorthand if form != "CALL" else None
+    if short is not None:
+        (param,) = spec.params
+        return f"{short}({value_json(args[param.name])})"
+    parts = [spec.name]
+    for p in spec.params:
+        if p.name in args:
+            parts.append(f"{p.name}={value_json(args[p.name])}")
+        elif p.required:
+            raise ValueError(f"format_call: {spec.name} needs argument {p.name!r}")
+    return "CALL(" + ", ".join(parts) + ")"

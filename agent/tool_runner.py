@@ -1,0 +1,173 @@
+"""Runs one tool call safely: checked arguments, a timeout, a size cap, errors as results, a cache.
+
+A tool runs in its own daemon thread, so a tool that hangs cannot hang the caller: after the
+timeout the caller gets an error and moves on (the stuck thread is abandoned; Python cannot
+kill a thread). Pure tools are cached by (name, arguments), which makes running them
+speculatively on search branches cheap. Tools with side effects run only after
+`confirm(record)` says yes; without a confirm callback they are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable
+
+from agent.constraint import ToolCallRecord
+from agent.protocol import DEFAULT_RESULT_LIMIT, island_content
+from agent.tool_registry import ToolFailure, ToolRegistry, ToolSpec
+
+Confirm = Callable[[ToolCallRecord], bool]
+
+# Keep at most this many characters of a raw result before escaping and cutting (a tool may
+# return megabytes; only `limit` characters reach the island anyway).
+RAW_CAP_FACTOR = 4
+
+
+class ArgumentError(ValueError):
+    """A call's arguments do not match the tool's signature."""
+
+
+def check_args(spec: ToolSpec, args: dict[str, Any]) -> dict[str, Any]:
+    """Typed arguments for `spec` (ints become floats for float params); ArgumentError naming the problem."""
+    known = {p.name: p for p in spec.params}
+    for name in args:
+        if name not in known:
+            raise ArgumentError(f"{spec.name} has no argument {name!r} (signature: {spec.call_signature})")
+    out: dict[str, Any] = {}
+    for p in spec.params:
+        if p.name in args:
+            try:
+                out[p.name] = p.type.check(args[p.name])
+            except TypeError as exc:
+                raise ArgumentError(f"{spec.name}: argument {p.name!r}: {exc}") from None
+        elif p.required:
+            raise ArgumentError(f"{spec.name}: missing required argument {p.name!r} (signature: {spec.call_signature})")
+    return out
+
+
+def result_text(value: Any) -> str:
+    """A tool's return value as text: str as is, None as "done", lists/dicts as JSON, else str()."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "done"
+    if isinstance(value, (list, dict, tuple)):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _cache_key(name: str, args: dict[str, Any]) -> str:
+    return name + "\x00" + json.dumps(args, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def run_with_timeout(func: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> tuple[bool, Any]:
+    """(finished, value-or-exception). finished=False when the call is still running after `timeout`."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = func(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported as an error island
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"tool-{getattr(func, '__name__', 'call')}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return False, None
+    if "error" in box:
+        return True, box["error"]
+    return True, box.get("value")
+
+
+class ToolRunner:
+    """Executes calls against a registry. Shared by all branches of a search (the cache is shared)."""
+
+    def __init__(self, registry: ToolRegistry, confirm: Confirm | None = None,
+                 result_limit: int = DEFAULT_RESULT_LIMIT, cache: bool = True) -> None:
+        self.registry = registry
+        self.confirm = confirm
+        self.result_limit = result_limit
+        self.use_cache = cache
+        self._cache: dict[str, tuple[str | None, str | None]] = {}
+        self._lock = threading.Lock()
+        self.executions = 0  # how many times a tool function was actually called
+
+    def island_content(self, record: ToolCallRecord) -> str:
+        return island_content(record.result, record.error, self.result_limit)
+
+    def run(self, name: str, args: dict[str, Any], *, call_text: str = "", speculative: bool = False,
+            confirmed: bool | None = None) -> ToolCallRecord:
+        """Run one call and return its record (result or error, never raises for tool problems).
+
+        `confirmed` skips asking for a side-effect tool (True: already confirmed).
+        """
+        start = time.perf_counter()
+        record = ToolCallRecord(tool=name, args=dict(args), result=None, error=None, seconds=0.0,
+                                call_text=call_text, speculative=speculative)
+        try:
+            spec = self.registry.get(name)
+        except KeyError as exc:
+            record.error = str(exc.args[0])
+            return self._finish(record, start)
+        record.pure = spec.pure
+        try:
+            typed = check_args(spec, args)
+        except ArgumentError as exc:
+            record.error = str(exc)
+            return self._finish(record, start)
+
+        key = _cache_key(name, typed)
+        if spec.pure and self.use_cache:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                record.result, record.error = hit
+                return self._finish(record, start)
+
+        if not spec.pure and confirmed is not True:
+            if self.confirm is None:
+                record.error = (f"{name} has side effects and was not run: nobody confirmed it "
+                                "(answer yes when asked, or pass --yes to allow side effects)")
+                return self._finish(record, start)
+            try:
+                allowed = bool(self.confirm(record))
+            except Exception as exc:  # a failing prompt must not run the tool
+                allowed = False
+                record.error = f"{name} was not run: asking for confirmation failed ({type(exc).__name__}: {exc})"
+                return self._finish(record, start)
+            if not allowed:
+                record.error = f"{name} was not run: the user declined"
+                return self._finish(record, start)
+
+        self.executions += 1
+        finished, value = run_with_timeout(spec.func, typed, spec.timeout)
+        cacheable = True
+        if not finished:
+            record.error = f"{name} timed out after {spec.timeout:g} s"
+            cacheable = False
+        elif isinstance(value, ToolFailure):
+            record.error = str(value) or type(value).__name__
+        elif isinstance(value, BaseException):
+            record.error = f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
+            cacheable = False
+        else:
+            text = result_text(value)
+            # cap > limit, so a cut raw result still ends in the island's truncation marker
+            cap = max(self.result_limit, 1) * RAW_CAP_FACTOR
+            record.result = text if len(text) <= cap else text[:cap]
+        if spec.pure and self.use_cache and cacheable:
+            with self._lock:
+                self._cache[key] = (record.result, record.error)
+        return self._finish(record, start)
+
+    def _finish(self, record: ToolCallRecord, start: float) -> ToolCallRecord:
+        record.seconds = time.perf_counter() - start
+        content = self.island_content(record)
+        record.island_text = "\n=> " + content + "\n"
+        return record
