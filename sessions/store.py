@@ -198,9 +198,10 @@ class SessionStore:
             checkpointer.wake()
 
     def _row(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        for row in self.db.query(sql, params):
-            return row
-        return None
+        # plain cursor: a read needs no savepoint guard (db.query's), and this runs on every write
+        cur = self.db.conn.execute(sql, params)
+        row = cur.fetchone()
+        return None if row is None else dict(zip((d[0] for d in cur.description), row))
 
     # ------------------------------------------------------------------- writes
 
@@ -615,7 +616,7 @@ def _candidate_row(session_id: str, turn: int, idx: int, c: dict[str, Any]) -> t
         idx,
         None if parent is None else int(parent),
         str(text),
-        None if score is None else _real(score),
+        score if type(score) is float and score == score else _real(score),  # fast path: a real float
         None if tokens is None else int(tokens),
         get("strategy"),
         1 if get("refined") else 0,

@@ -99,6 +99,17 @@ def test_render_styles_calls_and_islands_apart_from_model_text(tmp_path: Path) -
     assert [k for k, _ in segments(text)] == ["call", "island", "text"]
 
 
+def test_render_never_passes_terminal_control_codes_through(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    with SessionStore.open(db) as store:
+        sid = store.create_session("m", None)
+        store.add_message(sid, 1, "user", "clear my screen")
+        store.add_message(sid, 1, "assistant", "sure\x1b[2J\x1b]0;owned\x07\rdone")
+    out = _invoke(replay_command, [sid, "--db", str(db)]).output
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "sure␛[2J␛]0;owned␇␍done" in out
+
+
 def test_export_json_holds_messages_tool_calls_candidates_and_config(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     sid = _make_session(db)
