@@ -39,7 +39,8 @@ ROLLOUT_LIMIT = 30  # give up estimating after this many steps
 FINISH_MARGIN = 8
 # Tokens tried (in this order) when steering to a quick finish: close strings, containers, calls;
 # the last ones complete a multi-byte UTF-8 character left open by a byte-level token.
-FINISH_PIECES = [b'")', b'"', b"}", b"]", b")", b"0", b":", b",", b"f", b"n", b"\x90", b"\x80", b"\xa0"]
+FINISH_PIECES = [b'")', b'"', b"}", b"]", b")", b"0", b":", b",", b".", b"f", b"n", b"\n",
+                 b"\x90", b"\x80", b"\xa0"]
 
 
 class GrammarError(ValueError):
@@ -369,13 +370,24 @@ class GrammarConstraint:
         return self._s.turn is not None and m.compute_ff_bytes().startswith(ISLAND_OPEN)
 
     def _distance(self, m: Any, limit: int = ROLLOUT_LIMIT) -> int:
-        """Tokens a simple closing policy needs from matcher state m (consumed; pass a copy)."""
+        """Tokens a simple closing policy needs from matcher state m (consumed; pass a copy).
+
+        The policy: a piece that finishes at once if there is one, else the first piece that fits,
+        else what the grammar forces.
+        """
         for steps in range(limit):
             if self._done(m):
                 return steps
+            first = -1
             for tid in self._s.finish_ids:
                 if m.try_consume_tokens([tid]) == 1:
-                    break
+                    if self._done(m):
+                        return steps + 1
+                    m.rollback(1)
+                    if first < 0:
+                        first = tid
+            if first >= 0:
+                m.consume_token(first)
             else:
                 forced = m.compute_ff_tokens()
                 if not forced or m.try_consume_tokens(forced[:1]) != 1:

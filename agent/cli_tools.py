@@ -1,0 +1,162 @@
+"""`agent tools list`, `agent kb add/search`, `agent grammar check`: thin shells over the tool modules.
+
+Nothing here imports torch: these commands are quick.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# agent tools
+
+
+@click.group("tools", context_settings=CONTEXT)
+def tools_command_group() -> None:
+    """The tools the model may call: built-ins, installed packages, and --tools files.
+
+    \b
+    Examples:
+      agent tools list
+      agent tools list --tools my_tools.py --json
+    """
+
+
+@tools_command_group.command("list", context_settings=CONTEXT)
+@click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A Python file of @tool functions to register too (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (name, call_signature, description, ...).")
+def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
+    """List the registered tools: call form, description, and whether they have side effects.
+
+    \b
+    Examples:
+      agent tools list
+      agent tools list --tools ./weather_tools.py
+      agent tools list --json | python -m json.tool
+    """
+    from agent.tool_registry import ToolError, build_registry
+
+    try:
+        registry = build_registry(tool_files)
+    except (ToolError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([spec.to_json() for spec in registry], ensure_ascii=False, default=str))
+        return
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("call")
+    table.add_column("description")
+    table.add_column("pure")
+    table.add_column("timeout", justify="right")
+    for spec in registry:
+        table.add_row(escape(spec.call_signature), escape(spec.description), "yes" if spec.pure else "no (asks)",
+                      f"{spec.timeout:g}s")
+    _console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# agent kb
+
+
+@click.group("kb", context_settings=CONTEXT)
+def kb_command_group() -> None:
+    """The knowledge base behind SEARCH and LOAD (SQLite FTS5; set AGENT_KB to use another file).
+
+    \b
+    Examples:
+      agent kb add notes/ README.md
+      agent kb search "capital of France"
+    """
+
+
+@kb_command_group.command("add", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def kb_add(paths: tuple[Path, ...]) -> None:
+    """Index text and markdown files (directories recursively); adding a file again updates it.
+
+    \b
+    Examples:
+      agent kb add README.md
+      agent kb add ~/notes docs/guide.md
+    """
+    from agent.tools import kb
+
+    try:
+        docs = kb.add_paths(paths)
+    except kb.KBError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for doc in docs:
+        click.echo(f"[{doc.id}] {doc.title}")
+    click.echo(f"indexed {len(docs)} document{'s' if len(docs) != 1 else ''} into {kb.kb_path()}")
+
+
+@kb_command_group.command("search", context_settings=CONTEXT)
+@click.argument("text")
+def kb_search(text: str) -> None:
+    """Show what SEARCH("TEXT") would return to the model.
+
+    \b
+    Examples:
+      agent kb search "capital of France"
+    """
+    from agent.tools import kb
+    from agent.tools.search import search
+
+    try:
+        click.echo(search(text))
+    except kb.KBError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# agent grammar
+
+
+@click.group("grammar", context_settings=CONTEXT)
+def grammar_command_group() -> None:
+    """Grammars for --grammar (Lark syntax, as read by llguidance).
+
+    \b
+    Examples:
+      agent grammar check grammars/json.lark
+    """
+
+
+@grammar_command_group.command("check", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def grammar_check(file: Path) -> None:
+    """Validate a Lark grammar; errors show line and column (exit status 1 on error).
+
+    \b
+    Examples:
+      agent grammar check grammars/json.lark
+      agent grammar check my.lark && agent run "..." --grammar my.lark
+    """
+    from agent.grammar_constraint import check_grammar
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from exc
+    issues = check_grammar(text, lark_compat=True)
+    errors = [i for i in issues if i.severity == "error"]
+    for issue in issues:
+        click.echo(f"{file}:{issue}", err=issue.severity == "error")
+    if errors:
+        sys.exit(1)
+    click.echo(f"{file}: ok")
