@@ -245,3 +245,28 @@ def test_rerun_of_a_seeded_session_is_identical_and_a_changed_turn_is_a_diff(tin
     assert "+++ turn 3 (rerun)" in result.output and "(edited)" in result.output
     assert "turn 1: identical" in result.output and "turn 2: identical" in result.output
     assert "2 identical, 1 not, 0 skipped, of 3 turns" in result.output
+
+
+def test_agent_run_json_session_is_listed_exported_and_reruns_identically(tiny_model_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """Issue 4's acceptance, through the real `agent` command on the tiny model (tools on)."""
+    from agent.cli import main
+
+    db = tmp_path / "s.sqlite"
+    run = CliRunner().invoke(main, ["run", "What is the capital of France?", "--json", "--model", str(tiny_model_dir),
+                                    "--strategy", "sample", "--seed", "3", "--max-new-tokens", "12",
+                                    "--db", str(db)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    answer = json.loads(run.output.strip().splitlines()[-1])
+    sid = answer["session_id"]
+    listed = json.loads(CliRunner().invoke(main, ["sessions", "list", "--json", "--db", str(db)]).output)
+    assert [s["id"] for s in listed] == [sid] and listed[0]["model_id"] == str(tiny_model_dir)
+    exported = json.loads(CliRunner().invoke(main, ["sessions", "export", sid, "--format", "json",
+                                                    "--db", str(db)]).output)
+    texts = [(m["role"], m["text"]) for m in exported["messages"] if m["role"] != "system"]
+    assert texts == [("user", "What is the capital of France?"), ("assistant", answer["response"])]
+    assert exported["turns"][0]["seed"] == 3 and exported["turns"][0]["strategy"] == "sample"
+    assert [c["tool"] for c in exported["turns"][0]["tool_calls"]] == [c["tool"] for c in answer["tool_calls"]]
+    rerun_result = CliRunner().invoke(main, ["replay", sid, "--rerun", "--db", str(db)], catch_exceptions=False)
+    assert rerun_result.exit_code == 0, rerun_result.output
+    assert "turn 1: identical" in rerun_result.output
