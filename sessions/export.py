@@ -68,12 +68,15 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
     """A readable transcript: turns, messages verbatim (islands `=> ...` included), tool calls,
     the decoding configuration and the candidates' best scores."""
     sess = store.get_session(session_id)
-    out = [f"# {sess['title'] or 'Session ' + sess['id']}", ""]
+    transcript = store.transcript(session_id, with_candidates=True)
+    first_question = next((m["text"] for t in transcript for m in t["messages"] if m["role"] == "user"), "")
+    heading = sess["title"] or " ".join(first_question.split())[:60] or f"Session {sess['id']}"
+    out = [f"# {heading}", ""]
     out.append(f"- session: `{sess['id']}`")
     out.append(f"- model: `{sess['model_id']}`" + (f" (weights `{sess['weights_hash']}`)" if sess["weights_hash"] else ""))
     out.append(f"- started: {sess['created']}")
     out.append("")
-    for t in store.transcript(session_id, with_candidates=True):
+    for t in transcript:
         out.append("## System" if t["turn"] == 0 else f"## Turn {t['turn']}")
         out.append("")
         for m in t["messages"]:
