@@ -19,16 +19,21 @@ import threading
 import time
 from pathlib import Path
 
+from agent.sessions import schema
 from agent.sessions.store import SessionStore
 
 CANDIDATES = 300
 
 CHILD = r"""
 import sys
+from agent.sessions import schema
 from agent.sessions.store import SessionStore
 
 db, sid, count, n_cands = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = SessionStore.open(db, timeout=60)
+if sid == "new":
+    sid = store.create_session("demo-model", None)
+    print("session", sid, flush=True)
 turn = store.next_turn(sid)
 print("ready", turn, flush=True)
 for _ in range(count):
@@ -151,6 +156,20 @@ def test_two_writers_on_one_database_lose_nothing(tmp_path: Path) -> None:
         assert _check(db, sid, reported) == reported
     with SessionStore.open(db) as store:
         assert sorted(s["turns"] for s in store.list_sessions()) == [25, 25]
+
+
+def test_processes_creating_the_database_at_once_all_succeed(tmp_path: Path) -> None:
+    db = tmp_path / "fresh" / "new.sqlite"  # neither the file nor its directory exists yet
+    procs = [_spawn(db, "new", count=3, n_cands=10) for _ in range(3)]
+    sids = []
+    for proc, lines in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+        sids.append(next(line.split()[1] for line in lines if line.startswith("session")))
+        assert [line for line in lines if line.startswith("done")] == ["done 1", "done 2", "done 3"]
+    with SessionStore.open(db) as store:
+        assert sorted(s["id"] for s in store.list_sessions()) == sorted(sids)
+        assert store.schema_version() == schema.all_names()  # each migration applied exactly once
 
 
 def test_two_stores_in_one_process_interleave(tmp_path: Path) -> None:
