@@ -90,6 +90,8 @@ class SessionStore:
         self.db = db
         self.path = path
         self.timeout = timeout
+        # one connection, possibly used from a REPL thread and a generation thread: one call at a time
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------------ opening
 
@@ -519,9 +521,10 @@ class _Checkpointer(threading.Thread):
 
 @contextmanager
 def _sql_errors(store: SessionStore) -> Iterator[None]:
-    """Turn sqlite3 errors into StoreError with the file named and a hint."""
+    """Hold the store's lock; turn sqlite3 errors into StoreError with the file named and a hint."""
     try:
-        yield
+        with store.lock:
+            yield
     except sqlite3.Error as e:
         raise store._error(e) from e
 

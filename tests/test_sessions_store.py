@@ -299,3 +299,33 @@ def test_non_json_values_do_not_lose_the_turn(store: SessionStore) -> None:
     assert rec["config"]["path"] == "/x" and rec["tool_calls"][0]["args"] == {"id": 3, "where": "/kb"}
     assert rec["candidates"][0]["score"] is None and rec["candidates"][1]["score"] == float("-inf")
     json.dumps(rec["config"])
+
+
+def test_threads_sharing_one_store_lose_nothing(store: SessionStore) -> None:
+    """A REPL may write from its input thread and its generation thread through one store."""
+    import threading
+
+    sid = store.create_session("m", None)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for turn in range(1, 21):
+                store.add_message(sid, turn, "user", f"thread {k} turn {turn}")
+                store.record_turn(sid, turn, config={"strategy": "greedy"}, tool_calls=[],
+                                  candidates=[{"text": f"{k}-{turn}-{i}"} for i in range(20)],
+                                  timings={}, token_counts={})
+                store.list_sessions()
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.messages(sid)) == 80
+    records = store.turn_records(sid)
+    assert len(records) == 80 and all(len(r["candidates"]) == 20 for r in records)
+    assert all(len({c["text"].split("-")[0] for c in r["candidates"]}) == 1 for r in records)
