@@ -134,6 +134,12 @@ def render_turn(t: dict[str, Any], out: list[Segment]) -> None:
         kind = "pure" if tc["pure"] else "side effects"
         line = f"  tool call: {tc['tool']}({_fmt_args(tc['args'])}) -> {outcome}{secs} [{kind}]"
         out.append(Segment(_clean(line) + "\n", _STYLES["error"] if tc["error"] else _STYLES["meta"]))
+    for r in recs[-1:]:
+        st = r["candidate_stats"]
+        if st["count"] > 1:
+            best = f" · best score {st['best_score']:.3f}" if st["best_score"] is not None else ""
+            out.append(Segment(f"  {st['count']} candidates{best} · {st['refined']} refined, "
+                               f"{st['accepted']} accepted\n", _STYLES["meta"]))
     speculative = len(calls) - len(chosen)
     if speculative:
         out.append(Segment(f"  (+{speculative} speculative tool call{'s' if speculative > 1 else ''} "

@@ -392,15 +392,18 @@ class SessionStore:
 
     def turn_records(self, session_id: str, *, with_candidates: bool = True) -> list[dict[str, Any]]:
         """Per recorded turn, oldest first: turn, created, strategy, seed, budget, temperature,
-        temperatures, grammar_hash, config, timings, seconds, token_counts, tool_calls, candidates."""
+        temperatures, grammar_hash, config, timings, seconds, token_counts, tool_calls, candidates
+        (empty unless with_candidates) and candidate_stats (count, best_score, refined, accepted)."""
         self.get_session(session_id)
         with _sql_errors(self):
             turns = list(
                 self.db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY turn, id", (session_id,))
             )
             calls = _group(
-                self.db.query("SELECT * FROM tool_calls WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?) "
-                    "ORDER BY turn_id, idx", (session_id,))
+                self.db.query(
+                    "SELECT * FROM tool_calls WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?) "
+                    "ORDER BY turn_id, idx", (session_id,)
+                )
             )
             cands = (
                 _group(
@@ -412,6 +415,16 @@ class SessionStore:
                 if with_candidates
                 else {}
             )
+            stats = {
+                r["turn_id"]: {k: r[k] for k in ("count", "best_score", "refined", "accepted")}
+                for r in self.db.query(
+                    "SELECT turn_id, count(*) AS count, max(score) AS best_score, "
+                    "coalesce(sum(refined), 0) AS refined, coalesce(sum(accepted), 0) AS accepted "
+                    "FROM candidates WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?) "
+                    "GROUP BY turn_id", (session_id,)
+                )
+            }
+        empty_stats = {"count": 0, "best_score": None, "refined": 0, "accepted": 0}
         out = []
         for t in turns:
             out.append(
@@ -430,6 +443,7 @@ class SessionStore:
                     "token_counts": _loads(t["token_counts"], {}),
                     "tool_calls": [_tool_out(r) for r in calls.get(t["id"], [])],
                     "candidates": [_candidate_out(r) for r in cands.get(t["id"], [])],
+                    "candidate_stats": stats.get(t["id"], empty_stats),
                 }
             )
         return out

@@ -79,6 +79,7 @@ def test_show_marks_islands_tool_calls_and_interruptions(tmp_path: Path) -> None
     assert "=> [3] France: The capital of France is Paris." in out
     assert "tool call: search(query='capital of France') -> [3] France: The capital of France is Paris." in out
     assert "(+1 speculative tool call off the chosen path)" in out
+    assert "2 candidates · best score -0.500 · 0 refined, 0 accepted" in out
     assert "The capital of Sp  [interrupted]" in out
 
 
