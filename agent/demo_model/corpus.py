@@ -465,7 +465,7 @@ class CorpusGenerator:
         return self.first_exchange()
 
     def dialogue(self) -> Dialogue:
-        turns = self.rng.choices([1, 2, 3], weights=[0.45, 0.35, 0.2])[0]
+        turns = self.rng.choices([1, 2, 3], weights=[0.35, 0.35, 0.3])[0]
         exchanges = [self.first_exchange()]
         while len(exchanges) < turns:
             exchanges.append(self.next_exchange(exchanges[-1]))

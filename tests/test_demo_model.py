@@ -1,0 +1,118 @@
+"""The shipped demo model: loads offline, calls the right tools, answers from the islands; the corpus is seeded."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.demo_model import demo_kb_docs_path, demo_model_dir
+from agent.demo_model.corpus import Dialogue, format_island, generate
+from agent.demo_model.kb_docs import build_kb
+
+
+@pytest.fixture(scope="module")
+def demo_lm():
+    from agent.model_runtime import load_model
+
+    return load_model(str(demo_model_dir()), device="cpu")
+
+
+def ask(lm, text: str, agent_home: Path):
+    from agent.config import DecodeConfig
+    from agent.tool_registry import default_registry
+    from agent.turn import ChatSession
+
+    session = ChatSession(lm, default_registry(), DecodeConfig(strategy="greedy", max_new_tokens=128),
+                          confirm=lambda record: False)
+    return session.ask(text)
+
+
+def answer_after_island(response: str) -> str:
+    return response.rsplit("\n=> ", 1)[-1].split("\n", 1)[-1]
+
+
+def test_weights_are_committed_small_and_load_offline(demo_lm) -> None:
+    weights = demo_model_dir() / "model.safetensors"
+    assert weights.is_file()
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    card = (demo_model_dir() / "MODEL_CARD.md").read_text()
+    assert "Evaluation" in card and "Limits" in card
+    assert demo_lm.tokenizer.eos_token == "<|end|>"
+    assert demo_lm.tokenizer.eos_token_id in demo_lm.eos_token_ids
+    prompt = demo_lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                                   add_generation_prompt=True)
+    assert prompt == "<|user|>\nhi<|end|>\n<|assistant|>\n"
+
+
+def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) -> None:
+    result = ask(demo_lm, "What is 1234 * 5678?", agent_home)
+    assert [c.tool for c in result.tool_calls] == ["calc"]
+    assert result.tool_calls[0].result == "7006652"
+    assert "=> 7006652\n" in result.response
+    assert "7006652" in answer_after_island(result.response)
+
+
+def test_knowledge_base_question_calls_search_and_states_the_fact(demo_lm, agent_home: Path) -> None:
+    kb = build_kb()
+    city = next(e for e in kb.entities if e.kind == "city" and e.held_out)  # never seen in training
+    result = ask(demo_lm, f"When was {city.name} founded?", agent_home)
+    assert result.tool_calls and result.tool_calls[0].tool == "search"
+    assert f"[{city.id}] {city.name}:" in result.tool_calls[0].result
+    assert city.fact("founded").value in answer_after_island(result.response)
+
+
+def test_unknown_name_finds_nothing_and_says_so(demo_lm, agent_home: Path) -> None:
+    result = ask(demo_lm, "What is the capital of France?", agent_home)
+    assert result.tool_calls and result.tool_calls[0].tool == "search"
+    assert result.tool_calls[0].result == "no results"
+    assert "don't know" in answer_after_island(result.response)
+
+
+def test_shipped_docs_are_the_generated_knowledge_base() -> None:
+    lines = demo_kb_docs_path().read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == build_kb().docs()
+    assert 300 <= len(lines) <= 500
+
+
+def _dump(dialogues: list[Dialogue]) -> list[str]:
+    return [d.to_json() for d in dialogues]
+
+
+def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
+    first = generate(40, seed=7)
+    assert _dump(first) == _dump(generate(40, seed=7))
+    assert _dump(first) != _dump(generate(40, seed=8))
+    held_out = {e.name for e in build_kb().entities if e.held_out}
+    islands = 0
+    for dialogue in first:
+        for ex in dialogue.exchanges:
+            assert not any(name in ex.user for name in held_out)
+            for i, (text, is_island) in enumerate(ex.segments):
+                if not is_island:
+                    continue
+                islands += 1
+                assert re.fullmatch(r"\n=> [^\n]+\n", text), text
+                assert ex.segments[i - 1][0].endswith(")") and not ex.segments[i - 1][1]
+                call = ex.segments[i - 1][0]
+                if call.startswith("SEARCH("):
+                    result = text[4:-1]
+                    assert result == "no results" or re.fullmatch(r"\[\d+\] [^:]+: [^|]+( \| \[\d+\] [^:]+: [^|]+){0,2}", result)
+                if call.startswith("CALL(calc"):
+                    assert re.fullmatch(r"-?[0-9.e+-]+|error: .+", text[4:-1])
+    assert islands >= 30
+    assert format_island("a\nb") == "\n=> a\\nb\n"
+
+
+def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
+    from agent.demo_model.train import encode_dialogue
+
+    tok = demo_lm.tokenizer
+    for dialogue in generate(10, seed=3):
+        ids, mask = encode_dialogue(tok, dialogue, 4096)
+        assert ids == tok.encode(tok.apply_chat_template(dialogue.messages(), tokenize=False), add_special_tokens=False)
+        # The loss covers the assistant's own text and <|end|>, never an island.
+        trained = tok.decode([t for t, m in zip(ids, mask) if m])
+        assert "=>" not in trained and "<|end|>" in trained
