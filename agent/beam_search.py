@@ -1,0 +1,79 @@
+"""Strategy `beam` (width config.beam_width): the classic baseline, on the tree search's shared KV.
+
+Each step keeps the `beam_width` best continuations by summed log-prob (all rows have the same
+number of model tokens, so sum and mean rank alike); a beam that ends (EOS, grammar end, length)
+joins the finished hypotheses, and the search stops once there are `beam_width` of them (HF's
+early_stopping=True). Finished hypotheses are then ranked by the shared score (agent.scoring), so
+with width 1 this is exactly greedy decoding. One forward pass per step, the batch is the beam.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from agent.config import DecodeConfig
+from agent.constraint import ResponseConstraint
+from agent.model_runtime import LoadedModel
+from agent.tree_search import Node, TokenTree
+
+
+def beam_search(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    config: DecodeConfig,
+    *,
+    make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+):  # -> agent.search.SearchResult
+    from agent.search import SearchResult, rank
+
+    started = time.perf_counter()
+    width = max(1, config.beam_width)
+    constraint = make_constraint() if make_constraint is not None else None
+    tree = TokenTree(lm, prompt_ids, config, constraint)
+    tree.start()
+    beams: list[Node] = [tree.root]
+    finished: list[Node] = []
+    interrupted = False
+    while beams and tree.forward_passes < max(1, config.budget):
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+        proposals: list[tuple[float, int, Node, int]] = []
+        for index, beam in enumerate(beams):
+            mask = tree.offer_mask(beam)
+            scores = beam.next_logprobs.masked_fill(~mask, float("-inf"))
+            k = min(2 * width, int(mask.sum()))
+            if k == 0:
+                continue
+            top = torch.topk(scores, k)
+            for lp, token in zip(top.values.tolist(), top.indices.tolist()):
+                proposals.append((beam.sum_logprob + lp, index, beam, int(token)))
+        proposals.sort(key=lambda p: (-p[0], p[1]))
+        survivors: list[Node] = []
+        for _, _, beam, token in proposals:
+            if len(survivors) >= width:
+                break
+            child = tree.grow(beam, token)
+            if child.status == "complete":
+                finished.append(child)
+            elif child.status != "dead":
+                survivors.append(child)
+        if len(finished) >= width:
+            break
+        pending = survivors + [n for n in finished if n.pending_logprobs]
+        tree.evaluate(pending)
+        beams = [b for b in survivors if b.status == "open"]
+    finish = "interrupted" if interrupted else None
+    cands = [tree.candidate(n, "beam", finish) for n in finished]
+    if not cands:  # nothing finished within the budget: the unfinished beams are all there is
+        cands = [tree.candidate(n, "beam", finish or "budget") for n in beams if n is not tree.root]
+    if not cands:
+        cands = [tree.candidate(tree.root, "beam", finish or "budget")]
+    ranked = rank(cands)
+    return SearchResult(best=ranked[0], candidates=ranked, forward_passes=tree.forward_passes, tree=tree.root,
+                        kv_reuse_ratio=tree.kv_reuse_ratio, seconds=time.perf_counter() - started,
+                        strategy="beam", token_evaluations=tree.token_evaluations)

@@ -1,0 +1,96 @@
+"""Strategy `best-of-n`: config.num_samples independent samples, ranked by the exact shared score.
+
+The samples advance in lockstep on the tree search's shared KV (one forward pass per step for all
+of them), drawn with the decode loop's sampling math (temperature, top-k, top-p, min-p) under the
+grammar mask. Their log-probs are exact (the same numbers a fresh forward pass gives, see
+tests/test_scoring.py), so ranking them by agent.scoring is the exact rescoring.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from agent.config import DecodeConfig
+from agent.constraint import ResponseConstraint
+from agent.model_runtime import LoadedModel
+from agent.tree_search import Node, TokenTree, draw_token
+
+# A sample that steps into a loop redraws (the looping token is remembered) at most this often.
+MAX_REDRAWS = 3
+
+
+def best_of_n(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    config: DecodeConfig,
+    *,
+    make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+):  # -> agent.search.SearchResult
+    from agent.search import SearchResult, rank
+
+    started = time.perf_counter()
+    count = max(1, config.num_samples)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    constraint = make_constraint() if make_constraint is not None else None
+    tree = TokenTree(lm, prompt_ids, config, constraint)
+    tree.start()
+    live: list[Node] = [tree.root] * count
+    finished: list[Node] = []
+    interrupted = False
+    while live and tree.forward_passes < max(1, config.budget):
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+        grown: list[Node] = []
+        for node in live:
+            for _ in range(MAX_REDRAWS + 1):
+                # Samples that drew the same token share the child: the tree holds each prefix once.
+                token = _sample(tree, node, config, generator)
+                if token is None:
+                    break
+                child = node.children.get(token) or tree.grow(node, token, config.temperature)
+                if child.status != "dead":
+                    break
+            else:
+                continue
+            if token is None or child.status == "dead":
+                continue
+            if child.status == "complete":
+                finished.append(child)
+            else:
+                grown.append(child)
+        pending = list(dict.fromkeys(n for n in grown + finished if tree.needs_evaluation(n)))
+        tree.evaluate(pending)
+        live = [n for n in grown if n.status == "open"]
+    finish = "interrupted" if interrupted else None
+    cands = [tree.candidate(n, "best-of-n", finish) for n in dict.fromkeys(finished)]
+    if not cands:  # nothing finished within the budget: the unfinished samples are all there is
+        cands = [tree.candidate(n, "best-of-n", finish or "budget") for n in dict.fromkeys(live)
+                 if n is not tree.root]
+    if not cands:
+        cands = [tree.candidate(tree.root, "best-of-n", finish or "budget")]
+    ranked = rank(cands)
+    return SearchResult(best=ranked[0], candidates=ranked, forward_passes=tree.forward_passes, tree=tree.root,
+                        kv_reuse_ratio=tree.kv_reuse_ratio, seconds=time.perf_counter() - started,
+                        strategy="best-of-n", token_evaluations=tree.token_evaluations)
+
+
+def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.Generator) -> int | None:
+    """One draw from the node's distribution; unlike the tree, samples may repeat tokens already tried."""
+    from agent.sampling import choose_token
+
+    mask = node.allowed
+    dead = [t for t, c in node.children.items() if c.status == "dead"]
+    if dead:
+        mask = (mask.clone() if mask is not None else torch.ones_like(node.next_logprobs, dtype=torch.bool))
+        mask[torch.tensor(dead, dtype=torch.long, device=mask.device)] = False
+        if not bool(mask.any()):
+            return None
+    try:
+        return choose_token(node.next_logprobs, config.replace(strategy="sample"), [], generator, mask)
+    except RuntimeError:
+        return None
