@@ -33,6 +33,7 @@ class DecodeResult:
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
     seconds: float = 0.0
+    eos_logprob: float | None = None  # log p of the end-of-sequence token when the model ended the response
 
     @property
     def new_tokens(self) -> int:
@@ -98,6 +99,7 @@ def decode(
     stop_strings = [s for s in config.stop if s]
     finish = "length"
     passes = 0
+    eos_logprob: float | None = None
     pending = list(prompt_ids[reused:])
     set_tokens_left = getattr(constraint, "set_tokens_left", None)
 
@@ -132,10 +134,12 @@ def decode(
                     if allowed is not None and allowed.device != logits.device:
                         allowed = allowed.to(logits.device)
                 token = choose_token(logits, config, response, generator, allowed)
+                token_logprob = float(torch.log_softmax(logits.float(), dim=-1)[token])
                 if token in eos_ids:
                     finish = "eos"
+                    eos_logprob = token_logprob
                     break
-                logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
+                logprobs.append(token_logprob)
                 response.append(token)
                 islands.append(False)
                 pending = [token]
@@ -176,4 +180,5 @@ def decode(
         prompt_tokens=len(prompt_ids),
         reused_prompt_tokens=reused,
         seconds=time.perf_counter() - started,
+        eos_logprob=eos_logprob,
     )
