@@ -122,6 +122,8 @@ class Repl:
                 self.command(text)
             else:
                 self.answer(text)
+        if self.session.store is not None:
+            self.session.store.close()
 
     def answer(self, text: str) -> None:
         def write(piece: str) -> None:

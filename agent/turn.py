@@ -194,15 +194,24 @@ class ChatSession:
             search=found,
         )
 
+    def tool_setup(self) -> dict[str, Any]:
+        """What decides the response besides DecodeConfig: tools, their files, the user grammar."""
+        tools = None if self.registry is None else [spec.name for spec in self.registry]
+        files = [] if self.registry is None else sorted(
+            {spec.source for spec in self.registry if spec.source.endswith(".py")})
+        return {"tools": tools, "tool_files": files, "user_grammar": self.user_grammar}
+
     def _store_turn(self, turn: int, result: TurnResult) -> None:
         self.store.add_message(self.session_id, turn, "assistant", result.response,
                                interrupted=result.interrupted)
-        config = self.config.to_dict()
+        config = {**self.config.to_dict(), **self.tool_setup()}
         config["grammar_hash"] = grammar_hash(self.user_grammar)
+        candidates = [{**c, "chosen": i == 0} for i, c in enumerate(result.candidates)]
         self.store.record_turn(
             self.session_id, turn, config=config,
-            tool_calls=[{**c.to_dict(), "call_text": c.call_text} for c in result.tool_calls],
-            candidates=result.candidates,
+            tool_calls=[{**c.to_dict(), "call_text": c.call_text, "island_text": c.island_text, "chosen": True}
+                        for c in result.tool_calls],
+            candidates=candidates,
             timings={"seconds": result.seconds},
             token_counts={"new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
                           "reused_prompt_tokens": result.reused_prompt_tokens, "forward_passes": result.forward_passes,
@@ -213,12 +222,16 @@ class ChatSession:
 def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any]) -> str:
     """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config."""
     from agent.model_runtime import load_model
-    from agent.tool_registry import default_registry
+    from agent.tool_registry import build_registry
 
     lm = _cached_model(model_id, load_model)
     known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}
     known.pop("grammar_hash", None)
-    session = ChatSession(lm, default_registry(), DecodeConfig(**known), system_prompt="")
+    grammar = config.get("user_grammar")
+    # Sessions stored before tool set-ups were recorded used the built-in tools.
+    uses_tools = "tools" not in config or config["tools"] is not None
+    registry = build_registry(tuple(config.get("tool_files") or ())) if uses_tools and not grammar else None
+    session = ChatSession(lm, registry, DecodeConfig(**known), user_grammar=grammar, system_prompt="")
     session.messages = [{"role": m["role"], "content": m.get("content", m.get("text", ""))} for m in history]
     return session.ask(user_text).response
 

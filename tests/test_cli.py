@@ -87,3 +87,12 @@ def test_no_model_and_no_demo_model_explains_how_to_name_one(monkeypatch: pytest
     monkeypatch.setattr(demo, "demo_model_dir", lambda: tmp_path / "absent")
     with pytest.raises(click.ClickException, match="--model PATH"):
         resolve_model(None)
+
+
+def test_a_session_without_tools_reruns_identically(tiny_model_dir: Path, tmp_path: Path) -> None:
+    done = agent("run", "hello", "--model", str(tiny_model_dir), "--json", "--no-tools", "--strategy", "sample",
+                 "--seed", "9", "--max-new-tokens", "10", home=tmp_path)
+    session_id = json.loads(done.stdout)["session_id"]
+    rerun = agent("replay", session_id[:6], "--rerun", home=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "identical" in rerun.stdout
