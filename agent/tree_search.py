@@ -273,10 +273,24 @@ class TokenTree:
         elif child.constraint is not None and child.constraint.is_finished():
             child.status, child.reason = "complete", "grammar"
         elif child.model_tokens >= self.config.max_new_tokens:
+            if child.constraint is not None and not self._may_end(child.constraint):
+                # Cut off by the length limit where the grammar cannot end: it would not parse.
+                self.kill(child, "grammar: unfinished at the length limit")
+                return child
             child.status, child.reason = "complete", "length"
         elif self.stop_strings and self._hits_stop(child):
             child.status, child.reason = "complete", "stop"
         return child
+
+    def _may_end(self, constraint: Any) -> bool:
+        """Would the grammar accept the response as it stands (end-of-sequence allowed)?"""
+        set_left = getattr(constraint, "set_tokens_left", None)
+        if set_left is not None:
+            set_left(0)
+        allowed = constraint.allowed_tokens()
+        if allowed is None:
+            return True
+        return any(0 <= e < allowed.shape[0] and bool(allowed[e]) for e in self.eos_ids)
 
     def _hits_stop(self, node: Node) -> bool:
         ids = self.response_ids(node)[0][-64:]

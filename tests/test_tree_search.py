@@ -1,0 +1,135 @@
+"""Tree search: exact branch scores on one shared KV tree, dead ends, budget, annealing, grammar."""
+
+from __future__ import annotations
+
+import json
+
+import lark
+import pytest
+
+from agent.config import DecodeConfig
+from agent.scoring import sequence_logprobs
+from agent.search import search_response
+from agent.tree_search import COOL_FRACTION, temperature_at, tree_search
+
+WORDS_GRAMMAR = 'start: WORD (" " WORD)*\nWORD: /(yes|no|maybe)/\n'
+
+
+def _prompt(lm, text: str = "hello there") -> list[int]:  # noqa: ANN001
+    return lm.tokenizer.encode(f"<|user|>\n{text}<|end|>\n<|assistant|>\n")
+
+
+def _nodes(root):  # noqa: ANN001, ANN202
+    out, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(node.children.values())
+    return out
+
+
+def _path_ids(node) -> list[int]:  # noqa: ANN001
+    return [t for n in node.path() for t in n.tokens]
+
+
+def test_every_branch_scores_like_a_fresh_full_forward_pass(tiny_lm) -> None:  # noqa: ANN001
+    prompt = _prompt(tiny_lm)
+    result = tree_search(tiny_lm, prompt, DecodeConfig(strategy="tree", max_new_tokens=10, budget=30, seed=1))
+    evaluated = [n for n in _nodes(result.tree) if n.next_logprobs is not None and n.parent is not None]
+    depths = {n.model_tokens for n in evaluated}
+    assert len(evaluated) > 20 and len(depths) > 5  # batches mixed branches of different depths
+    eos = tiny_lm.tokenizer.eos_token_id
+    for node in evaluated[::3]:
+        ids = _path_ids(node)
+        fresh, fresh_eos = sequence_logprobs(tiny_lm, prompt, ids, eos_id=eos)
+        incremental = [lp for n in node.path() for lp in n.logprobs]
+        assert fresh == pytest.approx(incremental, abs=1e-4)
+        assert node.sum_logprob == pytest.approx(sum(fresh), abs=1e-4)
+        # The node's next-token distribution is exact too (it scores its children).
+        assert float(node.next_logprobs[eos]) == pytest.approx(fresh_eos, abs=1e-4)
+    for cand in result.candidates:
+        fresh, _ = sequence_logprobs(tiny_lm, prompt, cand.token_ids)
+        assert fresh == pytest.approx(cand.logprobs, abs=1e-4)
+
+
+def test_no_prefix_is_recomputed_and_the_budget_holds(tiny_lm) -> None:  # noqa: ANN001
+    prompt = _prompt(tiny_lm)
+    for budget in (4, 13, 40):
+        result = tree_search(tiny_lm, prompt, DecodeConfig(strategy="tree", max_new_tokens=12, budget=budget))
+        assert result.forward_passes <= budget
+        assert result.kv_reuse_ratio == pytest.approx(1.0)
+        evaluated = [n for n in _nodes(result.tree) if n.kv is not None and n.parent is not None]
+        # Each node's tokens went through the model once: evaluations == tokens held by the tree.
+        assert result.token_evaluations == sum(len(n.tokens) for n in evaluated)
+        assert len(result.candidates) >= 1
+
+
+def test_dead_ends_are_remembered_and_never_expanded(tiny_lm) -> None:  # noqa: ANN001
+    # The tiny random model loops readily ("x x x x ..."): loops are dead ends.
+    result = tree_search(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=16, budget=60))
+    nodes = _nodes(result.tree)
+    dead = [n for n in nodes if n.status == "dead"]
+    assert dead, "expected some dead ends (loops) on the tiny random model"
+    assert all(not n.children for n in dead)
+    paths = [tuple(_path_ids(n)) + ((-1,) if n.is_eos else ()) for n in nodes]
+    assert len(paths) == len(set(paths)), "a branch was expanded twice"
+    for node in nodes:
+        for token, child in node.children.items():
+            assert token in node.tried
+    assert not any(c.degenerate or c.empty for c in result.candidates)
+
+
+def test_returns_the_best_k_complete_candidates_ranked(tiny_lm) -> None:  # noqa: ANN001
+    config = DecodeConfig(strategy="tree", max_new_tokens=8, budget=40, top_candidates=3)
+    result = search_response(tiny_lm, _prompt(tiny_lm), config)
+    assert len(result.candidates) == 3
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert result.best is result.candidates[0]
+    assert all(c.finish_reason in ("eos", "length", "grammar") for c in result.candidates)
+    json.dumps([c.to_dict() for c in result.candidates])
+    assert result.text == result.best.text and result.new_tokens == result.best.new_tokens
+
+
+def test_annealing_cools_from_the_configured_temperature() -> None:
+    config = DecodeConfig(strategy="tree", temperature=1.2)
+    temps = [temperature_at(config, p / 10) for p in range(11)]
+    assert temps[0] == pytest.approx(1.2)
+    assert temps[-1] == pytest.approx(1.2 * COOL_FRACTION)
+    assert all(a > b for a, b in zip(temps, temps[1:]))
+    assert temperature_at(config.replace(temperature=0.0), 0.5) == 0.0
+
+
+def test_tree_is_at_least_as_good_as_beam(tiny_lm) -> None:  # noqa: ANN001
+    prompt = _prompt(tiny_lm, "What is the capital of France?")
+    beam = search_response(tiny_lm, prompt, DecodeConfig(strategy="beam", max_new_tokens=10, budget=100))
+    tree = search_response(tiny_lm, prompt, DecodeConfig(strategy="tree", max_new_tokens=10,
+                                                         budget=2 * beam.forward_passes))
+    assert tree.forward_passes <= 2 * beam.forward_passes
+    assert tree.best.score >= beam.best.score - 1e-6
+
+
+def test_grammar_forks_per_branch_and_every_answer_parses(tiny_lm) -> None:  # noqa: ANN001
+    from agent.grammar_constraint import make_constraint
+
+    parser = lark.Lark(WORDS_GRAMMAR)
+    for strategy in ("tree", "beam", "best-of-n"):
+        result = search_response(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy=strategy, max_new_tokens=12,
+                                                                         budget=30),
+                                 make_constraint=lambda: make_constraint(tiny_lm, None, WORDS_GRAMMAR))
+        assert result.candidates
+        for cand in result.candidates:
+            parser.parse(cand.text)  # raises if a branch escaped its grammar
+
+
+def test_should_stop_interrupts_the_search(tiny_lm) -> None:  # noqa: ANN001
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    result = search_response(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=12, budget=50),
+                             should_stop=stop)
+    assert result.finish_reason == "interrupted"
+    assert result.forward_passes < 10
