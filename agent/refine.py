@@ -75,8 +75,19 @@ def _grammar_masks(make_constraint: Callable[[], ResponseConstraint | None] | No
         if allowed.shape[0] < width:
             allowed = torch.cat([allowed, allowed.new_zeros(width - allowed.shape[0])])
         masks.append(allowed)
-        step = constraint.accept(token_ids[i])
+        try:
+            step = constraint.accept(token_ids[i])
+        except Exception:  # e.g. a side-effect call pending: the rest goes unmasked, replay_ok judges
+            break
+        if not step.forced_is_island:  # grammar-forced text is scored but cannot change
+            for forced in step.forced_token_ids:
+                only = torch.zeros(width, dtype=torch.bool, device=device)
+                only[forced] = True
+                masks.append(only)
         i += 1 + len(step.forced_token_ids)
+    free_count = sum(1 for island in island_mask if not island)
+    while len(masks) < free_count:
+        masks.append(torch.ones(width, dtype=torch.bool, device=device))
     return masks
 
 

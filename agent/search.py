@@ -268,8 +268,12 @@ def render_alts(result: SearchResult):  # -> rich.table.Table
     return table
 
 
-def render_tree(result: SearchResult, max_nodes: int = 200):  # -> rich.tree.Tree
-    """The explored search tree (for `/tree`): each node's text, mean score and fate."""
+def render_tree(result: SearchResult, max_nodes: int = 200, max_children: int = 6):  # -> rich.tree.Tree
+    """The explored search tree (for `/tree`): each branch's text, mean log-prob and fate.
+
+    Chains of single children are drawn as one line; the best answer's path is bold green, dead
+    ends red; at most max_children children per node (the best) and max_nodes lines in all.
+    """
     from rich.text import Text
     from rich.tree import Tree
 
@@ -291,26 +295,19 @@ def render_tree(result: SearchResult, max_nodes: int = 200):  # -> rich.tree.Tre
         node_id = parent.id if parent is not None else None
     shown = 0
 
-    def label(node) -> Text:  # noqa: ANN001 (tree_search.Node)
-        piece = tokenizer.decode(node.tokens, skip_special_tokens=False) if (tokenizer and node.tokens) else ""
-        if node.is_eos:
-            piece = "<eos>"
-        style = "bold green" if node.id in best_path else ("red" if node.status == "dead" else "")
-        text = Text(repr(piece)[1:-1] or "·", style=style)
-        text.append(f"  {node.mean:.2f}", style="dim")
-        if node.status in ("dead", "complete"):
-            text.append(f" [{node.status}: {node.reason}]" if node.reason else f" [{node.status}]", style="dim")
-        return text
-
     tree = Tree(Text(f"prompt ({result.forward_passes} passes, KV reuse {result.kv_reuse_ratio:.2f})"))
 
     def add(branch, node) -> None:  # noqa: ANN001
         nonlocal shown
         # Collapse single-child chains into one line so deep trees stay readable.
-        for child in sorted(node.children.values(), key=lambda n: -n.mean):
+        children = sorted(node.children.values(), key=lambda n: (n.id not in best_path, -n.mean))
+        for index, child in enumerate(children):
             if shown >= max_nodes:
                 branch.add(Text("…", style="dim"))
                 return
+            if index >= max_children:
+                branch.add(Text(f"… {len(children) - index} more", style="dim"))
+                break
             chain = [child]
             while len(chain[-1].children) == 1 and chain[-1].status != "dead":
                 chain.append(next(iter(chain[-1].children.values())))

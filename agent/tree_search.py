@@ -1,27 +1,37 @@
-"""Strategy `tree`: best-first backtracking search over continuations, on one shared KV cache.
+"""Strategy `tree`: a backtracking search over continuations, on one shared KV cache.
 
-The search keeps a tree of nodes. A node is one sampled token plus any tokens the constraint forced
-after it (a tool-result island), and it holds the keys and values of exactly those tokens: the KV
-of a path is the prompt's KV followed by its nodes' KV, so no prefix is ever run through the model
-twice (the KV reuse ratio, token evaluations / tree tokens, is 1.0). Several frontier nodes go
-through the model in one forward pass: their paths' KV are stacked with left padding, an attention
-mask hides the padding and explicit position ids keep every row at its true positions, so the
-scores are exact (checked against a fresh full forward in tests/test_tree_search.py).
+The tree: a node is one sampled token plus any tokens the constraint forced after it (a tool-result
+island), and it holds the keys and values of exactly those tokens. The KV of a path is the prompt's
+KV followed by its nodes' KV, so no prefix ever goes through the model twice (KV reuse ratio = token
+evaluations / tree tokens = 1.0). Several nodes go through the model in one forward pass: their
+paths' KV are stacked with left padding, an attention mask hides the padding and explicit position
+ids keep every row at its true positions, so the scores are exact (tests/test_tree_search.py checks
+them against a fresh full forward pass).
 
-Each evaluated node offers one untried child token, drawn from its masked next-token distribution
-at the current temperature; the schedule cools geometrically from hot to cool over the budget
-(simulated annealing). The offers sit in one priority queue keyed by the exact mean log-prob of
-the sequence they would make (the length treatment of agent.scoring); each pass takes the best
-`beam_width` offers, so the search backtracks whenever an old branch offers better than the newest
-one. Dead ends are remembered in their parent's tried set and never offered again: grammar
-rejection (nothing allowed, the constraint refused), loops (agent.scoring.tail_loop) and offers
-below the pruning bound. When the passes left only just suffice to finish a branch, the search
-dives: the deepest, best leaves are extended greedily until they complete.
+The search (a beam-stack search: beam search that remembers what it passed over and backtracks):
+1. A dive grows the tree layer by layer from a set of start nodes, keeping the `beam_width` best
+   continuations by mean log-prob (one forward pass per layer); every proposal it passes over is
+   pushed on the stack of alternatives. The first dive starts at the root and is cold, so it is
+   exactly beam search; what follows can only add candidates, never lose the beam's.
+2. Backtracking: while budget (forward passes) is left, the `beam_width` most promising
+   alternatives are grown and a new dive starts from them. Promise is the mean the branch would
+   end with if it went on as well as the best answer so far; the choice among alternatives is
+   annealed: Gumbel noise scaled by a temperature that cools geometrically from
+   config.temperature to COOL_FRACTION of it over the backtracking budget (simulated annealing:
+   far-flung restarts early, the best-looking ones late), and the dives draw their proposals at
+   that temperature too.
+3. Dead ends are remembered and never grown again: grammar rejection (nothing allowed, a refused
+   token, cut off where the grammar cannot end), loops (agent.scoring.tail_loop) and alternatives
+   whose promise falls PRUNE_MARGIN below the K-th best complete answer. Each (node, token) is
+   grown at most once (the node's `tried` set).
+4. The best `top_candidates` complete answers come back, ranked by the shared score.
+Tool calls: each branch forks the grammar state (llguidance deep copy); pure tools run on the
+branch (the constraint's runner caches them by arguments); with defer_side_effects a side-effect
+call ends its branch as "pending" and agent.search runs it only on the chosen answer.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import time
@@ -36,13 +46,11 @@ from agent.constraint import ResponseConstraint, ToolCallRecord
 from agent.model_runtime import LoadedModel
 from agent.scoring import DEGENERATE_PENALTY, model_token_ids, score_parts, tail_loop
 
-# Offers whose mean log-prob falls this far (nats/token) below the K-th best complete candidate are
+# Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
 # dead ends. The mean is not monotone along a path, so this bound is a heuristic, kept loose.
 PRUNE_MARGIN = 1.0
 # The annealing schedule ends at this fraction of the starting temperature.
 COOL_FRACTION = 0.05
-# Tokens each newly evaluated node puts in the queue (it adds one more each time one is taken).
-OFFERS_PER_NODE = 2
 
 
 @dataclass(eq=False)
@@ -67,7 +75,7 @@ class Node:
     allowed: torch.Tensor | None = None  # [vocab] bool: what the grammar allows next (None = all)
     children: dict[int, "Node"] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # tokens grown already (children and dead ends)
-    offered: set[int] = field(default_factory=set)  # tokens waiting in the tree search's queue
+    offered: set[int] = field(default_factory=set)  # tokens a caller holds back from draw_tokens
     status: str = "new"  # new | open | exhausted | complete | dead
     reason: str = ""  # why complete or dead
     pending_logprobs: bool = False  # forced non-island tokens whose log-probs come with evaluation
