@@ -231,16 +231,12 @@ def _write(stream: Any, piece: str) -> None:
 
 def _add_command_groups() -> None:
     """Command groups that live in their own modules (one module per command group)."""
-    import importlib
+    from agent.cli_sessions import replay_command, sessions_command_group
+    from agent.cli_tools import grammar_command_group, kb_command_group, tools_command_group
 
-    for module, names in (("agent.cli_sessions", ("sessions_command_group", "replay_command")),
-                          ("agent.cli_tools", ("tools_command_group", "kb_command_group", "grammar_command_group"))):
-        try:
-            loaded = importlib.import_module(module)
-        except ImportError:  # TEMPORARY while the module is being written
-            continue
-        for name in names:
-            main.add_command(getattr(loaded, name))
+    for command in (tools_command_group, kb_command_group, grammar_command_group, sessions_command_group,
+                    replay_command):
+        main.add_command(command)
 
 
 _add_command_groups()
