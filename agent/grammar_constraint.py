@@ -57,12 +57,14 @@ class TokenizerInfo:
     width: int  # logits width (mask length)
     eos_ids: list[int]
     token_bytes: list[bytes]
-    lengths: torch.Tensor  # int32 bytes per token (width)
-    crossing: torch.Tensor  # bool: token contains `)\n`
-    paren: torch.Tensor  # bool: token contains `(`
+    lengths: np.ndarray  # int32 bytes per token (width)
+    keep_in_call: np.ndarray  # int32 bitmask words: tokens without `)\n`
+    keep_near_end: np.ndarray  # int32 bitmask words: tokens without `(`
     by_bytes: dict[bytes, int]
     words: int  # int32 words per bitmask
     _pristine: dict[str, Any] = field(default_factory=dict)  # grammar text -> fresh LLMatcher
+    # grammar text -> {free-text state -> bitmask words}: see GrammarConstraint._text_state
+    text_masks: dict[str, dict[tuple[bytes, bool], np.ndarray]] = field(default_factory=dict)
 
     def encode(self, text: str) -> list[int]:
         """Token ids for forced text, checked to decode back to exactly the same bytes."""
@@ -89,6 +91,11 @@ class TokenizerInfo:
         return base.deep_copy()
 
 
+def _words(flags: np.ndarray) -> np.ndarray:
+    """A bool array as llguidance-style int32 bitmask words (bit i of word i // 32 = token i)."""
+    return np.packbits(flags.astype(np.uint8), bitorder="little").view(np.int32).copy()
+
+
 _INFO: "weakref.WeakKeyDictionary[Any, dict[int, TokenizerInfo]]" = weakref.WeakKeyDictionary()
 
 
@@ -106,23 +113,23 @@ def tokenizer_info(hf_tokenizer: Any, width: int, eos_ids: list[int] | set[int])
         ll = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=n_vocab, eos_token=eos or None)
     except ValueError as exc:
         raise GrammarError(f"grammar-constrained decoding needs a fast (Rust) tokenizer: {exc}") from exc
-    n = ll.vocab_size
+    n = ll.vocab_size  # >= width: the mask always covers the logits
     token_bytes = [ll.decode_bytes([i]) if not ll.is_special_token(i) else b"" for i in range(n)]
-    lengths = torch.zeros(max(width, n), dtype=torch.int32)
-    crossing = torch.zeros(max(width, n), dtype=torch.bool)
-    paren = torch.zeros(max(width, n), dtype=torch.bool)
+    words = (n + 31) // 32
+    lengths = np.zeros(words * 32, dtype=np.int32)
+    crossing = np.zeros(words * 32, dtype=np.bool_)
+    paren = np.zeros(words * 32, dtype=np.bool_)
     by_bytes: dict[bytes, int] = {}
     for i, b in enumerate(token_bytes):
         if not b:
             continue
         lengths[i] = len(b)
-        if CALL_CROSSING in b:
-            crossing[i] = True
-        if b"(" in b:
-            paren[i] = True
+        crossing[i] = CALL_CROSSING in b
+        paren[i] = b"(" in b
         by_bytes.setdefault(b, i)
     info = TokenizerInfo(ll=ll, width=width, eos_ids=eos, token_bytes=token_bytes, lengths=lengths[:width],
-                         crossing=crossing[:width], paren=paren[:width], by_bytes=by_bytes, words=(n + 31) // 32)
+                         keep_in_call=_words(~crossing), keep_near_end=_words(~paren), by_bytes=by_bytes,
+                         words=words)
     per_tok[width] = info
     return info
 
@@ -191,7 +198,7 @@ class GrammarConstraint:
         self._pending: PendingCall | None = None
         self._left: int | None = None
         self._hist: list[tuple[int, str, int, int, int]] = []
-        self._bits = torch.zeros(shared.info.words, dtype=torch.int32)
+        self._bits = np.zeros(shared.info.words, dtype=np.int32)
 
     # -- protocol --------------------------------------------------------------------------------
     @property
@@ -229,31 +236,32 @@ class GrammarConstraint:
         other._buf = bytearray(self._buf)
         other._calls = list(self._calls)
         other._hist = list(self._hist)
-        other._bits = torch.zeros_like(self._bits)
+        other._bits = np.zeros_like(self._bits)
         return other
 
     def allowed_tokens(self) -> torch.Tensor:
+        """Bool mask (logits width). Numpy does the bit work: torch's thread pool costs milliseconds here."""
         info = self._s.info
         if self._pending is not None or self._m.is_stopped():
             return self._eos_only()
-        self._m.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
-        if self._m.is_error():
-            raise GrammarError(f"grammar engine error: {self._m.get_error()}")
-        bits = np.unpackbits(self._bits.numpy().view(np.uint8), bitorder="little")
-        mask = torch.from_numpy(bits[: info.width].astype(np.bool_, copy=False))
-        if mask.numel() < info.width:  # logits wider than the tokenizer: extra ids never allowed
-            mask = torch.cat([mask, torch.zeros(info.width - mask.numel(), dtype=torch.bool)])
-        base = mask
+        bits = self._bits
+        if self._s.turn is not None and self._mode == "text":
+            bits = self._text_mask()
+        else:
+            self._m.unsafe_compute_mask_ptr(bits.ctypes.data, bits.nbytes)
+            if self._m.is_error():
+                raise GrammarError(f"grammar engine error: {self._m.get_error()}")
         if self._s.turn is not None:
             if self._mode == "call":
-                mask = mask & ~info.crossing
+                bits = bits & info.keep_in_call
             elif self._left is not None and self._left <= self._s.open_reserve:
-                mask = mask & ~info.paren  # too late to open a call that could not be finished
+                bits = bits & info.keep_near_end  # too late to open a call that could not be finished
+            if not bits.any():  # never leave the sampler nothing
+                bits = self._bits if self._mode == "call" else self._text_mask()
+        mask = np.unpackbits(bits.view(np.uint8), bitorder="little")[: info.width].view(np.bool_)
         if self._left is not None and self._left <= FINISH_WINDOW and not self._m.is_accepting():
             mask = self._steer_to_finish(mask)
-        if not bool(mask.any()):
-            mask = base
-        return mask
+        return torch.from_numpy(mask)
 
     def accept(self, token_id: int) -> Step:
         if self._pending is not None:
@@ -313,6 +321,67 @@ class GrammarConstraint:
             if e < mask.numel():
                 mask[e] = True
         return mask
+
+    def _text_state(self) -> tuple[bytes, bool]:
+        """What the engine's state depends on in free text, as a small key.
+
+        In free text the parser is always at the same place (between chunks), and the lexer
+        (lazy heads + tail) only remembers how much of a call opening the text ends with, and
+        an unfinished UTF-8 character. So the mask is a function of: the longest suffix that is
+        a proper prefix of an opening or an incomplete character, and whether the text since
+        the last island is empty.
+        """
+        assert self._s.turn is not None
+        text = self._buf[self._scan_from:]
+        if not text:
+            return b"", True
+        tail = bytes(text[-6:])
+        # an unfinished UTF-8 character at the end
+        for k in range(1, min(3, len(tail)) + 1):
+            byte = tail[-k]
+            if byte & 0xC0 == 0x80:
+                continue  # a continuation byte: look further back
+            if byte >= 0xC0:
+                need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                if k < need:
+                    return tail[-k:], False
+            break
+        for k in range(min(6, len(tail)), 0, -1):
+            piece = tail[-k:]
+            if any(t.encode().startswith(piece) for t in self._s.turn.triggers):
+                return piece, False
+        return b"", False
+
+    def prewarm(self) -> None:
+        """Compute the free-text masks that every response meets (start, after an island, each
+        partial call opening) once per grammar and tokenizer, so no token pays for them later."""
+        assert self._s.turn is not None
+        info = self._s.info
+        prefixes = {""} | {t[:k] for t in self._s.turn.triggers for k in range(1, len(t))}
+        for prefix in sorted(prefixes, key=len):
+            for lead in ("", " "):
+                branch = self.fork()
+                ids = [info.by_bytes.get(ch.encode()) for ch in lead + prefix]
+                if any(i is None for i in ids):
+                    continue
+                for i in ids:
+                    branch.accept(int(i))
+                branch._text_mask()
+
+    def _text_mask(self) -> np.ndarray:
+        """The engine's mask for the current free-text state, computed once per state and grammar."""
+        cache = self._s.info.text_masks.setdefault(self._s.grammar_text, {})
+        key = self._text_state()
+        words = cache.get(key)
+        if words is None:
+            self._m.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+            if self._m.is_error():
+                raise GrammarError(f"grammar engine error: {self._m.get_error()}")
+            words = self._bits.copy()
+            if len(cache) > 4096:
+                cache.clear()
+            cache[key] = words
+        return words
 
     def _find_call_opening(self, before: int) -> None:
         """Track where a call opens (the engine's lazy head lexeme ends exactly at the opening)."""
@@ -394,7 +463,7 @@ class GrammarConstraint:
                     return limit
         return limit
 
-    def _steer_to_finish(self, mask: torch.Tensor) -> torch.Tensor:
+    def _steer_to_finish(self, mask: np.ndarray) -> np.ndarray:
         """Near the limit and not finishable yet: allow only the token with the shortest way to a finish."""
         assert self._left is not None
         if self._s.turn is not None and self._mode == "text":
@@ -404,7 +473,7 @@ class GrammarConstraint:
             return mask
         best, best_d = -1, ROLLOUT_LIMIT + 1
         for tid in self._s.finish_ids:
-            if tid < mask.numel() and bool(mask[tid]):
+            if tid < mask.size and mask[tid]:
                 m = self._m.deep_copy()
                 if m.try_consume_tokens([tid]) != 1:
                     continue
@@ -413,12 +482,11 @@ class GrammarConstraint:
                     best, best_d = tid, d
         if best < 0:
             forced = self._m.compute_ff_tokens()
-            if forced and forced[0] < mask.numel() and bool(mask[forced[0]]):
+            if forced and forced[0] < mask.size and mask[forced[0]]:
                 best = forced[0]
             else:
-                lengths = torch.where(mask, self._s.info.lengths, torch.full_like(self._s.info.lengths, -1))
-                best = int(torch.argmax(lengths))
-        out = torch.zeros_like(mask)
+                best = int(np.argmax(np.where(mask, self._s.info.lengths, -1)))
+        out = np.zeros_like(mask)
         out[best] = True
         return out
 
@@ -467,7 +535,10 @@ def make_constraint(lm: Any, registry: ToolRegistry | None, user_grammar: str | 
     reserve = max((call_reserve(s) for s in turn.registry), default=0) + FINISH_MARGIN + 2
     shared = _Shared(info=info, grammar_text=turn.llguidance, turn=turn, user_lark=None, runner=runner,
                      defer_side_effects=defer_side_effects, open_reserve=reserve, finish_ids=finish_ids)
-    return GrammarConstraint(shared, info.matcher(turn.llguidance))
+    constraint = GrammarConstraint(shared, info.matcher(turn.llguidance))
+    if turn.llguidance not in info.text_masks:
+        constraint.prewarm()
+    return constraint
 
 
 @dataclass
