@@ -14,6 +14,7 @@ unfinished user-grammar response) is steered to its shortest completion.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import weakref
 from dataclasses import dataclass, field
@@ -222,6 +223,16 @@ class GrammarConstraint:
         """The response so far as the constraint saw it (islands included)."""
         return self._buf.decode("utf-8", errors="replace")
 
+    def segments(self) -> list[Any]:
+        """The response so far split by the lark parse into text / call / island segments.
+
+        Parses the exact bytes the constraint accepted (a tokenizer's decode may normalise
+        spaces); raises ProtocolError if it does not parse (e.g. cut inside a call).
+        """
+        if self._s.turn is None:
+            raise GrammarError("segments() is for the tool protocol; a user grammar has no calls")
+        return self._s.turn.parse(self.text)
+
     def set_tokens_left(self, n: int) -> None:
         """How many sampled tokens the decoder may still take (islands do not count)."""
         self._left = n
@@ -237,6 +248,9 @@ class GrammarConstraint:
         other._calls = list(self._calls)
         other._hist = list(self._hist)
         other._bits = np.zeros_like(self._bits)
+        if self._pending is not None:  # each branch owns its pending record (filled in place later)
+            rec = dataclasses.replace(self._pending.record)
+            other._pending = dataclasses.replace(self._pending, record=rec)
         return other
 
     def allowed_tokens(self) -> torch.Tensor:
@@ -289,12 +303,18 @@ class GrammarConstraint:
 
     # -- side effects on speculative branches ------------------------------------------------------
     def run_pending(self) -> Step:
-        """Run the pending side-effect call (after confirmation) and return its island."""
+        """Run the pending side-effect call (after confirmation) and return its island.
+
+        The record handed out by `accept` (result None) is filled in place and returned again
+        as `step.tool_call`, so a caller holding both sees one call, not two.
+        """
         pending = self._pending
         if pending is None:
             raise GrammarError("no call is pending")
         assert self._s.runner is not None
-        record = self._s.runner.run(pending.tool, pending.args, call_text=pending.call_text, speculative=False)
+        done = self._s.runner.run(pending.tool, pending.args, call_text=pending.call_text, speculative=False)
+        record = pending.record
+        record.__dict__.update(done.__dict__)
         self._pending = None
         return self._island(record)
 

@@ -257,3 +257,27 @@ def test_invalid_grammars_are_reported_with_line_and_column(tiny_lm) -> None:
     assert warnings and all(w.severity == "warning" for w in warnings)
     with pytest.raises(ValueError, match="not valid"):
         make_constraint(tiny_lm, None, "start: (\n")
+
+
+def test_cached_free_text_masks_equal_the_engines_own(tiny_lm) -> None:
+    """Free-text masks are reused across states with the same key: they must be exactly llguidance's."""
+    import numpy as np
+
+    registry = default_registry()
+    rng = random.Random(7)
+    checked = 0
+    for seed in range(20):
+        constraint = make_constraint(tiny_lm, registry)
+        steer = Steer(constraint, seed, rate=0.1)
+        for _ in range(80):
+            if constraint.is_finished():
+                break
+            allowed = steer.allowed_tokens()
+            if constraint._mode == "text" and steer.todo == b"":
+                fresh = np.zeros_like(constraint._bits)
+                constraint._m.unsafe_compute_mask_ptr(fresh.ctypes.data, fresh.nbytes)
+                assert np.array_equal(constraint._text_mask(), fresh), constraint.text[-20:]
+                checked += 1
+            choices = [t for t in torch.nonzero(allowed).flatten().tolist() if t not in tiny_lm.eos_token_ids]
+            steer.accept(rng.choice(choices))
+    assert checked > 200

@@ -189,8 +189,10 @@ def test_deferred_side_effects_wait_for_the_chosen_branch(tiny_lm, prompt) -> No
     assert calls == ["launched mars"]
     assert tiny_lm.tokenizer.decode(step.forced_token_ids) == "\n=> launched\n" and step.forced_is_island
     assert step.tool_call is not None and step.tool_call.result == "launched"
+    assert step.tool_call is result.tool_calls[0] and not step.tool_call.speculative  # filled in place
     assert constraint.pending_call is None and not constraint.is_finished()
     assert branch.pending_call is not None  # other branches are untouched
+    assert branch.pending_call.record.result is None
     # pure tools run speculatively, and once per arguments thanks to the cache
     calls.clear()
     constraint = make_constraint(tiny_lm, registry(), defer_side_effects=True)
