@@ -63,6 +63,7 @@ class TokenizerInfo:
     keep_near_end: np.ndarray  # int32 bitmask words: tokens without `(`
     by_bytes: dict[bytes, int]
     words: int  # int32 words per bitmask
+    opens_and_crosses: list[int]  # tokens with both `(` and `)\n`: could open, close and cross at once
     _pristine: dict[str, Any] = field(default_factory=dict)  # grammar text -> fresh LLMatcher
     # grammar text -> {free-text state -> bitmask words}: see GrammarConstraint._text_state
     text_masks: dict[str, dict[tuple[bytes, bool], np.ndarray]] = field(default_factory=dict)
@@ -121,16 +122,19 @@ def tokenizer_info(hf_tokenizer: Any, width: int, eos_ids: list[int] | set[int])
     crossing = np.zeros(words * 32, dtype=np.bool_)
     paren = np.zeros(words * 32, dtype=np.bool_)
     by_bytes: dict[bytes, int] = {}
+    both: list[int] = []
     for i, b in enumerate(token_bytes):
         if not b:
             continue
         lengths[i] = len(b)
         crossing[i] = CALL_CROSSING in b
         paren[i] = b"(" in b
+        if paren[i] and crossing[i]:
+            both.append(i)
         by_bytes.setdefault(b, i)
     info = TokenizerInfo(ll=ll, width=width, eos_ids=eos, token_bytes=token_bytes, lengths=lengths[:width],
                          keep_in_call=_words(~crossing), keep_near_end=_words(~paren), by_bytes=by_bytes,
-                         words=words)
+                         words=words, opens_and_crosses=both)
     per_tok[width] = info
     return info
 
@@ -397,10 +401,27 @@ class GrammarConstraint:
             self._m.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
             if self._m.is_error():
                 raise GrammarError(f"grammar engine error: {self._m.get_error()}")
-            words = self._bits.copy()
+            words = self._drop_crossers(self._bits.copy(), key[0])
             if len(cache) > 4096:
                 cache.clear()
             cache[key] = words
+        return words
+
+    def _drop_crossers(self, words: np.ndarray, suffix: bytes) -> np.ndarray:
+        """Clear tokens that would open a call, close it and run into its island in one piece
+        (e.g. `("")\n` after `SEARCH`): the island must come from the tool, never the model."""
+        assert self._s.turn is not None
+        info = self._s.info
+        triggers = [t.encode() for t in self._s.turn.triggers]
+        flags = words.view(np.uint32)
+        for tid in info.opens_and_crosses:
+            bit = np.uint32(1 << (tid & 31))
+            if not flags[tid >> 5] & bit:
+                continue
+            text = suffix + info.token_bytes[tid]
+            starts = [p for p in (text.find(t) for t in triggers) if p >= 0]
+            if starts and text.find(CALL_CROSSING, min(starts)) >= 0:
+                flags[tid >> 5] &= ~bit
         return words
 
     def _find_call_opening(self, before: int) -> None:
