@@ -18,7 +18,7 @@ import dataclasses
 import re
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class GrammarError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tokenizer side: built once per tokenizer (about a second for a 151k vocabulary)
+# Tokenizer side: built once per tokenizer (0.3 s for the test vocabulary, ~7 s for 151k tokens)
 
 
 @dataclass
