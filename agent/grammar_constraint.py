@@ -647,7 +647,11 @@ def lark_issue(text: str) -> GrammarIssue | None:
                             "Python's lark cannot read this (llguidance-only syntax?); "
                             "finished responses will not be re-parsed", "warning")
     except (LarkGrammarError, Exception) as exc:  # lark raises several kinds for grammar problems
-        return GrammarIssue(0, 0, f"Python's lark cannot read this grammar: {str(exc).splitlines()[0]}", "warning")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = re.search(r"line (\d+),? col(?:umn)? (\d+)", str(exc))
+        line, col = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
+        return GrammarIssue(line, col, f"Python's lark cannot read this grammar ({first}); "
+                            "llguidance can, but finished responses will not be re-parsed", "warning")
     return None
 
 
