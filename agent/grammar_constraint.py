@@ -223,6 +223,13 @@ class GrammarConstraint:
         return self._s.grammar_text
 
     @property
+    def grammar_hash(self) -> str:
+        """16 hex digits identifying the grammar the masks came from (for DecodeConfig.grammar_hash)."""
+        import hashlib
+
+        return hashlib.sha256(self._s.grammar_text.encode()).hexdigest()[:16]
+
+    @property
     def text(self) -> str:
         """The response so far as the constraint saw it (islands included)."""
         return self._buf.decode("utf-8", errors="replace")
