@@ -186,6 +186,9 @@ def refine_tokens(
         passes["forward"] += 1
         passes["backward"] += 1
         last_logp["pred"] = pred.detach()
+        if "first_grad" not in last_logp:  # at the hard sequence: ranks single swaps (HotFlip-style)
+            last_logp["first_pred"] = pred.detach()
+            last_logp["first_grad"] = torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0).masked_fill(~allowed, 0.0)
         count = allowed.sum(dim=-1, keepdim=True).clamp(min=1)
         mean = grad.sum(dim=-1, keepdim=True) / count
@@ -218,7 +221,8 @@ def refine_tokens(
     choice_scores = torch.gather(theta, 1, top)
     projected = torch.gather(top, 1, choice_scores.argmax(dim=-1, keepdim=True)).squeeze(1)
     changes = [(k, j, int(t)) for k, (j, t) in enumerate(zip(free, projected.tolist())) if int(t) != token_ids[j]]
-    if not changes:
+    swaps = _first_order_swaps(last_logp["first_grad"], last_logp["first_pred"], allowed, free, token_ids)
+    if not changes and not swaps:
         return RefineOutcome([], passes["forward"], passes["backward"], steps_done, "projection unchanged")
     # Proposals: the whole projection, and each single change alone (largest theta gain first), so a
     # gradient that is right about one position is not spoiled by being wrong about another.
@@ -232,9 +236,37 @@ def refine_tokens(
         single[j] = t
         if single not in proposals:
             proposals.append(single)
+    if not changes:
+        proposals = []
+    for j, t in swaps:
+        single = list(token_ids)
+        single[j] = t
+        if single not in proposals:
+            proposals.append(single)
     valid = [ids for ids in proposals if replay_ok(make_constraint, ids, island_mask)[0]]
     note = "" if valid else "grammar rejected"
     return RefineOutcome(valid, passes["forward"], passes["backward"], steps_done, note)
+
+
+def _first_order_swaps(grad: torch.Tensor, pred: torch.Tensor, allowed: torch.Tensor, free: list[int],
+                       token_ids: list[int]) -> list[tuple[int, int]]:
+    """Single-token swaps the gradient at the hard sequence rates best (first-order gain, HotFlip-style).
+
+    Only the model's top-k tokens at each position are considered, as in the projection.
+    """
+    k = min(PROJECT_TOP_K, pred.shape[-1])
+    top = torch.topk(pred.masked_fill(~allowed, float("-inf")), k, dim=-1).indices
+    current = torch.tensor([token_ids[j] for j in free], device=grad.device)
+    gain = torch.gather(grad, 1, top) - grad.gather(1, current.unsqueeze(1))
+    gain = gain.masked_fill(top == current.unsqueeze(1), float("-inf"))
+    flat = torch.topk(gain.flatten(), min(SINGLE_CHANGES, gain.numel()))
+    swaps = []
+    for value, index in zip(flat.values.tolist(), flat.indices.tolist()):
+        if value == float("-inf"):
+            continue
+        row, col = divmod(index, k)
+        swaps.append((free[row], int(top[row, col])))
+    return swaps
 
 
 def refine_result(
@@ -266,6 +298,7 @@ def refine_result(
         best_parts = None
         best_lps: list[float] = []
         best_eos: float | None = None
+        seen: set[tuple[int, ...]] = set()  # proposals already rescored (the two runs often agree)
         steps_total = 0
         for method in ("langevin", "hmc"):
             outcome = refine_tokens(lm, prompt_ids, cand.token_ids, cand.island_mask, steps=config.grad_steps,
@@ -275,6 +308,9 @@ def refine_result(
             result.backward_passes += outcome.backward_passes
             steps_total += outcome.grad_steps
             for proposal in outcome.proposals:
+                if tuple(proposal) in seen:
+                    continue
+                seen.add(tuple(proposal))
                 text = lm.tokenizer.decode(proposal, skip_special_tokens=True)
                 lps, eos_lp = sequence_logprobs(lm, prompt_ids, proposal,
                                                 eos_id=min(lm.eos_token_ids) if ended else None)
