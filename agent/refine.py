@@ -14,9 +14,11 @@ responses than the first ones a search keeps? For each candidate:
    position (mirror descent: the raw theta gradient of an off-token logit is scaled by its tiny
    softmax mass and would never move it).
 3. Project back to tokens as COLD does: at each position the token with the highest theta among the
-   model's top-k next tokens (from the last soft forward pass) that the grammar allows. The projected
-   response is replayed through a fresh grammar constraint; islands must come out identical.
-4. Rescore exactly with agent.scoring (one full forward pass). A refined candidate replaces its parent
+   model's top-k next tokens (from the last soft forward pass) that the grammar allows. Proposals:
+   the whole projection, each of its changes alone (largest theta gain first), and the single swaps
+   the gradient at the hard sequence rates best to first order (HotFlip-style). Each is replayed
+   through a fresh grammar constraint; islands must come out identical.
+4. Rescore every proposal exactly with agent.scoring (one full forward pass each). The best refined candidate replaces its parent
    (ranks above it) only if its exact score is higher; either way it is recorded with score_before,
    score_after, grad_steps and accepted.
 """
