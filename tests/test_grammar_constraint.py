@@ -24,6 +24,7 @@ from agent.grammar_constraint import GrammarConstraint, check_grammar, make_cons
 from agent.protocol import parse_response
 from agent.tool_registry import default_registry
 from agent.tool_runner import check_args
+from constraint_script import Script
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -62,32 +63,6 @@ class Steer:
     def accept(self, token_id: int):
         piece = self.pieces[token_id]
         self.todo = self.todo[len(piece):] if self.todo.startswith(piece) else b""
-        return self.inner.accept(token_id)
-
-
-class Script:
-    """Forces the response to start with `text` (each token still checked by the constraint)."""
-
-    def __init__(self, inner: GrammarConstraint, text: str) -> None:
-        self.inner = inner
-        self.todo = text.encode()
-        self.pieces = inner._s.info.token_bytes
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-    def allowed_tokens(self) -> torch.Tensor:
-        mask = self.inner.allowed_tokens()
-        if not self.todo:
-            return mask
-        fits = torch.tensor([bool(p) and self.todo.startswith(p) for p in self.pieces]
-                            + [False] * (mask.numel() - len(self.pieces)))
-        narrowed = mask & fits
-        assert narrowed.any(), f"the grammar does not allow the script here: {self.todo!r}"
-        return narrowed
-
-    def accept(self, token_id: int):
-        self.todo = self.todo[len(self.pieces[token_id]):]
         return self.inner.accept(token_id)
 
 

@@ -10,10 +10,11 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decode import decode
-from agent.grammar_constraint import GrammarConstraint, make_constraint
+from agent.grammar_constraint import make_constraint
 from agent.protocol import parse_response
 from agent.tool_registry import ToolRegistry, default_registry, tool
 from agent.tool_runner import ToolRunner
+from constraint_script import Script
 
 calls: list[str] = []
 
@@ -56,32 +57,6 @@ def registry() -> ToolRegistry:
     for f in (slow, boom, huge, echo, launch):
         reg.register(f)
     return reg
-
-
-class Script:
-    """Forces the model's part of a response (each token still checked by the constraint)."""
-
-    def __init__(self, inner: GrammarConstraint, text: str) -> None:
-        self.inner = inner
-        self.todo = text.encode()
-        self.pieces = inner._s.info.token_bytes
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-    def allowed_tokens(self) -> torch.Tensor:
-        mask = self.inner.allowed_tokens()
-        if not self.todo:
-            return mask
-        fits = torch.tensor([bool(p) and self.todo.startswith(p) for p in self.pieces]
-                            + [False] * (mask.numel() - len(self.pieces)))
-        narrowed = mask & fits
-        assert narrowed.any(), f"the grammar does not allow the script here: {self.todo!r}"
-        return narrowed
-
-    def accept(self, token_id: int):
-        self.todo = self.todo[len(self.pieces[token_id]):]
-        return self.inner.accept(token_id)
 
 
 @pytest.fixture(autouse=True)
