@@ -40,11 +40,6 @@ class DecodeResult:
         """Tokens the model generated itself (islands excluded)."""
         return sum(1 for island in self.island_mask if not island)
 
-    @property
-    def score(self) -> float:
-        """Exact log-likelihood of the model's own tokens (islands excluded)."""
-        return float(sum(self.logprobs))
-
 
 class StreamingDetokenizer:
     """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8."""

@@ -18,6 +18,7 @@ from agent.constraint import ResponseConstraint, ToolCallRecord
 from agent.decode import decode
 from agent.kv_cache import PrefixCache
 from agent.model_runtime import LoadedModel
+from agent.scoring import score_parts
 from agent.system_prompt import build_system_prompt
 
 SINGLE_PASS_STRATEGIES = ("greedy", "sample")
@@ -162,11 +163,13 @@ class ChatSession:
             config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
         out = decode(self.lm, prompt_ids, config, constraint=self.make_constraint(), on_token=on_token,
                      prefix_cache=self.prefix_cache, should_stop=should_stop)
-        candidate = {"text": out.text, "score": out.score, "token_count": out.new_tokens,
+        score = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=out.eos_logprob,
+                            text=out.text).value
+        candidate = {"text": out.text, "score": score, "token_count": out.new_tokens,
                      "strategy": config.strategy, "parent": None, "refined": False}
         return TurnResult(response=out.text, tool_calls=out.tool_calls, finish_reason=out.finish_reason,
                           new_tokens=out.new_tokens, seconds=out.seconds, forward_passes=out.forward_passes,
-                          score=out.score, candidates=[candidate], prompt_tokens=out.prompt_tokens,
+                          score=score, candidates=[candidate], prompt_tokens=out.prompt_tokens,
                           reused_prompt_tokens=out.reused_prompt_tokens)
 
     def _search(self, prompt_ids: list[int], config: DecodeConfig,
