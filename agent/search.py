@@ -196,9 +196,13 @@ def _run_deferred_call(lm: LoadedModel, prompt_ids: list[int], config: DecodeCon
     from agent.decode import decode
     from agent.scoring import score_parts
 
+    pending = constraint.pending_call
     step = constraint.run_pending()
     token_ids, islands, logprobs = list(best.token_ids), list(best.island_mask), list(best.logprobs)
-    tool_calls = list(best.tool_calls)
+    # The branch recorded the call when it paused (not run yet); the executed record replaces it.
+    record = getattr(pending, "record", None)
+    tool_calls = [c for c in best.tool_calls if c is not record and not (
+        c.result is None and c.error is None and c.call_text and c.call_text == getattr(pending, "call_text", None))]
     if step is not None:
         if step.tool_call is not None:
             tool_calls.append(step.tool_call)

@@ -133,3 +133,62 @@ def test_should_stop_interrupts_the_search(tiny_lm) -> None:  # noqa: ANN001
                              should_stop=stop)
     assert result.finish_reason == "interrupted"
     assert result.forward_passes < 10
+
+
+def _walk(tree, text: str):  # noqa: ANN001, ANN202
+    """Grow the branch that spells `text` (as the model might), evaluating as a search would."""
+    node = tree.root
+    for token in tree.lm.tokenizer.encode(text):
+        child = tree.grow(node, token)
+        if tree.needs_evaluation(child):
+            tree.evaluate([child])
+        node = child
+    return node
+
+
+def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tiny_lm) -> None:  # noqa: ANN001
+    from agent.grammar_constraint import make_constraint
+    from agent.search import SearchResult, _run_deferred_call
+    from agent.tool_registry import ToolRegistry, tool
+    from agent.tree_search import TokenTree
+
+    bumps: list[int] = []
+
+    @tool(pure=False)
+    def bump(n: int) -> str:
+        """Add n to a counter (a side effect)."""
+        bumps.append(n)
+        return f"bumped {n}"
+
+    registry = ToolRegistry()
+    registry.register(bump)
+    from tools.calc import calc  # noqa: PLC0415  (a built-in pure tool, as users write them)
+
+    registry.register(calc)
+    config = DecodeConfig(strategy="tree", max_new_tokens=40)
+    prompt = _prompt(tiny_lm)
+
+    def constraint():  # noqa: ANN202
+        return make_constraint(tiny_lm, registry, confirm=lambda record: True, defer_side_effects=True)
+
+    # A pure tool on a branch runs at once; its result is an island the model is not scored on.
+    tree = TokenTree(tiny_lm, prompt, config, constraint())
+    tree.start()
+    node = _walk(tree, 'CALL(calc, expr="2 * 3")')
+    assert node.tool_call is not None and node.tool_call.result == "6"
+    assert any(node.island) and "=> 6" in tiny_lm.tokenizer.decode(node.tokens)
+    assert node.logprobs[node.island.index(True)] == 0.0
+    # A side-effect call on a branch only pauses it: nothing runs until the branch is chosen.
+    tree = TokenTree(tiny_lm, prompt, config, constraint())
+    tree.start()
+    node = _walk(tree, "CALL(bump, n=1)")
+    assert node.status == "complete" and node.reason == "pending call"
+    assert bumps == []
+    cand = tree.candidate(node, "tree")
+    assert cand.finish_reason == "tool"
+    result = SearchResult(best=cand, candidates=[cand], forward_passes=tree.forward_passes)
+    _run_deferred_call(tiny_lm, prompt, config, result, None)
+    assert bumps == [1]
+    assert "=> bumped 1" in result.text
+    assert [c.tool for c in result.tool_calls] == ["bump"] and not result.tool_calls[0].speculative
+    assert any(result.island_mask) and result.finish_reason in ("eos", "grammar", "length")
