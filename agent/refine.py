@@ -342,9 +342,12 @@ def refine_result(
         ))
     # A refined candidate outranks its parent only when its exact score is higher; rejected ones are
     # kept for /alts but can never become the answer.
-    accepted_ones = [c for c in refined if c.accepted]
-    rejected = [c for c in refined if not c.accepted]
-    ranked = rank(originals + accepted_ones) + rank(rejected)
+    # A refinement that lands on an answer the tree already had counts as an improvement of its
+    # parent, but it is listed after the ranking so the answer is not shown twice as two candidates.
+    known = {tuple(c.token_ids) for c in originals}
+    accepted_ones = [c for c in refined if c.accepted and tuple(c.token_ids) not in known]
+    others = [c for c in refined if not (c.accepted and tuple(c.token_ids) not in known)]
+    ranked = rank(originals + accepted_ones) + rank(others)
     # Parents are indices into the candidate list as finally ordered.
     for c in refined:
         c.parent = next(i for i, x in enumerate(ranked) if x is originals[c.parent])

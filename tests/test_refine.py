@@ -83,3 +83,6 @@ def test_a_refined_candidate_never_replaces_a_better_parent(tiny_lm) -> None:  #
         if cand.refined:
             parent = refined.candidates[cand.parent]
             assert not parent.refined and parent.score == cand.score_before
+    # A refinement that only rediscovers an answer the tree had never shows up as a second copy of it.
+    tree_answers = {tuple(c.token_ids) for c in refined.candidates if not c.refined}
+    assert not refined.best.refined or tuple(refined.best.token_ids) not in tree_answers
