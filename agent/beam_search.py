@@ -10,7 +10,7 @@ with width 1 this is exactly greedy decoding. One forward pass per step, the bat
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -9,14 +9,14 @@ tests/test_scoring.py), so ranking them by agent.scoring is the exact rescoring.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from agent.config import DecodeConfig
 from agent.constraint import ResponseConstraint
 from agent.model_runtime import LoadedModel
-from agent.tree_search import Node, TokenTree, draw_token
+from agent.tree_search import Node, TokenTree
 
 # A sample that steps into a loop redraws (the looping token is remembered) at most this often.
 MAX_REDRAWS = 3

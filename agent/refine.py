@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -79,7 +80,7 @@ def _grammar_masks(make_constraint: Callable[[], ResponseConstraint | None] | No
         masks.append(allowed)
         try:
             step = constraint.accept(token_ids[i])
-        except Exception:  # e.g. a side-effect call pending: the rest goes unmasked, replay_ok judges
+        except Exception:  # noqa: BLE001 (any constraint's refusal) e.g. a side-effect call pending: the rest goes unmasked, replay_ok judges
             break
         if not step.forced_is_island:  # grammar-forced text is scored but cannot change
             for forced in step.forced_token_ids:
@@ -110,7 +111,7 @@ def replay_ok(make_constraint: Callable[[], ResponseConstraint | None] | None, t
             return False, None
         try:
             step = constraint.accept(token_ids[i])
-        except Exception:  # the grammar refused the token
+        except Exception:  # noqa: BLE001 (constraints raise their own error types) the grammar refused
             return False, None
         forced = list(step.forced_token_ids)
         i += 1

@@ -16,8 +16,8 @@ JSON-safe, and every strategy ranks by one number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

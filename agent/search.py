@@ -7,8 +7,9 @@ Every strategy returns a `SearchResult` whose candidates are ranked by the one s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from agent.config import DecodeConfig
 from agent.constraint import ResponseConstraint, ToolCallRecord
@@ -231,11 +232,11 @@ def _run_deferred_call(lm: LoadedModel, prompt_ids: list[int], config: DecodeCon
 
 def summary_line(result: SearchResult) -> str:
     """One line after each searched answer: candidates, passes, best score, refinement gain."""
+    plural = "" if len(result.candidates) == 1 else "s"
+    backward = f" + {result.backward_passes} backward" if result.backward_passes else ""
     parts = [
-        f"{result.strategy or result.best.strategy}: {len(result.candidates)} candidate"
-        f"{'' if len(result.candidates) == 1 else 's'}",
-        f"{result.forward_passes} forward" + (f" + {result.backward_passes} backward" if result.backward_passes else "")
-        + " passes",
+        f"{result.strategy or result.best.strategy}: {len(result.candidates)} candidate{plural}",
+        f"{result.forward_passes} forward{backward} passes",
         f"best score {result.best.score:.3f}/token",
     ]
     ref = result.refinement or {}
@@ -301,7 +302,7 @@ def render_tree(result: SearchResult, max_nodes: int = 200, max_children: int = 
 
     tree = Tree(Text(f"prompt ({result.forward_passes} passes, KV reuse {result.kv_reuse_ratio:.2f})"))
 
-    def add(branch, node) -> None:  # noqa: ANN001
+    def add(branch, node) -> None:
         nonlocal shown
         # Collapse single-child chains into one line so deep trees stay readable.
         children = sorted(node.children.values(), key=lambda n: (n.id not in best_path, -n.mean))

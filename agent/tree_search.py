@@ -35,8 +35,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -44,7 +45,7 @@ from transformers import DynamicCache
 from agent.config import DecodeConfig
 from agent.constraint import ResponseConstraint, ToolCallRecord
 from agent.model_runtime import LoadedModel
-from agent.scoring import DEGENERATE_PENALTY, model_token_ids, score_parts, tail_loop
+from agent.scoring import model_token_ids, score_parts, tail_loop
 
 # Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
 # dead ends. The mean is not monotone along a path, so this bound is a heuristic, kept loose.
@@ -58,7 +59,7 @@ class Node:
     """One step of a branch: a sampled token and the island tokens forced after it."""
 
     id: int
-    parent: "Node | None"
+    parent: Node | None
     tokens: list[int]
     island: list[bool]
     logprobs: list[float]  # log p of each of this node's tokens (0.0 at islands)
@@ -73,7 +74,7 @@ class Node:
     kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer [kv_heads, len(tokens), head_dim]
     next_logprobs: torch.Tensor | None = None  # [vocab] after the node's last token
     allowed: torch.Tensor | None = None  # [vocab] bool: what the grammar allows next (None = all)
-    children: dict[int, "Node"] = field(default_factory=dict)
+    children: dict[int, Node] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # tokens grown already (children and dead ends)
     offered: set[int] = field(default_factory=set)  # tokens a caller holds back from draw_tokens
     status: str = "new"  # new | open | exhausted | complete | dead
@@ -86,7 +87,7 @@ class Node:
         total = self.sum_logprob + (self.eos_logprob or 0.0)
         return total / count if count else 0.0
 
-    def path(self) -> list["Node"]:
+    def path(self) -> list[Node]:
         """The nodes from the root's first child down to this one."""
         nodes = []
         node: Node | None = self
@@ -258,7 +259,7 @@ class TokenTree:
             child.constraint = parent.constraint.fork()
             try:
                 step = child.constraint.accept(token)
-            except Exception as exc:  # the grammar refused: a dead end, remembered
+            except Exception as exc:  # noqa: BLE001 (constraints raise their own types): a dead end
                 self.kill(child, f"grammar: {exc}")
                 return child
             if step.tool_call is not None:

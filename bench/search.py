@@ -28,11 +28,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.chat_format import prompt_token_ids  # noqa: E402
-from agent.config import DecodeConfig  # noqa: E402
-from agent.model_runtime import load_model  # noqa: E402
-from agent.scoring import score_parts  # noqa: E402
-from agent.search import search_response  # noqa: E402
+from agent.chat_format import prompt_token_ids
+from agent.config import DecodeConfig
+from agent.model_runtime import load_model
+from agent.scoring import score_parts
+from agent.search import search_response
 
 PROMPTS = [
     "What is the capital of France?", "What is the capital of Peru?", "capital of Norway", "capital of Japan",
@@ -60,7 +60,7 @@ def pick_model(arg: str | None) -> tuple[str, str]:
     return str(path), "tiny Llama (build_tiny_llama, hidden 96, 3 layers) trained on templated dialogues"
 
 
-def run_one(lm, prompt: list[int], config: DecodeConfig) -> dict:  # noqa: ANN001
+def run_one(lm, prompt: list[int], config: DecodeConfig) -> dict:
     started = time.perf_counter()
     result = search_response(lm, prompt, config)
     wall = time.perf_counter() - started

@@ -30,9 +30,9 @@ def dialogues(seed: int = 0, count: int = 1200) -> list[tuple[str, str]]:
             out.append((f"What is the capital of {SUBJECTS[i]}?",
                         f"The capital of {SUBJECTS[i]} is {CAPITALS[i]}."))
         elif kind == 1:
-            out.append((f"capital of {SUBJECTS[i]}",
-                        f'SEARCH("capital of {SUBJECTS[i]}")\n=> [{i}] {SUBJECTS[i]}: The capital of '
-                        f"{SUBJECTS[i]} is {CAPITALS[i]}.\nThe capital is {CAPITALS[i]}."))
+            answer = (f'SEARCH("capital of {SUBJECTS[i]}")\n=> [{i}] {SUBJECTS[i]}: The capital of '
+                      f"{SUBJECTS[i]} is {CAPITALS[i]}.\nThe capital is {CAPITALS[i]}.")
+            out.append((f"capital of {SUBJECTS[i]}", answer))
         elif kind == 2:
             out.append((f"What is {a} * {b}?", f'CALL(calc, expr="{a} * {b}")\n=> {a * b}\nThe answer is {a * b}.'))
         elif kind == 3:

@@ -13,17 +13,17 @@ from agent.scoring import score_sequence
 from agent.search import render_alts, render_tree, search_response, summary_line
 
 
-def _prompt(lm, text: str = "hello there") -> list[int]:  # noqa: ANN001
+def _prompt(lm, text: str = "hello there") -> list[int]:
     return lm.tokenizer.encode(f"<|user|>\n{text}<|end|>\n<|assistant|>\n")
 
 
-def _exact(lm, prompt, cand) -> float:  # noqa: ANN001
+def _exact(lm, prompt, cand) -> float:
     eos = min(lm.eos_token_ids) if cand.eos_logprob is not None else None
     return score_sequence(lm, prompt, cand.token_ids, cand.island_mask, eos_id=eos, text=cand.text)
 
 
 @pytest.mark.parametrize("text", ["hello there", "capital of France", "The quick brown fox"])
-def test_beam_of_width_one_is_greedy(tiny_lm, text: str) -> None:  # noqa: ANN001
+def test_beam_of_width_one_is_greedy(tiny_lm, text: str) -> None:
     # Raw text prompts: through the chat template the random tiny model answers only newlines, which
     # the shared score ranks as empty (so beam rightly prefers something else).
     prompt = tiny_lm.tokenizer.encode(text)
@@ -36,7 +36,7 @@ def test_beam_of_width_one_is_greedy(tiny_lm, text: str) -> None:  # noqa: ANN00
     assert beam.text.strip() and not beam.best.degenerate
 
 
-def test_beam_keeps_width_candidates_with_exact_scores(tiny_lm) -> None:  # noqa: ANN001
+def test_beam_keeps_width_candidates_with_exact_scores(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     result = search_response(tiny_lm, prompt, DecodeConfig(strategy="beam", beam_width=3, max_new_tokens=9))
     assert len(result.candidates) >= 3
@@ -46,7 +46,7 @@ def test_beam_keeps_width_candidates_with_exact_scores(tiny_lm) -> None:  # noqa
     assert result.kv_reuse_ratio == pytest.approx(1.0)
 
 
-def test_best_of_n_picks_the_highest_exact_score(tiny_lm) -> None:  # noqa: ANN001
+def test_best_of_n_picks_the_highest_exact_score(tiny_lm) -> None:
     prompt = _prompt(tiny_lm, "What is 12 * 7?")
     config = DecodeConfig(strategy="best-of-n", num_samples=6, max_new_tokens=10, seed=5)
     result = search_response(tiny_lm, prompt, config)
@@ -61,7 +61,7 @@ def test_best_of_n_picks_the_highest_exact_score(tiny_lm) -> None:  # noqa: ANN0
     assert again.token_ids == result.token_ids
 
 
-def test_greedy_and_sample_go_through_the_decode_loop_and_share_the_score(tiny_lm) -> None:  # noqa: ANN001
+def test_greedy_and_sample_go_through_the_decode_loop_and_share_the_score(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     for strategy in ("greedy", "sample"):
         result = search_response(tiny_lm, prompt, DecodeConfig(strategy=strategy, max_new_tokens=6))
@@ -69,7 +69,7 @@ def test_greedy_and_sample_go_through_the_decode_loop_and_share_the_score(tiny_l
         assert result.best.score == pytest.approx(_exact(tiny_lm, prompt, result.best), abs=1e-4)
 
 
-def test_what_the_repl_shows(tiny_lm) -> None:  # noqa: ANN001
+def test_what_the_repl_shows(tiny_lm) -> None:
     result = search_response(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=6, budget=20))
     line = summary_line(result)
     assert "candidates" in line and "forward" in line and f"{result.best.score:.3f}" in line
@@ -83,7 +83,7 @@ def test_what_the_repl_shows(tiny_lm) -> None:  # noqa: ANN001
     json.dumps({"candidates": [c.to_dict() for c in result.candidates], "refinement": result.refinement})
 
 
-def test_unknown_strategy_and_empty_prompt_are_clear_errors(tiny_lm) -> None:  # noqa: ANN001
+def test_unknown_strategy_and_empty_prompt_are_clear_errors(tiny_lm) -> None:
     config = DecodeConfig(strategy="beam")
     config.strategy = "astar"
     with pytest.raises(ValueError, match="unknown strategy 'astar'"):

@@ -11,12 +11,12 @@ from agent.scoring import score_parts, score_sequence, sequence_logprobs
 from agent.search import Candidate, SearchResult, search_response
 
 
-def _prompt(lm, text: str = "The quick brown fox") -> list[int]:  # noqa: ANN001
+def _prompt(lm, text: str = "The quick brown fox") -> list[int]:
     # A raw text prompt: through the chat template the random tiny model answers only newlines.
     return lm.tokenizer.encode(text)
 
 
-def _candidate(lm, prompt: list[int], ids: list[int], islands: list[bool]) -> Candidate:  # noqa: ANN001
+def _candidate(lm, prompt: list[int], ids: list[int], islands: list[bool]) -> Candidate:
     lps, _ = sequence_logprobs(lm, prompt, ids)
     lps = [0.0 if i else lp for lp, i in zip(lps, islands)]
     text = lm.tokenizer.decode(ids, skip_special_tokens=True)
@@ -25,7 +25,7 @@ def _candidate(lm, prompt: list[int], ids: list[int], islands: list[bool]) -> Ca
                      strategy="tree", finish_reason="length")
 
 
-def _with_poor_token(lm, prompt: list[int], position: int) -> tuple[list[int], list[int]]:  # noqa: ANN001
+def _with_poor_token(lm, prompt: list[int], position: int) -> tuple[list[int], list[int]]:
     good = decode(lm, prompt, DecodeConfig(strategy="greedy", max_new_tokens=7)).token_ids
     with torch.inference_mode():
         logits = lm.model(input_ids=torch.tensor([prompt + good[:position]])).logits[0, -1]
@@ -33,7 +33,7 @@ def _with_poor_token(lm, prompt: list[int], position: int) -> tuple[list[int], l
     return good, good[:position] + [poor] + good[position + 1:]
 
 
-def test_refinement_repairs_a_deliberately_poor_token(tiny_lm) -> None:  # noqa: ANN001
+def test_refinement_repairs_a_deliberately_poor_token(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     _, spoiled = _with_poor_token(tiny_lm, prompt, 3)
     cand = _candidate(tiny_lm, prompt, spoiled, [False] * len(spoiled))
@@ -53,7 +53,7 @@ def test_refinement_repairs_a_deliberately_poor_token(tiny_lm) -> None:  # noqa:
     assert best.to_dict()["accepted"] is True and best.to_dict()["grad_steps"] > 0
 
 
-def test_islands_and_prompt_stay_fixed(tiny_lm) -> None:  # noqa: ANN001
+def test_islands_and_prompt_stay_fixed(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     _, spoiled = _with_poor_token(tiny_lm, prompt, 1)
     islands = [False, False, True, True, True, False, False]
@@ -67,7 +67,7 @@ def test_islands_and_prompt_stay_fixed(tiny_lm) -> None:  # noqa: ANN001
             assert len(proposal) == len(spoiled)
 
 
-def test_a_refined_candidate_never_replaces_a_better_parent(tiny_lm) -> None:  # noqa: ANN001
+def test_a_refined_candidate_never_replaces_a_better_parent(tiny_lm) -> None:
     prompt = tiny_lm.tokenizer.encode("<|user|>\nWhat is 12 * 7?<|end|>\n<|assistant|>\n")
     config = DecodeConfig(strategy="tree+grad", max_new_tokens=8, budget=24, grad_steps=4, top_candidates=3)
     tree_only = search_response(tiny_lm, prompt, config.replace(strategy="tree"))

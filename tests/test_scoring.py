@@ -8,11 +8,18 @@ import pytest
 
 from agent.config import DecodeConfig
 from agent.decode import decode
-from agent.scoring import (DEGENERATE_PENALTY, EMPTY_SCORE, has_loop, score_parts, score_sequence,
-                           sequence_logprobs, tail_loop)
+from agent.scoring import (
+    DEGENERATE_PENALTY,
+    EMPTY_SCORE,
+    has_loop,
+    score_parts,
+    score_sequence,
+    sequence_logprobs,
+    tail_loop,
+)
 
 
-def _prompt(lm) -> list[int]:  # noqa: ANN001
+def _prompt(lm) -> list[int]:
     return lm.tokenizer.encode("<|user|>\nhello there<|end|>\n<|assistant|>\n")
 
 
@@ -47,7 +54,7 @@ def test_loops_are_detected_and_penalised() -> None:
     assert not islands.degenerate
 
 
-def test_full_forward_scores_match_the_decode_loops_incremental_logprobs(tiny_lm) -> None:  # noqa: ANN001
+def test_full_forward_scores_match_the_decode_loops_incremental_logprobs(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     out = decode(tiny_lm, prompt, DecodeConfig(strategy="sample", max_new_tokens=12, seed=3))
     lps, eos_lp = sequence_logprobs(tiny_lm, prompt, out.token_ids, eos_id=tiny_lm.tokenizer.eos_token_id)
@@ -60,7 +67,7 @@ def test_full_forward_scores_match_the_decode_loops_incremental_logprobs(tiny_lm
     assert math.isfinite(expected)
 
 
-def test_empty_prompt_is_refused_with_a_clear_message(tiny_lm) -> None:  # noqa: ANN001
+def test_empty_prompt_is_refused_with_a_clear_message(tiny_lm) -> None:
     with pytest.raises(ValueError, match="prompt is empty"):
         score_sequence(tiny_lm, [], [1, 2], [False, False])
     with pytest.raises(ValueError, match="same length"):
