@@ -38,7 +38,7 @@ def beam_search(
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
     interrupted = False
-    while beams and tree.forward_passes < max(1, config.budget):
+    while beams and tree.forward_passes < config.search_budget:
         if should_stop is not None and should_stop():
             interrupted = True
             break

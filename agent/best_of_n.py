@@ -41,7 +41,7 @@ def best_of_n(
     live: list[Node] = [tree.root] * count
     finished: list[Node] = []
     interrupted = False
-    while live and tree.forward_passes < max(1, config.budget):
+    while live and tree.forward_passes < config.search_budget:
         if should_stop is not None and should_stop():
             interrupted = True
             break

@@ -33,7 +33,7 @@ def decoding_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--top-p", type=float, default=None, help="Nucleus sampling mass (1.0 = off)."),
         click.option("--min-p", type=float, default=None, help="Drop tokens below min-p x the top probability."),
         click.option("--repetition-penalty", type=float, default=None, help="Penalty for repeated tokens (1.0 = off)."),
-        click.option("--budget", type=int, default=None, help="Forward passes a search strategy may spend."),
+        click.option("--budget", type=int, default=None, help="Forward passes a search strategy may spend (default: twice --max-new-tokens)."),
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
                      help="A Python file of @tool functions to register (repeatable)."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),

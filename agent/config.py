@@ -25,7 +25,7 @@ class DecodeConfig:
     # search strategies (beam / best-of-n / tree / tree+grad)
     beam_width: int = 4
     num_samples: int = 8
-    budget: int = 64  # forward passes the search may spend
+    budget: int = 0  # forward passes a search may spend; 0 = auto (see search_budget)
     top_candidates: int = 4
     grad_steps: int = 8
     grammar_hash: str | None = None
@@ -46,8 +46,18 @@ class DecodeConfig:
             raise ValueError("top_p must be in (0, 1]")
         if not 0.0 <= self.min_p < 1.0:
             raise ValueError("min_p must be in [0, 1)")
+        if self.budget < 0:
+            raise ValueError("budget must be >= 0 (0 = twice max_new_tokens)")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+
+    @property
+    def search_budget(self) -> int:
+        """The forward passes a search may spend: `budget`, or when 0, twice max_new_tokens.
+
+        Twice the token limit lets a search finish one full-length answer and backtrack as much again.
+        """
+        return self.budget if self.budget > 0 else 2 * self.max_new_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -165,20 +165,12 @@ def _single(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
 
     constraint = make_constraint() if make_constraint is not None else None
     out = decode(lm, prompt_ids, config, constraint=constraint, should_stop=should_stop)
-    eos_lp = None
-    passes = out.forward_passes
-    if out.finish_reason == "eos":
-        # decode does not report log p(EOS); one extra pass gets it so the score matches the others.
-        from agent.scoring import sequence_logprobs
-
-        _, eos_lp = sequence_logprobs(lm, prompt_ids, out.token_ids, eos_id=min(lm.eos_token_ids))
-        passes += 1
-    parts = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=eos_lp, text=out.text)
+    parts = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=out.eos_logprob, text=out.text)
     cand = Candidate(text=out.text, token_ids=out.token_ids, island_mask=out.island_mask, logprobs=out.logprobs,
                      score=parts.value, tool_calls=out.tool_calls, strategy=config.strategy,
-                     finish_reason=out.finish_reason, eos_logprob=eos_lp, empty=parts.empty,
+                     finish_reason=out.finish_reason, eos_logprob=out.eos_logprob, empty=parts.empty,
                      degenerate=parts.degenerate, constraint=constraint)
-    return SearchResult(best=cand, candidates=[cand], forward_passes=passes,
+    return SearchResult(best=cand, candidates=[cand], forward_passes=out.forward_passes,
                         token_evaluations=out.new_tokens)
 
 

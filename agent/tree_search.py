@@ -419,11 +419,11 @@ def tree_search(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ):  # -> agent.search.SearchResult
-    """Backtracking best-first search within config.budget forward passes; best top_candidates back."""
+    """Backtracking best-first search within config.search_budget forward passes; best top_candidates back."""
     from agent.search import SearchResult, rank
 
     started = time.perf_counter()
-    budget = max(1, config.budget)
+    budget = config.search_budget
     width = max(1, config.beam_width)
     keep = max(1, config.top_candidates)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)

@@ -136,6 +136,9 @@ class ChatSession:
     ) -> TurnResult:
         """Answer one user message; the reply (even a partial, interrupted one) joins the history."""
         config = self.config
+        if self.registry is None and self.user_grammar is None:
+            # free text: a base model on the plain template must not write the user's next turn
+            config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
         turn = self.turn_index + 1
         self._ensure_session()
         if self.store is not None:
@@ -159,8 +162,6 @@ class ChatSession:
     def _single_pass(self, prompt_ids: list[int], config: DecodeConfig,
                      on_token: Callable[[str], None] | None,
                      should_stop: Callable[[], bool] | None) -> TurnResult:
-        if self.registry is None and self.user_grammar is None:
-            config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
         out = decode(self.lm, prompt_ids, config, constraint=self.make_constraint(), on_token=on_token,
                      prefix_cache=self.prefix_cache, should_stop=should_stop)
         score = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=out.eos_logprob,
