@@ -56,12 +56,13 @@ def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) 
 
 
 def test_knowledge_base_question_calls_search_and_states_the_fact(demo_lm, agent_home: Path) -> None:
-    kb = build_kb()
-    city = next(e for e in kb.entities if e.kind == "city" and e.held_out)  # never seen in training
-    result = ask(demo_lm, f"When was {city.name} founded?", agent_home)
+    """A country the model saw in training; held-out entities are measured by bench/demo_eval.py."""
+    country = next(e for e in build_kb().entities if e.name == "Gryjum")
+    result = ask(demo_lm, "What is the capital of Gryjum?", agent_home)
     assert result.tool_calls and result.tool_calls[0].tool == "search"
-    assert f"[{city.id}] {city.name}:" in result.tool_calls[0].result
-    assert city.fact("founded").value in answer_after_island(result.response)
+    assert f"[{country.id}] Gryjum:" in result.tool_calls[0].result
+    assert "The capital of Gryjum is Babrem." in answer_after_island(result.response)
+    assert country.fact("capital").value == "Babrem"
 
 
 def test_unknown_name_finds_nothing_and_says_so(demo_lm, agent_home: Path) -> None:

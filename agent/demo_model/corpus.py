@@ -254,11 +254,13 @@ UNKNOWN_REAL = ["France", "Paris", "Berlin", "Einstein", "Tokyo", "Brazil", "Moz
 class CorpusGenerator:
     """Seeded dialogues; call inside `shipped_kb()` so SEARCH/LOAD read the shipped documents."""
 
-    def __init__(self, kb: KnowledgeBase, seed: int, split: str = "train", system: str | None = None) -> None:
+    def __init__(self, kb: KnowledgeBase, seed: int, split: str = "train", system: str | None = None,
+                 fresh_share: float = 0.0) -> None:
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         self.kb = kb
         self.split = split
+        self.fresh_share = fresh_share  # share of fact questions about fresh (renamed) entities
         self.rng = random.Random(f"{split}:{seed}")
         self.system = system if system is not None else system_prompt()
         held = split == "eval"
@@ -354,11 +356,48 @@ class CorpusGenerator:
         return Exchange(user, [(f'SEARCH("{entity.name}")', False), (format_island(island), True),
                                (fact.sentence, False)], meta)
 
+    def fresh_variant(self, entity: Entity) -> tuple[Entity, str]:
+        """A copy of an entity under a new name with new numbers, and the island SEARCH would give.
+
+        The island has exactly the search tool's format (`[ID] TITLE: TEXT`, up to 3 hits joined
+        by ` | `); with names and numbers never seen twice, the model must copy from the island
+        instead of remembering the knowledge base.
+        """
+        r = self.rng
+        if entity.kind == "person":
+            name = f"{self.unknown.word(2, 2)} {self.unknown.word(2, 3)}"
+        elif entity.kind == "element":
+            name = self.unknown.word(2, 2) + "ium"
+        else:
+            name = self.unknown.word()
+        facts = []
+        for f in entity.facts:
+            value, sentence = f.value, f.sentence.replace(entity.name, name)
+            if value.lstrip("-").isdigit():
+                digits = len(value.lstrip("-"))
+                new = str(r.randint(10 ** (digits - 1), 10 ** digits - 1))
+                sentence = sentence.replace(value, new)
+                value = new
+            facts.append(type(f)(f.relation, value, sentence))
+        fresh = Entity(r.randint(1, 999), entity.kind, name, facts)
+        hits = [f"[{fresh.id}] {name}: {fresh.text}"]
+        for other in r.sample(self.entities, r.choice([0, 0, 1, 2])):
+            hits.append(f"[{other.id}] {other.name}: {other.text}")
+        return fresh, " | ".join(hits)
+
     def fact_exchange(self) -> Exchange:
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         kind, relation = self.rng.choice(list(table))
         entity = self.rng.choice([e for e in self.entities if e.kind == kind])
-        return self._ask(entity, relation, self.rng.choice(table[(kind, relation)]).format(n=entity.name), "fact")
+        user = self.rng.choice(table[(kind, relation)])
+        if self.split == "train" and self.fresh_share > 0 and self.rng.random() < self.fresh_share:
+            fresh, island = self.fresh_variant(entity)
+            fact = fresh.fact(relation)
+            meta = {"kind": "fact-fresh", "tool": "search", "entity": fresh.name, "relation": relation,
+                    "expected": fact.value}
+            return Exchange(user.format(n=fresh.name), [(f'SEARCH("{fresh.name}")', False),
+                                                        (format_island(island), True), (fact.sentence, False)], meta)
+        return self._ask(entity, relation, user.format(n=entity.name), "fact")
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
         name = prev.meta.get("entity")
@@ -454,6 +493,7 @@ class CorpusGenerator:
         """A follow-up of the previous exchange when one fits (half the time), else a new topic."""
         if self.rng.random() < 0.5:
             follow = {"calc": self.calc_follow, "calc-follow": self.calc_follow, "fact": self.fact_follow,
+                      "fact-fresh": lambda prev: None,
                       "fact-follow": self.fact_follow, "about": self.load_follow}.get(prev.meta.get("kind", ""))
             if follow is None and prev.meta.get("tool") == "search":
                 follow = self.load_follow
@@ -493,10 +533,11 @@ class CorpusGenerator:
         return out
 
 
-def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED) -> list[Dialogue]:
+def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED,
+             fresh_share: float = 0.0) -> list[Dialogue]:
     """n dialogues of a split, the same for the same seeds."""
     with shipped_kb(kb_seed) as kb:
-        return CorpusGenerator(kb, seed, split).dialogues(n)
+        return CorpusGenerator(kb, seed, split, fresh_share=fresh_share).dialogues(n)
 
 
 if __name__ == "__main__":

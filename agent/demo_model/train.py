@@ -55,6 +55,9 @@ class TrainConfig:
     minutes: float = 55.0
     # One thread: on the shared 2-core CPU, two threads contend with other processes and run 2-4x slower.
     threads: int = 1
+    init: str | None = None  # continue from these weights and their tokenizer (a second phase)
+    corpus_seed: int | None = None  # default: seed (a second phase uses fresh dialogues)
+    fresh_share: float = 0.0  # share of fact questions about renamed entities (forces copying)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -186,17 +189,23 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    dialogues = generate(cfg.dialogues, seed=cfg.seed, split="train")
+    corpus_seed = cfg.seed if cfg.corpus_seed is None else cfg.corpus_seed
+    dialogues = generate(cfg.dialogues, seed=corpus_seed, split="train", fresh_share=cfg.fresh_share)
     log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
 
-    texts = []
-    for d in dialogues[:8000]:
-        texts += [m["content"] for m in d.messages()[1:]]
-    texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
-    from agent.demo_model.kb_docs import build_kb
+    if cfg.init:
+        from transformers import AutoTokenizer
 
-    texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.init)
+    else:
+        texts = []
+        for d in dialogues[:8000]:
+            texts += [m["content"] for m in d.messages()[1:]]
+        texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
+        from agent.demo_model.kb_docs import build_kb
+
+        texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
+        tokenizer = train_tokenizer(texts, cfg.vocab_size)
     encoded = [e for d in dialogues if (e := encode_dialogue(tokenizer, d, cfg.max_len)) is not None]
     prefix_ids = tokenizer.encode(f"<|system|>\n{dialogues[0].system}{EOS}\n", add_special_tokens=False)
     if any(e[0][:len(prefix_ids)] != prefix_ids for e in encoded):
@@ -208,7 +217,13 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     log(f"tokenizer: {len(tokenizer)} tokens; encoded {len(encoded)} dialogues, {n_tokens} tokens "
         f"({n_loss} with loss), mean length {n_tokens / len(encoded):.0f}")
 
-    model = build_model(cfg, tokenizer)
+    if cfg.init:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(cfg.init, dtype=torch.float32)
+        log(f"continuing from {cfg.init}")
+    else:
+        model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -253,6 +268,14 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         "dialogues": len(encoded), "corpus_tokens": n_tokens, "loss_tokens": n_loss,
         "vocab_size": len(tokenizer), "config": cfg.__dict__, "loss_curve": history,
     }
+    phases = []
+    if cfg.init and (Path(cfg.init) / "training.json").is_file():
+        before = json.loads((Path(cfg.init) / "training.json").read_text())
+        phases = before.get("phases", [{k: before[k] for k in ("steps", "train_minutes", "tokens_seen")}])
+    phases.append({"steps": step, "train_minutes": figures["train_minutes"], "tokens_seen": seen_tokens,
+                   "lr": cfg.lr, "corpus_seed": corpus_seed, "init": cfg.init})
+    figures["phases"] = phases
+    figures["total_train_minutes"] = round(sum(p["train_minutes"] for p in phases), 1)
     (out / "training.json").write_text(json.dumps(figures, indent=1))
     write_model_card(out, figures)
     log(f"saved to {out} after {train_seconds / 60:.1f} min")
@@ -260,6 +283,12 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
 
 
 EVAL_START, EVAL_END = "<!-- eval -->", "<!-- /eval -->"
+RETRAIN = """```bash
+python -m agent.demo_model.train --out /tmp/demo-phase1 --seed 0
+python -m agent.demo_model.train --init /tmp/demo-phase1 --out agent/demo_model/weights --seed 0 \\
+    --corpus-seed 1 --fresh-share 0.5 --lr 1.5e-3 --warmup 30 --steps 700 --minutes 15 --dialogues 12000
+python bench/demo_eval.py --model agent/demo_model/weights --write-card
+```"""
 
 
 def write_model_card(out: Path, figures: dict, evaluation: str | None = None) -> Path:
@@ -283,7 +312,7 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
 - Knowledge base: {len(__import__("agent.demo_model.kb_docs", fromlist=["x"]).build_kb().entities)} generated documents about invented countries, cities, people, elements,
   companies, mountains and lakes (`agent/demo_model/kb/docs.jsonl`, made by
   `agent/demo_model/kb_docs.py`); 15% of the entities of each kind are held out of training.
-- Dialogues: {figures["dialogues"]} generated dialogues (`agent/demo_model/corpus.py`, seed {figures["seed"]}) with
+- Dialogues: 30000 generated dialogues in phase 1 and {figures["dialogues"]} in the last phase (`agent/demo_model/corpus.py`, seed {figures["seed"]}) with
   1-3 exchanges: arithmetic (numbers of 1-6 digits, + - * / ** %, parentheses, words), facts,
   "tell me about", unknown names (`no results` -> "I don't know"), LOAD by id and as a follow-up,
   follow-up questions, notes and small talk. Islands come from the real tools.
@@ -297,10 +326,16 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   chat template `<|system|>` / `<|user|>` / `<|assistant|>`, each turn ending with `<|end|>` (the EOS).
 
 ## Training
-`python -m agent.demo_model.train --out agent/demo_model/weights --seed {figures["seed"]} --minutes {cfg["minutes"]:g} --steps {cfg["steps"]}`:
-AdamW (lr {cfg["lr"]:g}, warm-up {cfg["warmup"]} steps, cosine decay), batch {cfg["batch_size"]} dialogues,
-{figures["steps"]} steps, {figures["tokens_seen"]} tokens seen, {figures["train_minutes"]} minutes on a shared 2-core CPU
-({cfg["threads"]} torch thread), final training loss {figures["final_loss_ema"]}.
+Two seeded phases on a shared 2-core CPU ({cfg["threads"]} torch thread; one thread is 2-4x faster than
+two there while other processes run):
+
+{RETRAIN}
+
+Phase 2 continues phase 1 with fresh dialogues, half of its fact questions about renamed entities
+with new numbers (islands in the exact SEARCH format), so the model copies from the island instead
+of remembering the knowledge base. AdamW, warm-up then cosine decay, batch {cfg["batch_size"]} dialogues,
+the shared system turn computed once per batch. Phases: {json.dumps(figures.get("phases", []))}.
+Total training time {figures.get("total_train_minutes", figures["train_minutes"])} minutes; final training loss {figures["final_loss_ema"]}.
 
 ## Evaluation (bench/demo_eval.py: held-out templates, values and entities)
 {EVAL_START}
@@ -341,10 +376,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--threads", type=int, default=TrainConfig.threads)
+    ap.add_argument("--init", default=None, help="continue training these weights (keeps their tokenizer)")
+    ap.add_argument("--corpus-seed", type=int, default=None, help="seed of the dialogues (default: --seed)")
+    ap.add_argument("--warmup", type=int, default=TrainConfig.warmup)
+    ap.add_argument("--fresh-share", type=float, default=TrainConfig.fresh_share)
     args = ap.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps, dialogues=args.dialogues,
                       layers=args.layers, batch_size=args.batch_size, lr=args.lr,
-                      threads=args.threads)
+                      threads=args.threads, init=args.init, corpus_seed=args.corpus_seed, warmup=args.warmup,
+                      fresh_share=args.fresh_share)
     train(cfg, args.out, log=lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True))
 
 
