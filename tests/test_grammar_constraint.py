@@ -66,15 +66,6 @@ class Steer:
         return self.inner.accept(token_id)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model is faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def prompt(tiny_lm) -> list[int]:
     return tiny_lm.tokenizer.encode("<|user|>\nWhat is the capital of France?\n<|assistant|>\n")

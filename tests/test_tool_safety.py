@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from agent.config import DecodeConfig
 from agent.decode import decode
@@ -62,10 +61,6 @@ def registry() -> ToolRegistry:
 @pytest.fixture(autouse=True)
 def fresh_calls():
     calls.clear()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
