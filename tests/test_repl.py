@@ -90,3 +90,22 @@ def test_completion_of_slash_commands() -> None:
     assert words == ["/resume"]
     tools = [c.text for c in completer.get_completions(Document("CALL(ca"), CompleteEvent())]
     assert tools == ["calc"]
+
+
+def test_sessions_and_resume_in_the_repl(tiny_lm, tmp_path: Path) -> None:
+    from agent.sessions.store import SessionStore
+
+    store = SessionStore.open(tmp_path / "sessions.sqlite")
+    first = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=5), store=store)
+    first.ask("remember this")
+    session_id = first.session_id
+    out = io.StringIO()
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=5), store=store)
+    with create_pipe_input() as pipe:
+        pipe.send_text(f"/sessions\r/resume {session_id[:6]}\rand more\r/exit\r")
+        Repl(session, input=pipe, output=DummyOutput(), out=out, history=FileHistory(str(tmp_path / "h"))).run()
+    text = out.getvalue()
+    assert session_id in text and f"resumed {session_id}" in text
+    assert session.session_id == session_id
+    stored = [m["text"] for m in SessionStore.open(tmp_path / "sessions.sqlite").messages(session_id)]
+    assert stored[:1] == ["remember this"] and "and more" in stored
