@@ -28,8 +28,6 @@ def beam_search(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ):  # -> agent.search.SearchResult
-    from agent.search import SearchResult, rank
-
     started = time.perf_counter()
     width = max(1, config.beam_width)
     constraint = make_constraint() if make_constraint is not None else None
@@ -71,9 +69,4 @@ def beam_search(
     cands = [tree.candidate(n, "beam", finish) for n in finished]
     if not cands:  # nothing finished within the budget: the unfinished beams are all there is
         cands = [tree.candidate(n, "beam", finish or "budget") for n in beams if n is not tree.root]
-    if not cands:
-        cands = [tree.candidate(tree.root, "beam", finish or "budget")]
-    ranked = rank(cands)
-    return SearchResult(best=ranked[0], candidates=ranked, forward_passes=tree.forward_passes, tree=tree.root,
-                        kv_reuse_ratio=tree.kv_reuse_ratio, seconds=time.perf_counter() - started,
-                        strategy="beam", token_evaluations=tree.token_evaluations)
+    return tree.result(cands, "beam", started, finish)

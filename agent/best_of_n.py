@@ -30,8 +30,6 @@ def best_of_n(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ):  # -> agent.search.SearchResult
-    from agent.search import SearchResult, rank
-
     started = time.perf_counter()
     count = max(1, config.num_samples)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -71,12 +69,7 @@ def best_of_n(
     if not cands:  # nothing finished within the budget: the unfinished samples are all there is
         cands = [tree.candidate(n, "best-of-n", finish or "budget") for n in dict.fromkeys(live)
                  if n is not tree.root]
-    if not cands:
-        cands = [tree.candidate(tree.root, "best-of-n", finish or "budget")]
-    ranked = rank(cands)
-    return SearchResult(best=ranked[0], candidates=ranked, forward_passes=tree.forward_passes, tree=tree.root,
-                        kv_reuse_ratio=tree.kv_reuse_ratio, seconds=time.perf_counter() - started,
-                        strategy="best-of-n", token_evaluations=tree.token_evaluations)
+    return tree.result(cands, "best-of-n", started, finish)
 
 
 def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.Generator) -> int | None:

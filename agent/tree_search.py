@@ -349,6 +349,18 @@ class TokenTree:
                          tool_calls=calls, strategy=strategy, finish_reason=reason, eos_logprob=node.eos_logprob,
                          empty=parts.empty, degenerate=parts.degenerate, node_id=node.id, constraint=constraint)
 
+    def result(self, candidates: list, strategy: str, started: float, finish: str | None = None,
+               keep: int | None = None):  # -> agent.search.SearchResult
+        """The strategy's answer: candidates ranked best first (the root when none), with the tree's counts."""
+        from agent.search import SearchResult, rank
+
+        if not candidates:
+            candidates = [self.candidate(self.root, strategy, finish or "budget")]
+        ranked = rank(candidates)[:keep]
+        return SearchResult(best=ranked[0], candidates=ranked, forward_passes=self.forward_passes, tree=self.root,
+                            kv_reuse_ratio=self.kv_reuse_ratio, seconds=time.perf_counter() - started,
+                            strategy=strategy, token_evaluations=self.token_evaluations)
+
     @property
     def kv_reuse_ratio(self) -> float:
         """Model token evaluations / tokens in the tree: 1.0 means no prefix was ever recomputed."""
@@ -420,8 +432,6 @@ def tree_search(
     should_stop: Callable[[], bool] | None = None,
 ):  # -> agent.search.SearchResult
     """Backtracking best-first search within config.search_budget forward passes; best top_candidates back."""
-    from agent.search import SearchResult, rank
-
     started = time.perf_counter()
     budget = config.search_budget
     width = max(1, config.beam_width)
@@ -534,12 +544,8 @@ def tree_search(
         partial = [n for n in tree.evaluated if n.parent is not None and n.status in ("open", "exhausted")]
         partial.sort(key=lambda n: (-n.model_tokens, -n.mean))
         cands += [tree.candidate(n, "tree", finish or "budget") for n in partial[: keep - len(cands)]]
-    if not cands:
-        cands = [tree.candidate(tree.root, "tree", finish or "budget")]
-    ranked = rank(cands)[:keep]
+    result = tree.result(cands, "tree", started, finish, keep)
     if finish:
-        for c in ranked:
+        for c in result.candidates:
             c.finish_reason = finish
-    return SearchResult(best=ranked[0], candidates=ranked, forward_passes=tree.forward_passes,
-                        tree=tree.root, kv_reuse_ratio=tree.kv_reuse_ratio, seconds=time.perf_counter() - started,
-                        strategy="tree", token_evaluations=tree.token_evaluations)
+    return result
