@@ -7,7 +7,6 @@ terminal in it, and the store it writes to takes plain records.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,6 +39,7 @@ class TurnResult:
     refinement: dict[str, Any] = field(default_factory=lambda: {"tried": 0, "improved": 0, "mean_gain": 0.0})
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0  # prompt tokens taken from the previous turn's KV cache
+    grammar_hash: str | None = None  # the grammar the token masks came from (None: free text)
     turn: int = 0
     session_id: str | None = None
     search: Any = None  # agent.search.SearchResult for search strategies (for /alts and /tree)
@@ -47,10 +47,6 @@ class TurnResult:
     @property
     def interrupted(self) -> bool:
         return self.finish_reason == "interrupted"
-
-
-def grammar_hash(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
 
 
 class ChatSession:
@@ -162,7 +158,8 @@ class ChatSession:
     def _single_pass(self, prompt_ids: list[int], config: DecodeConfig,
                      on_token: Callable[[str], None] | None,
                      should_stop: Callable[[], bool] | None) -> TurnResult:
-        out = decode(self.lm, prompt_ids, config, constraint=self.make_constraint(), on_token=on_token,
+        constraint = self.make_constraint()
+        out = decode(self.lm, prompt_ids, config, constraint=constraint, on_token=on_token,
                      prefix_cache=self.prefix_cache, should_stop=should_stop)
         score = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=out.eos_logprob,
                             text=out.text).value
@@ -171,7 +168,8 @@ class ChatSession:
         return TurnResult(response=out.text, tool_calls=out.tool_calls, finish_reason=out.finish_reason,
                           new_tokens=out.new_tokens, seconds=out.seconds, forward_passes=out.forward_passes,
                           score=score, candidates=[candidate], prompt_tokens=out.prompt_tokens,
-                          reused_prompt_tokens=out.reused_prompt_tokens)
+                          reused_prompt_tokens=out.reused_prompt_tokens,
+                          grammar_hash=getattr(constraint, "grammar_hash", None))
 
     def _search(self, prompt_ids: list[int], config: DecodeConfig,
                 on_token: Callable[[str], None] | None,
@@ -179,9 +177,12 @@ class ChatSession:
         from agent.search import search_response
 
         make = None
+        hashes: list[str] = []
         if self.registry is not None or self.user_grammar is not None:
             def make() -> ResponseConstraint | None:
-                return self.make_constraint(defer_side_effects=True)
+                constraint = self.make_constraint(defer_side_effects=True)
+                hashes.append(constraint.grammar_hash)
+                return constraint
         try:
             found = search_response(self.lm, prompt_ids, config, make_constraint=make, should_stop=should_stop)
         except KeyboardInterrupt:
@@ -195,7 +196,7 @@ class ChatSession:
             new_tokens=found.new_tokens, seconds=found.seconds, forward_passes=found.forward_passes,
             backward_passes=found.backward_passes, score=found.best.score,
             candidates=[c.to_dict() for c in found.candidates], refinement=dict(found.refinement),
-            search=found,
+            grammar_hash=hashes[0] if hashes else None, search=found,
         )
 
     def tool_setup(self) -> dict[str, Any]:
@@ -209,7 +210,7 @@ class ChatSession:
         self.store.add_message(self.session_id, turn, "assistant", result.response,
                                interrupted=result.interrupted)
         config = {**self.config.to_dict(), **self.tool_setup()}
-        config["grammar_hash"] = grammar_hash(self.user_grammar)
+        config["grammar_hash"] = result.grammar_hash
         candidates = [{**c, "chosen": i == 0} for i, c in enumerate(result.candidates)]
         self.store.record_turn(
             self.session_id, turn, config=config,

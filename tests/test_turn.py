@@ -34,3 +34,20 @@ def test_model_without_chat_template_uses_the_plain_template(tmp_path: Path) -> 
     result = session.ask("hi")
     assert PLAIN_STOP not in result.response
     assert result.new_tokens <= 6
+
+
+def test_each_turn_stores_the_hash_of_the_grammar_its_masks_came_from(tiny_lm, tmp_path: Path) -> None:
+    from agent.sessions.store import SessionStore
+    from agent.tool_registry import default_registry
+
+    store = SessionStore.open(tmp_path / "s.sqlite")
+    hashes = []
+    for strategy in ("greedy", "beam"):
+        session = ChatSession(tiny_lm, default_registry(), DecodeConfig(strategy=strategy, max_new_tokens=6),
+                              store=store)
+        hashes.append(session.ask("hi").grammar_hash)
+    free = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4), store=store).ask("hi")
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 16
+    assert free.grammar_hash is None
+    stored = [t["grammar_hash"] for sid in [r["id"] for r in store.list_sessions()] for t in store.turn_records(sid)]
+    assert sorted(stored, key=str) == sorted([hashes[0], hashes[0], None], key=str)
