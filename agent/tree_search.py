@@ -23,7 +23,8 @@ The search (a beam-stack search: beam search that remembers what it passed over 
 3. Dead ends are remembered and never grown again: grammar rejection (nothing allowed, a refused
    token, cut off where the grammar cannot end), loops (agent.scoring.tail_loop) and alternatives
    whose promise falls PRUNE_MARGIN below the K-th best complete answer. Each (node, token) is
-   grown at most once (the node's `tried` set).
+   grown at most once (the node's `tried` set). The search ends early (converged) when no
+   alternative promises more than the best answer's mean minus CONVERGED_MARGIN.
 4. The best `top_candidates` complete answers come back, ranked by the shared score.
 Tool calls: each branch forks the grammar state (llguidance deep copy); pure tools run on the
 branch (the constraint's runner caches them by arguments); with defer_side_effects a side-effect
@@ -50,6 +51,9 @@ from agent.scoring import model_token_ids, score_parts, tail_loop
 # Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
 # dead ends. The mean is not monotone along a path, so this bound is a heuristic, kept loose.
 PRUNE_MARGIN = 1.0
+# The search stops early (converged) once no alternative promises more than the best complete
+# answer's mean minus this margin (nats/token): confident answers do not spend the whole budget.
+CONVERGED_MARGIN = 0.25
 # The annealing schedule ends at this fraction of the starting temperature.
 COOL_FRACTION = 0.05
 
@@ -500,6 +504,7 @@ def tree_search(
         typical = max(complete, key=lambda n: n.mean).model_tokens
         ranked_alts: list[tuple[float, Alternative]] = []
         kept: list[Alternative] = []
+        best_promise = -math.inf
         for alt in passed_over:
             if alt.node.status != "open" or alt.token in alt.node.tried:
                 continue
@@ -510,6 +515,7 @@ def tree_search(
                 tree.dead[tree.path_tokens(alt.node) + (alt.token,)] = "below bound"
                 continue
             kept.append(alt)
+            best_promise = max(best_promise, value)
             if typical - alt.node.model_tokens > left and alt.token not in tree.eos_ids:
                 continue  # too deep a detour to finish with the passes left
             # Annealing: the hotter, the more the choice of where to backtrack is a random draw.
@@ -519,8 +525,8 @@ def tree_search(
                 noise = -math.log(-math.log(u)) * temperature / max(1, typical)
             ranked_alts.append((value + noise, alt))
         passed_over = kept
-        if not ranked_alts:
-            break
+        if not ranked_alts or best_promise < scores[0] - CONVERGED_MARGIN:
+            break  # nothing left that could plausibly beat the best answer: converged
         ranked_alts.sort(key=lambda pair: -pair[0])
         starts: list[Node] = []
         for _, alt in ranked_alts[:width]:

@@ -4,7 +4,7 @@
 
 1. write: one turn with N candidates (user + assistant messages, then `record_turn` with 1
    tool call and N candidates), p50 / p99 over --turns turns, against the naive baseline in the
-   same run: the same rows written with sqlite-utils one row per commit.
+   same run: the same rows written with sqlite-utils one row per commit (one row per candidate).
 2. render: `replay.render_session` of a session of --render-turns turns (island, tool call,
    8 candidates each) into a 100-column console, median of 5, against the naive baseline:
    one query per turn and a rich Panel per message.
@@ -98,6 +98,11 @@ def bench_write(tmp: Path, turns: int, n_cands: int, rng: random.Random) -> dict
         sid = store.create_session("bench-model", "sha256:0")
     db = Database(base_path)
     db.execute("PRAGMA synchronous = NORMAL")
+    # the obvious schema: one row per candidate (the store packs a turn's candidates into one row)
+    db.table("naive_candidates").create({"id": int, "turn_id": int, "session_id": str, "turn": int, "idx": int,
+                                         "text": str, "score": float}, pk="id",
+                                        foreign_keys=[("turn_id", "turns", "id")])
+    db.table("naive_candidates").create_index(["turn_id"])
     naive: list[float] = []
     base_turns = max(5, turns // 20)
     for t in range(1, base_turns + 1):
@@ -111,7 +116,7 @@ def bench_write(tmp: Path, turns: int, n_cands: int, rng: random.Random) -> dict
         db.table("tool_calls").insert({"turn_id": turn_id, "session_id": sid, "turn": t, "idx": 0,
                                        "tool": "search", "args": "{}"})
         for i, c in enumerate(cands):
-            db.table("candidates").insert({"turn_id": turn_id, "session_id": sid, "turn": t, "idx": i,
+            db.table("naive_candidates").insert({"turn_id": turn_id, "session_id": sid, "turn": t, "idx": i,
                                            "text": c["text"], "score": c["score"]})
         naive.append((time.perf_counter() - start) * 1000)
     db.close()

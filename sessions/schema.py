@@ -10,7 +10,9 @@ Tables (all readable with any SQLite tool):
   interrupted); full-text indexed in `messages_fts`
 - `turns`: the decoding configuration, timings and token counts of each turn
 - `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
-- `candidates`: the responses a turn's search considered, with scores and refinement data
+- `candidate_sets`: the responses a turn's search considered, with scores and refinement data,
+  one row per turn (summary columns + a JSON array of rows); the view `candidates` shows them one
+  row per candidate
 """
 
 from __future__ import annotations
@@ -150,6 +152,52 @@ def m004_candidates(db: Database) -> None:
 def m005_messages_fts(db: Database) -> None:
     """Full-text search over messages, kept current by triggers (existing rows are indexed)."""
     db.table("messages").enable_fts(["text"], fts_version="FTS5", create_triggers=True)
+
+
+CANDIDATE_FIELDS = ("parent_idx", "text", "score", "token_count", "strategy", "refined", "score_before",
+                    "score_after", "grad_steps", "accepted", "chosen")
+
+
+@migrations()
+def m006_candidate_sets(db: Database) -> None:
+    """Candidates packed one row per turn: a search writes up to thousands at once and they are
+    always read per turn, so one row (a JSON array of [parent_idx, text, score, ...] rows) replaces
+    a thousand row inserts (the p99 of a turn's write). The `candidates` view unpacks them."""
+    import json
+
+    db.table("candidate_sets").create(
+        {
+            "turn_id": int,
+            "session_id": str,
+            "turn": int,
+            "count": int,
+            "best_score": float,  # max score (NULL when no candidate has one)
+            "refined": int,  # candidates made by refinement
+            "accepted": int,  # refinements that replaced their parent
+            "rows": str,  # JSON: one [CANDIDATE_FIELDS...] array per candidate, in idx order
+        },
+        pk="turn_id",
+        not_null={"session_id", "turn", "count", "rows"},
+        foreign_keys=[("turn_id", "turns", "id")],
+    )
+    by_turn: dict[int, list[dict]] = {}
+    for r in db.query("SELECT * FROM candidates ORDER BY turn_id, idx"):
+        by_turn.setdefault(r["turn_id"], []).append(r)
+    for turn_id, rows in by_turn.items():
+        scores = [r["score"] for r in rows if r["score"] is not None]
+        db.table("candidate_sets").insert({
+            "turn_id": turn_id, "session_id": rows[0]["session_id"], "turn": rows[0]["turn"], "count": len(rows),
+            "best_score": max(scores) if scores else None, "refined": sum(r["refined"] or 0 for r in rows),
+            "accepted": sum(r["accepted"] or 0 for r in rows),
+            "rows": json.dumps([[r[f] for f in CANDIDATE_FIELDS] for r in rows]),
+        })
+    db.table("candidates").drop()
+    # Infinite scores are stored as the strings "inf" / "-inf" (JSON has no infinity).
+    columns = ", ".join(f"json_extract(j.value, '$[{i}]') AS {name}" for i, name in enumerate(CANDIDATE_FIELDS))
+    db.execute(
+        "CREATE VIEW candidates AS SELECT s.turn_id, s.session_id, s.turn, CAST(j.key AS INTEGER) AS idx, "
+        f"{columns} FROM candidate_sets s, json_each(s.rows) j"
+    )
 
 
 def pending(db: Database) -> list[str]:

@@ -280,18 +280,19 @@ class SessionStore:
         with _gc_paused():
             turn_row = _turn_row(session_id, turn, config, timings, token_counts)
             tool_rows = [_tool_row(session_id, turn, i, tc) for i, tc in enumerate(tool_calls)]
-            cand_rows = [_candidate_row(session_id, turn, i, c) for i, c in enumerate(candidates)]
+            cand_set = _candidate_set(session_id, turn, candidates)
             with _sql_errors(self), self._transaction():
                 self._require(session_id)
                 turn_id = self.db.table("turns").insert(turn_row).last_pk
                 _insert_rows(self.db, "tool_calls", TOOL_CALL_COLUMNS, turn_id, tool_rows)
-                _insert_rows(self.db, "candidates", CANDIDATE_COLUMNS, turn_id, cand_rows)
+                if cand_set is not None:
+                    self.db.conn.execute(_CANDIDATE_SET_SQL, (turn_id, *cand_set))
 
     def delete(self, session_id: str) -> None:
         """Delete a session and everything recorded in it."""
         with _sql_errors(self), self._transaction():
             self._require(session_id)
-            for table in ("candidates", "tool_calls"):
+            for table in ("candidate_sets", "tool_calls"):
                 self.db.execute(
                     f"DELETE FROM {table} WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?)",
                     (session_id,),
@@ -407,25 +408,16 @@ class SessionStore:
                     "ORDER BY turn_id, idx", (session_id,)
                 )
             )
-            cands = (
-                _group(
-                    self.db.query(
-                        "SELECT * FROM candidates WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?) "
-                        "ORDER BY turn_id, idx", (session_id,)
-                    )
-                )
-                if with_candidates
-                else {}
-            )
-            stats = {
-                r["turn_id"]: {k: r[k] for k in ("count", "best_score", "refined", "accepted")}
+            sets = {
+                r["turn_id"]: r
                 for r in self.db.query(
-                    "SELECT turn_id, count(*) AS count, max(score) AS best_score, "
-                    "coalesce(sum(refined), 0) AS refined, coalesce(sum(accepted), 0) AS accepted "
-                    "FROM candidates WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?) "
-                    "GROUP BY turn_id", (session_id,)
+                    f"SELECT turn_id, count, best_score, refined, accepted{', rows' if with_candidates else ''} "
+                    "FROM candidate_sets WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?)",
+                    (session_id,),
                 )
             }
+        stats = {k: {f: r[f] for f in ("count", "best_score", "refined", "accepted")} for k, r in sets.items()}
+        cands = {k: _candidates_out(r["rows"]) for k, r in sets.items()} if with_candidates else {}
         empty_stats = {"count": 0, "best_score": None, "refined": 0, "accepted": 0}
         out = []
         for t in turns:
@@ -444,7 +436,7 @@ class SessionStore:
                     "seconds": t["seconds"],
                     "token_counts": _loads(t["token_counts"], {}),
                     "tool_calls": [_tool_out(r) for r in calls.get(t["id"], [])],
-                    "candidates": [_candidate_out(r) for r in cands.get(t["id"], [])],
+                    "candidates": cands.get(t["id"], []),
                     "candidate_stats": stats.get(t["id"], empty_stats),
                 }
             )
@@ -563,11 +555,11 @@ TOOL_CALL_COLUMNS = (
     "turn_id", "session_id", "turn", "idx", "tool", "args", "result", "error", "seconds",
     "pure", "speculative", "chosen", "call_text", "island_text",
 )
-CANDIDATE_COLUMNS = (
-    "turn_id", "session_id", "turn", "idx", "parent_idx", "text", "score", "token_count", "strategy",
-    "refined", "score_before", "score_after", "grad_steps", "accepted", "chosen",
+_CANDIDATE_SET_SQL = (
+    "INSERT INTO candidate_sets (turn_id, session_id, turn, count, best_score, refined, accepted, rows) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ROWS_PER_STATEMENT = 500  # x 15 columns stays far below SQLite's 32766 bound parameters
+_ROWS_PER_STATEMENT = 500  # x 14 columns stays far below SQLite's 32766 bound parameters
 
 
 @lru_cache(maxsize=32)
@@ -643,30 +635,76 @@ def _tool_row(session_id: str, turn: int, idx: int, tc: dict[str, Any]) -> tuple
     )
 
 
-def _candidate_row(session_id: str, turn: int, idx: int, c: dict[str, Any]) -> tuple:
-    """CANDIDATE_COLUMNS without turn_id."""
+_FINITE = 1.7976931348623157e308
+
+
+def _json_real(value: Any) -> float | str | None:
+    """A score for the packed JSON rows: NaN -> None, +-inf -> "inf"/"-inf" (JSON has no infinity)."""
+    f = _real(value)
+    if f is None or -_FINITE <= f <= _FINITE:
+        return f
+    return "inf" if f > 0 else "-inf"
+
+
+def _candidate_row(idx: int, c: dict[str, Any]) -> list:
+    """schema.CANDIDATE_FIELDS of one candidate."""
     get = c.get
     text = get("text")
     if text is None:
         raise ValueError(f"record_turn: candidate #{idx} has no 'text'")
     parent, score, tokens = get("parent"), get("score"), get("token_count")
     before, after, steps, accepted = get("score_before"), get("score_after"), get("grad_steps"), get("accepted")
-    return (
-        session_id,
-        turn,
-        idx,
+    return [
         None if parent is None else int(parent),
         str(text),
-        score if type(score) is float and score == score else _real(score),  # fast path: a real float
+        score if type(score) is float and -_FINITE <= score <= _FINITE else _json_real(score),  # fast path
         None if tokens is None else int(tokens),
         get("strategy"),
         1 if get("refined") else 0,
-        None if before is None else _real(before),
-        None if after is None else _real(after),
+        None if before is None else _json_real(before),
+        None if after is None else _json_real(after),
         None if steps is None else int(steps),
         None if accepted is None else int(bool(accepted)),
         1 if get("chosen") else 0,
-    )
+    ]
+
+
+def _candidate_set(session_id: str, turn: int, candidates: list[dict[str, Any]]) -> tuple | None:
+    """The candidate_sets row (without turn_id) of a turn's candidates; None when there are none."""
+    if not candidates:
+        return None
+    rows = [_candidate_row(i, c) for i, c in enumerate(candidates)]
+    scores = [r[2] for r in rows if r[2] is not None]
+    best = max((float(s) for s in scores), default=None)
+    refined = sum(r[5] for r in rows)
+    accepted = sum(r[9] or 0 for r in rows)
+    return (session_id, turn, len(rows), best, refined, accepted, json.dumps(rows, allow_nan=False))
+
+
+def _score_out(value: Any) -> float | None:
+    return float(value) if isinstance(value, str) else value
+
+
+def _candidates_out(packed: str) -> list[dict[str, Any]]:
+    """The candidate dicts of a candidate_sets row, in idx order."""
+    return [
+        {
+            "idx": idx,
+            "parent": parent,
+            "text": text,
+            "score": _score_out(score),
+            "token_count": tokens,
+            "strategy": strategy,
+            "refined": bool(refined),
+            "score_before": _score_out(before),
+            "score_after": _score_out(after),
+            "grad_steps": steps,
+            "accepted": None if accepted is None else bool(accepted),
+            "chosen": bool(chosen),
+        }
+        for idx, (parent, text, score, tokens, strategy, refined, before, after, steps, accepted, chosen)
+        in enumerate(json.loads(packed))
+    ]
 
 
 def _group(rows: Any) -> dict[int, list[dict[str, Any]]]:
@@ -688,23 +726,6 @@ def _tool_out(r: dict[str, Any]) -> dict[str, Any]:
         "chosen": bool(r["chosen"]),
         "call_text": r["call_text"],
         "island_text": r["island_text"],
-    }
-
-
-def _candidate_out(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "idx": r["idx"],
-        "parent": r["parent_idx"],
-        "text": r["text"],
-        "score": r["score"],
-        "token_count": r["token_count"],
-        "strategy": r["strategy"],
-        "refined": bool(r["refined"]),
-        "score_before": r["score_before"],
-        "score_after": r["score_after"],
-        "grad_steps": r["grad_steps"],
-        "accepted": None if r["accepted"] is None else bool(r["accepted"]),
-        "chosen": bool(r["chosen"]),
     }
 
 

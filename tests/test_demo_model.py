@@ -20,13 +20,13 @@ def demo_lm():
     return load_model(str(demo_model_dir()), device="cpu")
 
 
-def ask(lm, text: str, agent_home: Path):
+def ask(lm, text: str, agent_home: Path, **config):
     from agent.config import DecodeConfig
     from agent.tool_registry import default_registry
     from agent.turn import ChatSession
 
-    session = ChatSession(lm, default_registry(), DecodeConfig(strategy="greedy", max_new_tokens=128),
-                          confirm=lambda record: False)
+    options = {"strategy": "greedy", "max_new_tokens": 128, **config}
+    session = ChatSession(lm, default_registry(), DecodeConfig(**options), confirm=lambda record: False)
     return session.ask(text)
 
 
@@ -108,12 +108,44 @@ def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
 
 
 def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
-    from agent.demo_model.train import encode_dialogue
+    from agent.demo_model.train import ISLAND, OWN, encode_dialogue
 
     tok = demo_lm.tokenizer
     for dialogue in generate(10, seed=3):
         ids, mask = encode_dialogue(tok, dialogue, 4096)
         assert ids == tok.encode(tok.apply_chat_template(dialogue.messages(), tokenize=False), add_special_tokens=False)
-        # The loss covers the assistant's own text and <|end|>, never an island.
-        trained = tok.decode([t for t, m in zip(ids, mask) if m])
+        # Full weight on the assistant's own text and <|end|>; islands are marked apart; prompts never.
+        trained = tok.decode([t for t, m in zip(ids, mask) if m == OWN])
         assert "=>" not in trained and "<|end|>" in trained
+        islands = tok.decode([t for t, m in zip(ids, mask) if m == ISLAND])
+        assert all(seg in islands for ex in dialogue.exchanges for seg, is_island in ex.segments if is_island)
+        assert "<|user|>" not in trained + islands and "<|system|>" not in trained + islands
+
+
+def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch) -> None:
+    """Dialogues cycle through invented worlds (none of the shipped words) and the shipped KB (never
+    its held-out entities), so the model must copy names and facts rather than memorise them."""
+    from agent.demo_model import corpus
+
+    monkeypatch.setattr(corpus, "WORLD_DIALOGUES", 5)
+    dialogues = generate(corpus.SHIPPED_EVERY * 5, seed=1)
+    shipped = build_kb()
+    shipped_names = {e.name for e in shipped.entities}
+    held_out = {e.name for e in shipped.entities if e.held_out}
+    asked = [[ex.meta.get("entity") for ex in d.exchanges if ex.meta.get("kind") in ("fact", "about")]
+             for d in dialogues]
+    invented = [n for d in asked[: 5 * (corpus.SHIPPED_EVERY - 1)] for n in d if n]
+    from_shipped = [n for d in asked[5 * (corpus.SHIPPED_EVERY - 1):] for n in d if n]
+    assert invented and not any(n in shipped_names for n in invented)
+    assert from_shipped and all(n in shipped_names and n not in held_out for n in from_shipped)
+    words = shipped.words()
+    assert not any(w.lower() in words for n in invented for w in n.split())
+
+
+def test_tree_search_stops_early_on_a_confident_answer(demo_lm, agent_home: Path) -> None:
+    """The tree converges (nothing left promises more than its best answer) long before its budget,
+    and on an answer the model is sure of it agrees with greedy."""
+    greedy = ask(demo_lm, "What is 1234 * 5678?", agent_home)
+    tree = ask(demo_lm, "What is 1234 * 5678?", agent_home, strategy="tree", budget=400)
+    assert tree.response == greedy.response
+    assert tree.forward_passes < 200

@@ -96,7 +96,9 @@ def test_plain_sqlite_sees_wal_tables_and_migrations(tmp_path: Path) -> None:
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"sessions", "messages", "turns", "tool_calls", "candidates", "messages_fts", "_migrations"} <= tables
+        assert {"sessions", "messages", "turns", "tool_calls", "candidate_sets", "messages_fts", "_migrations"} <= tables
+        views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
+        assert "candidates" in views  # one row per candidate, unpacked from candidate_sets
         names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY id")]
         assert names == schema.all_names() and names[0] == "m001_initial"
         assert conn.execute("SELECT count(*) FROM candidates WHERE session_id = ?", (sid,)).fetchone()[0] == 3
@@ -215,10 +217,10 @@ def test_opening_a_database_locked_exclusively_fails_cleanly(tmp_path: Path) -> 
 
 def test_record_turn_is_all_or_nothing(store: SessionStore) -> None:
     sid = store.create_session("m", None)
-    with pytest.raises(OverflowError):  # fails inside the transaction, after the turn row went in
-        store.record_turn(sid, 1, config={"strategy": "greedy"}, tool_calls=[],
-                          candidates=[{"text": "ok"}, {"text": "bad", "token_count": 2**70}],
-                          timings={}, token_counts={})
+    with pytest.raises(StoreError):  # fails inside the transaction, after the turn row went in
+        store.record_turn(sid, 1, config={"strategy": "greedy"},
+                          tool_calls=[{"tool": "calc", "result": "ok"}, {"tool": "calc", "result": object()}],
+                          candidates=[{"text": "ok"}], timings={}, token_counts={})
     assert store.turn_records(sid) == []
     assert store.db.execute("SELECT count(*) FROM candidates").fetchone()[0] == 0
     with pytest.raises(ValueError, match="candidate #1 has no 'text'"):
@@ -329,3 +331,33 @@ def test_threads_sharing_one_store_lose_nothing(store: SessionStore) -> None:
     records = store.turn_records(sid)
     assert len(records) == 80 and all(len(r["candidates"]) == 20 for r in records)
     assert all(len({c["text"].split("-")[0] for c in r["candidates"]}) == 1 for r in records)
+
+
+def test_candidate_rows_of_schema_v5_are_packed_by_the_upgrade(tmp_path: Path) -> None:
+    """A database written before m006 (one row per candidate) keeps every candidate after the upgrade."""
+    from sqlite_utils import Database
+
+    path = tmp_path / "v5.sqlite"
+    db = Database(path)
+    schema.migrations.apply(db, stop_before="m006_candidate_sets")
+    db.table("sessions").insert({"id": "abc123", "created": "2026-01-01", "model_id": "m"})
+    turn_id = db.table("turns").insert({"session_id": "abc123", "turn": 1, "created": "2026-01-01",
+                                        "strategy": "tree", "config": "{}"}).last_pk
+    db.table("candidates").insert_all([
+        {"turn_id": turn_id, "session_id": "abc123", "turn": 1, "idx": i, "parent_idx": None if i == 0 else 0,
+         "text": f"answer {i}", "score": -float(i), "token_count": i + 1, "strategy": "tree",
+         "refined": int(i == 2), "score_before": -3.0 if i == 2 else None, "score_after": -2.0 if i == 2 else None,
+         "grad_steps": 4 if i == 2 else None, "accepted": 1 if i == 2 else None, "chosen": int(i == 0)}
+        for i in range(3)])
+    db.close()
+    with SessionStore.open(path) as store:
+        assert store.schema_version() == schema.all_names()
+        (rec,) = store.turn_records("abc123")
+        assert [c["text"] for c in rec["candidates"]] == ["answer 0", "answer 1", "answer 2"]
+        assert rec["candidates"][2] == {"idx": 2, "parent": 0, "text": "answer 2", "score": -2.0, "token_count": 3,
+                                        "strategy": "tree", "refined": True, "score_before": -3.0,
+                                        "score_after": -2.0, "grad_steps": 4, "accepted": True, "chosen": False}
+        assert rec["candidate_stats"] == {"count": 3, "best_score": 0.0, "refined": 1, "accepted": 1}
+        # plain SQL still sees one row per candidate, through the view
+        rows = store.db.execute("SELECT idx, text, score FROM candidates ORDER BY idx").fetchall()
+        assert rows == [(0, "answer 0", 0.0), (1, "answer 1", -1.0), (2, "answer 2", -2.0)]

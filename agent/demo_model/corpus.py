@@ -23,9 +23,9 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager, Iterator
 
-from agent.demo_model.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb, write_docs
+from agent.demo_model.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb
 
 ISLAND_LIMIT = 1000  # README: a result longer than this is cut and ends with " ...[truncated]"
 
@@ -79,13 +79,14 @@ def system_prompt() -> str:
 
 
 @contextmanager
-def shipped_kb(seed: int = KB_SEED) -> Iterator[KnowledgeBase]:
-    """Point the real SEARCH/LOAD tools at a fresh knowledge base seeded from this seed's docs."""
+def kb_world(kb: KnowledgeBase) -> Iterator[KnowledgeBase]:
+    """Point the real SEARCH/LOAD tools at a fresh index of this knowledge base's documents."""
+    from agent.tools import kb as kb_module
+
     old = os.environ.get("AGENT_KB")
     with tempfile.TemporaryDirectory(prefix="demo-kb-") as tmp:
-        docs = write_docs(Path(tmp) / "docs.jsonl", seed=seed)
-        from agent.tools import kb as kb_module
-
+        docs = Path(tmp) / "docs.jsonl"
+        docs.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in kb.docs()), encoding="utf-8")
         db_path = Path(tmp) / "kb.sqlite"
         db = kb_module.sqlite_utils.Database(db_path)
         kb_module._create(db)
@@ -93,12 +94,30 @@ def shipped_kb(seed: int = KB_SEED) -> Iterator[KnowledgeBase]:
         db.close()
         os.environ["AGENT_KB"] = str(db_path)
         try:
-            yield build_kb(seed)
+            yield kb
         finally:
             if old is None:
                 os.environ.pop("AGENT_KB", None)
             else:
                 os.environ["AGENT_KB"] = old
+
+
+def shipped_kb(seed: int = KB_SEED) -> ContextManager[KnowledgeBase]:
+    """The real SEARCH/LOAD tools over the shipped knowledge base (the documents of this seed)."""
+    return kb_world(build_kb(seed))
+
+
+def training_world(seed: int, index: int, avoid: set[str]) -> KnowledgeBase:
+    """Another knowledge base of the same shape: new names and numbers, none of the words in `avoid`.
+
+    Training on many such worlds leaves the model nothing to memorise: it has to copy the name
+    from the question into SEARCH and the fact from the island into the answer, which is what
+    it needs for the held-out entities of the shipped knowledge base.
+    """
+    kb = build_kb(f"world:{seed}:{index}", taken=avoid)
+    for entity in kb.entities:
+        entity.held_out = False
+    return kb
 
 
 # ---------------------------------------------------------------- templates
@@ -211,7 +230,10 @@ ABOUT_TRAIN = ["Tell me about {n}.", "What do you know about {n}?", "Search for 
 ABOUT_EVAL = ["Give me some information on {n}."]
 
 LOAD_TRAIN = ["Open document {i}.", "Load document {i}.", "Show me document {i}.", "What does document {i} say?",
-              "LOAD {i}", "Load doc {i}.", "Can you open document number {i}?", "Read document {i}."]
+              "LOAD {i}", "Load doc {i}.", "Can you open document number {i}?", "Read document {i}.",
+              "Open doc {i}", "Show document {i}.", "I'd like to see document {i}.", "Could you load document {i}?",
+              "Print document {i}.", "Let me read document {i}.", "document {i}", "Get document {i} for me.",
+              "Bring up document {i}.", "Please load document number {i}."]
 LOAD_FOLLOW_TRAIN = ["Open that document.", "Show me the full document.", "Load the first result.",
                      "Can you open the document?", "Show me the whole entry.", "Open it."]
 
@@ -254,20 +276,19 @@ UNKNOWN_REAL = ["France", "Paris", "Berlin", "Einstein", "Tokyo", "Brazil", "Moz
 class CorpusGenerator:
     """Seeded dialogues; call inside `shipped_kb()` so SEARCH/LOAD read the shipped documents."""
 
-    def __init__(self, kb: KnowledgeBase, seed: int, split: str = "train", system: str | None = None,
-                 fresh_share: float = 0.0) -> None:
+    def __init__(self, kb: KnowledgeBase, seed: int | str, split: str = "train", system: str | None = None,
+                 avoid: set[str] | None = None) -> None:
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         self.kb = kb
         self.split = split
-        self.fresh_share = fresh_share  # share of fact questions about fresh (renamed) entities
         self.rng = random.Random(f"{split}:{seed}")
         self.system = system if system is not None else system_prompt()
         held = split == "eval"
         self.entities = [e for e in kb.entities if e.held_out == held]
         self.held_ids = {e.id for e in kb.entities if e.held_out}
         # Unknown names: eval and train draw from disjoint generators.
-        self.unknown = NameMaker(random.Random(f"unknown:{split}:{seed}"), taken=kb.name_words())
+        self.unknown = NameMaker(random.Random(f"unknown:{split}:{seed}"), taken=kb.name_words() | (avoid or set()))
         from agent.tools.calc import calc
         from agent.tools.load import load
         from agent.tools.search import search
@@ -287,14 +308,18 @@ class CorpusGenerator:
     # -- arithmetic
     def _number(self) -> str:
         r = self.rng
-        digits = r.choice([1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 6]) if self.split == "train" else r.choice([1, 2, 3, 4, 5, 6])
+        digits = r.choice([1, 2, 3, 3, 4, 4, 5, 5, 6, 6]) if self.split == "train" else r.choice([1, 2, 3, 4, 5, 6])
         n = r.randint(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1)
         if r.random() < 0.06:
             return f"{n}.{r.randint(1, 99)}"
         return str(n)
 
     def _expr(self) -> tuple[str, str]:
-        """(expression as the call writes it, the same as the user writes it)."""
+        """(expression as the call writes it, the same as the user writes it).
+
+        The call keeps the user's numbers, spacing and parentheses and only turns words and the
+        symbols calc lacks (x, ^) into its operators, so writing the call is mostly copying.
+        """
         r = self.rng
         shape = r.random()
         ops = ["+", "-", "*", "/"]
@@ -304,15 +329,11 @@ class CorpusGenerator:
             a, b = str(r.randint(2, 30)), str(r.randint(2, 5))
         style = r.random()
         if shape < 0.65 or op1 == "**":
-            expr = f"{a} {op1} {b}"
             if style < 0.35:
-                word = r.choice(WORD_OPS_TRAIN[op1])
-                shown = f"{a} {word} {b}"
-            elif style < 0.5:
-                shown = f"{a}{r.choice(SYMBOL_OPS[op1])}{b}"
-            else:
-                shown = f"{a} {r.choice(SYMBOL_OPS[op1])} {b}"
-            return expr, shown
+                return f"{a} {op1} {b}", f"{a} {r.choice(WORD_OPS_TRAIN[op1])} {b}"
+            shown_op = r.choice(SYMBOL_OPS[op1])
+            gap = "" if style < 0.5 else " "
+            return f"{a}{gap}{op1}{gap}{b}", f"{a}{gap}{shown_op}{gap}{b}"
         op2 = r.choice(ops)
         c = self._number()
         if shape < 0.85:
@@ -321,8 +342,9 @@ class CorpusGenerator:
             expr = f"({a} {op1} {b}) {op2} {c}"
         else:
             expr = f"{a} {op1} ({b} {op2} {c})"
-        shown = expr.replace(" ", "") if style < 0.2 else expr
-        return expr, shown
+        if style < 0.2:
+            expr = expr.replace(" ", "")
+        return expr, expr
 
     def calc_exchange(self) -> Exchange:
         expr, shown = self._expr()
@@ -356,47 +378,11 @@ class CorpusGenerator:
         return Exchange(user, [(f'SEARCH("{entity.name}")', False), (format_island(island), True),
                                (fact.sentence, False)], meta)
 
-    def fresh_variant(self, entity: Entity) -> tuple[Entity, str]:
-        """A copy of an entity under a new name with new numbers, and the island SEARCH would give.
-
-        The island has exactly the search tool's format (`[ID] TITLE: TEXT`, up to 3 hits joined
-        by ` | `); with names and numbers never seen twice, the model must copy from the island
-        instead of remembering the knowledge base.
-        """
-        r = self.rng
-        if entity.kind == "person":
-            name = f"{self.unknown.word(2, 2)} {self.unknown.word(2, 3)}"
-        elif entity.kind == "element":
-            name = self.unknown.word(2, 2) + "ium"
-        else:
-            name = self.unknown.word()
-        facts = []
-        for f in entity.facts:
-            value, sentence = f.value, f.sentence.replace(entity.name, name)
-            if value.lstrip("-").isdigit():
-                digits = len(value.lstrip("-"))
-                new = str(r.randint(10 ** (digits - 1), 10 ** digits - 1))
-                sentence = sentence.replace(value, new)
-                value = new
-            facts.append(type(f)(f.relation, value, sentence))
-        fresh = Entity(r.randint(1, 999), entity.kind, name, facts)
-        hits = [f"[{fresh.id}] {name}: {fresh.text}"]
-        for other in r.sample(self.entities, r.choice([0, 0, 1, 2])):
-            hits.append(f"[{other.id}] {other.name}: {other.text}")
-        return fresh, " | ".join(hits)
-
     def fact_exchange(self) -> Exchange:
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         kind, relation = self.rng.choice(list(table))
         entity = self.rng.choice([e for e in self.entities if e.kind == kind])
         user = self.rng.choice(table[(kind, relation)])
-        if self.split == "train" and self.fresh_share > 0 and self.rng.random() < self.fresh_share:
-            fresh, island = self.fresh_variant(entity)
-            fact = fresh.fact(relation)
-            meta = {"kind": "fact-fresh", "tool": "search", "entity": fresh.name, "relation": relation,
-                    "expected": fact.value}
-            return Exchange(user.format(n=fresh.name), [(f'SEARCH("{fresh.name}")', False),
-                                                        (format_island(island), True), (fact.sentence, False)], meta)
         return self._ask(entity, relation, user.format(n=entity.name), "fact")
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
@@ -493,7 +479,6 @@ class CorpusGenerator:
         """A follow-up of the previous exchange when one fits (half the time), else a new topic."""
         if self.rng.random() < 0.5:
             follow = {"calc": self.calc_follow, "calc-follow": self.calc_follow, "fact": self.fact_follow,
-                      "fact-fresh": lambda prev: None,
                       "fact-follow": self.fact_follow, "about": self.load_follow}.get(prev.meta.get("kind", ""))
             if follow is None and prev.meta.get("tool") == "search":
                 follow = self.load_follow
@@ -533,11 +518,35 @@ class CorpusGenerator:
         return out
 
 
-def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED,
-             fresh_share: float = 0.0) -> list[Dialogue]:
-    """n dialogues of a split, the same for the same seeds."""
-    with shipped_kb(kb_seed) as kb:
-        return CorpusGenerator(kb, seed, split, fresh_share=fresh_share).dialogues(n)
+# Training dialogues per world: each entity of a world comes up about once, so names and numbers
+# are (nearly) never seen twice.
+WORLD_DIALOGUES = 400
+# Every SHIPPED_EVERY-th world is the shipped knowledge base (its entities that are not held out).
+SHIPPED_EVERY = 10
+
+
+def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED) -> list[Dialogue]:
+    """n dialogues of a split, the same for the same seeds.
+
+    "eval" asks about the held-out entities of the shipped knowledge base. "train" cycles through
+    worlds: freshly invented knowledge bases (no word of the shipped one) and, every
+    SHIPPED_EVERY-th world, the shipped one without its held-out entities.
+    """
+    shipped = build_kb(kb_seed)
+    if split == "eval":
+        with kb_world(shipped) as kb:
+            return CorpusGenerator(kb, seed, split).dialogues(n)
+    avoid = shipped.words()
+    system = system_prompt()
+    out: list[Dialogue] = []
+    index = 0
+    while len(out) < n:
+        count = min(WORLD_DIALOGUES, n - len(out))
+        world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, avoid)
+        with kb_world(world) as kb:
+            out += CorpusGenerator(kb, f"{seed}:{index}", split, system=system, avoid=avoid).dialogues(count)
+        index += 1
+    return out
 
 
 if __name__ == "__main__":

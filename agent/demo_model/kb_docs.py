@@ -107,11 +107,18 @@ class KnowledgeBase:
     def name_words(self) -> set[str]:
         return {w.lower() for e in self.entities for w in e.name.split()}
 
+    def words(self) -> set[str]:
+        """Every lower-case word of every document (names, currencies, values)."""
+        return {w.lower().strip(".:") for e in self.entities for w in f"{e.name} {e.text}".split()}
 
-def build_kb(seed: int = KB_SEED) -> KnowledgeBase:
-    """The knowledge base for a seed; the same seed always gives the same documents and split."""
+
+def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None) -> KnowledgeBase:
+    """The knowledge base for a seed; the same seed always gives the same documents and split.
+
+    `taken`: lower-case words no invented word may be (training worlds avoid the shipped ones).
+    """
     rng = random.Random(seed)
-    names = NameMaker(rng)
+    names = NameMaker(rng, taken)
     entities: list[Entity] = []
 
     countries = [Entity(0, "country", names.word(2, 2)) for _ in range(30)]

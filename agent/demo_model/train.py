@@ -6,8 +6,8 @@ Steps: generate dialogues (agent.demo_model.corpus) -> train the tokenizer (digi
 special tokens for the chat format, `<|end|>` ends the assistant turn) -> encode each dialogue
 with a loss mask (assistant text and its `<|end|>` only; never the prompt, never the islands,
 which the shell inserts) -> AdamW with warm-up and cosine decay -> save_pretrained + MODEL_CARD.md.
-The learning-rate schedule follows max(step / steps, elapsed / budget), so a slow (shared) CPU
-still ends with a decayed learning rate; with an unconstrained budget the run is reproducible.
+The learning-rate schedule follows the step count only, and every `checksum_every` steps the
+weights' sha256 is logged (training.json), so a rerun with the same seed can be checked step by step.
 """
 
 from __future__ import annotations
@@ -52,12 +52,18 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     warmup: int = 40
     weight_decay: float = 0.01
-    minutes: float = 55.0
+    # A guard, not a schedule: the learning rate follows the step count only (reproducible); a run
+    # that reaches this many minutes stops early and says so.
+    minutes: float = 60.0
     # One thread: on the shared 2-core CPU, two threads contend with other processes and run 2-4x slower.
     threads: int = 1
     init: str | None = None  # continue from these weights and their tokenizer (a second phase)
     corpus_seed: int | None = None  # default: seed (a second phase uses fresh dialogues)
-    fresh_share: float = 0.0  # share of fact questions about renamed entities (forces copying)
+    # Weight of the islands' tokens in the loss (0 = never trained on). The shell writes islands,
+    # so the model never has to produce them; predicting them is a cheap auxiliary task that
+    # rewards copying (an island repeats the searched name several times).
+    island_weight: float = 0.3
+    checksum_every: int = 250  # log a checksum of the weights (a rerun can be compared step by step)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -83,8 +89,12 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return fast
 
 
+OWN, ISLAND = 1, 2  # loss mask codes (0: no loss)
+
+
 def encode_dialogue(tokenizer, dialogue: Dialogue, max_len: int) -> tuple[list[int], list[int]] | None:
-    """Token ids and loss mask (1 = the model's own assistant text or its <|end|>).
+    """Token ids and loss mask (OWN: the model's own assistant text or its <|end|>; ISLAND: a tool
+    result the shell writes; 0: system and user turns).
 
     Pieces are encoded separately at the boundaries where the shell also cuts (a call's `)`, an
     island, the turn's end), which gives the same ids as encoding the whole rendered chat.
@@ -103,7 +113,7 @@ def encode_dialogue(tokenizer, dialogue: Dialogue, max_len: int) -> tuple[list[i
         for text, is_island in ex.segments:
             piece = enc(text)
             x_ids += piece
-            x_mask += [0 if is_island else 1] * len(piece)
+            x_mask += [ISLAND if is_island else OWN] * len(piece)
         x_ids += [eos_id] + enc("\n")
         x_mask += [1, 0]
         if len(ids) + len(x_ids) > max_len:
@@ -145,24 +155,27 @@ def batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, rng: ra
 def collate(encoded, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(encoded[i][0]) for i in idx)
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(idx), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
     attn = torch.zeros((len(idx), width), dtype=torch.long)
     for row, i in enumerate(idx):
-        tok, mask = encoded[i]
+        tok, m = encoded[i]
         ids[row, :len(tok)] = torch.tensor(tok)
         attn[row, :len(tok)] = 1
-        labels[row, :len(tok)] = torch.tensor([t if m else -100 for t, m in zip(tok, mask)])
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+        mask[row, :len(tok)] = torch.tensor(m)
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
 
 
-def prefix_loss(model, prefix: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token loss where labels != -100, the shared system prefix computed once per batch.
+def prefix_loss(model, prefix: torch.Tensor, batch: dict[str, torch.Tensor],
+                island_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to train on, mean loss on the model's own tokens); the system prefix computed once per batch.
+
+    The loss is (sum over own tokens + island_weight * sum over island tokens) / own tokens.
 
     Every dialogue starts with the same system turn (about 40-60% of its tokens), so its keys
     and values are computed once (with gradients) and repeated over the batch; logits are
     computed only at the positions that have a loss.
     """
-    ids, attn, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    ids, attn, loss_mask = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
     n = ids.shape[0]
     pre = model.model(input_ids=prefix[None], use_cache=True)
     cache = pre.past_key_values
@@ -170,16 +183,21 @@ def prefix_loss(model, prefix: torch.Tensor, batch: dict[str, torch.Tensor]) -> 
     mask = torch.cat([torch.ones(n, prefix.shape[0], dtype=attn.dtype), attn], dim=1)
     hidden = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
     # The last prefix position predicts the first token of the rest, which never has a loss.
-    targets = labels[:, 1:]
-    keep = targets != -100
+    codes = loss_mask[:, 1:]
+    keep = (codes == OWN) | ((codes == ISLAND) & (island_weight > 0))
     logits = model.lm_head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    per_token = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][keep], reduction="none")
+    own = codes[keep] == OWN
+    n_own = own.sum().clamp(min=1)
+    own_loss = per_token[own].sum() / n_own
+    return own_loss + island_weight * per_token[~own].sum() / n_own, own_loss.detach()
 
 
-def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio over cfg.steps (by step only: reproducible)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = min(1.0, progress)
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -190,7 +208,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     corpus_seed = cfg.seed if cfg.corpus_seed is None else cfg.corpus_seed
-    dialogues = generate(cfg.dialogues, seed=corpus_seed, split="train", fresh_share=cfg.fresh_share)
+    dialogues = generate(cfg.dialogues, seed=corpus_seed, split="train")
     log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
 
     if cfg.init:
@@ -213,7 +231,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     prefix = torch.tensor(prefix_ids)
     rest = [(e[0][len(prefix_ids):], e[1][len(prefix_ids):]) for e in encoded]
     n_tokens = sum(len(e[0]) for e in encoded)
-    n_loss = sum(sum(e[1]) for e in encoded)
+    n_loss = sum(sum(1 for m in e[1] if m == OWN) for e in encoded)
     log(f"tokenizer: {len(tokenizer)} tokens; encoded {len(encoded)} dialogues, {n_tokens} tokens "
         f"({n_loss} with loss), mean length {n_tokens / len(encoded):.0f}")
 
@@ -237,28 +255,32 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     budget = cfg.minutes * 60
     step, seen_tokens, ema = 0, 0, None
     history = []
+    checksums: dict[int, str] = {}
     while step < cfg.steps:
-        elapsed = time.time() - start
-        if elapsed > budget:
-            log(f"time budget of {cfg.minutes} min reached at step {step}")
+        if time.time() - start > budget:
+            log(f"WARNING: time guard of {cfg.minutes} min reached at step {step} of {cfg.steps}; "
+                "the model is saved but a rerun on a faster machine will differ")
             break
-        lr = lr_at(cfg, step, max(step / cfg.steps, elapsed / budget))
+        lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = collate(rest, next(stream), tokenizer.pad_token_id)
-        loss = prefix_loss(model, prefix, batch)
+        loss, own_loss = prefix_loss(model, prefix, batch, cfg.island_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         seen_tokens += int(batch["attention_mask"].sum()) + len(prefix_ids) * batch["input_ids"].shape[0]
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        ema = own_loss.item() if ema is None else 0.95 * ema + 0.05 * own_loss.item()
         if step % 20 == 0 or step == 1:
             rate = seen_tokens / (time.time() - start)
-            log(f"step {step}/{cfg.steps} loss {loss.item():.4f} ema {ema:.4f} lr {lr:.2e} "
+            log(f"step {step}/{cfg.steps} loss {own_loss.item():.4f} ema {ema:.4f} lr {lr:.2e} "
                 f"{rate:.0f} tok/s elapsed {(time.time() - start) / 60:.1f} min")
             history.append({"step": step, "loss": round(ema, 4)})
+        if cfg.checksum_every and (step % cfg.checksum_every == 0 or step == cfg.steps):
+            checksums[step] = weights_checksum(model)
+            log(f"step {step} weights sha256 {checksums[step]}")
     train_seconds = time.time() - start
     model.eval()
     save(model, tokenizer, out)
@@ -267,15 +289,8 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         "tokens_seen": seen_tokens, "final_loss_ema": round(ema or 0.0, 4), "parameters": n_params,
         "dialogues": len(encoded), "corpus_tokens": n_tokens, "loss_tokens": n_loss,
         "vocab_size": len(tokenizer), "config": cfg.__dict__, "loss_curve": history,
+        "weights_sha256": checksums,
     }
-    phases = []
-    if cfg.init and (Path(cfg.init) / "training.json").is_file():
-        before = json.loads((Path(cfg.init) / "training.json").read_text())
-        phases = before.get("phases", [{k: before[k] for k in ("steps", "train_minutes", "tokens_seen")}])
-    phases.append({"steps": step, "train_minutes": figures["train_minutes"], "tokens_seen": seen_tokens,
-                   "lr": cfg.lr, "corpus_seed": corpus_seed, "init": cfg.init})
-    figures["phases"] = phases
-    figures["total_train_minutes"] = round(sum(p["train_minutes"] for p in phases), 1)
     (out / "training.json").write_text(json.dumps(figures, indent=1))
     write_model_card(out, figures)
     log(f"saved to {out} after {train_seconds / 60:.1f} min")
@@ -284,9 +299,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
 
 EVAL_START, EVAL_END = "<!-- eval -->", "<!-- /eval -->"
 RETRAIN = """```bash
-python -m agent.demo_model.train --out /tmp/demo-phase1 --seed 0
-python -m agent.demo_model.train --init /tmp/demo-phase1 --out agent/demo_model/weights --seed 0 \\
-    --corpus-seed 1 --fresh-share 0.5 --lr 1.5e-3 --warmup 30 --steps 700 --minutes 15 --dialogues 12000
+python -m agent.demo_model.train --out agent/demo_model/weights --seed 0
 python bench/demo_eval.py --model agent/demo_model/weights --write-card
 ```"""
 
@@ -312,12 +325,17 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
 - Knowledge base: {len(__import__("agent.demo_model.kb_docs", fromlist=["x"]).build_kb().entities)} generated documents about invented countries, cities, people, elements,
   companies, mountains and lakes (`agent/demo_model/kb/docs.jsonl`, made by
   `agent/demo_model/kb_docs.py`); 15% of the entities of each kind are held out of training.
-- Dialogues: 30000 generated dialogues in phase 1 and {figures["dialogues"]} in the last phase (`agent/demo_model/corpus.py`, seed {figures["seed"]}) with
+- Dialogues: {figures["dialogues"]} generated dialogues (`agent/demo_model/corpus.py`, seed {figures["seed"]}) with
   1-3 exchanges: arithmetic (numbers of 1-6 digits, + - * / ** %, parentheses, words), facts,
   "tell me about", unknown names (`no results` -> "I don't know"), LOAD by id and as a follow-up,
   follow-up questions, notes and small talk. Islands come from the real tools.
-  {figures["corpus_tokens"]} tokens, {figures["loss_tokens"]} of them with a loss (the assistant's own text and
-  its end token; prompts and islands are never trained on).
+- Worlds: the dialogues are spread over {figures["dialogues"] // 400 + 1} knowledge bases of the same shape, 400 dialogues
+  each: freshly invented ones (no word of the shipped knowledge base) and, every tenth, the shipped
+  one without its held-out entities. A name or number is almost never seen twice, so the model
+  cannot memorise facts: it learns to copy the name into SEARCH and the fact out of the island.
+- {figures["corpus_tokens"]} tokens; {figures["loss_tokens"]} of them are the assistant's own text and end token (loss
+  weight 1), island tokens have weight {cfg["island_weight"]} (an auxiliary copying task: the shell writes
+  islands, the model never has to), prompts have none.
 
 ## Model
 - LlamaForCausalLM: hidden {cfg["hidden_size"]}, {cfg["layers"]} layers, {cfg["heads"]} heads, MLP {cfg["intermediate_size"]},
@@ -326,16 +344,15 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   chat template `<|system|>` / `<|user|>` / `<|assistant|>`, each turn ending with `<|end|>` (the EOS).
 
 ## Training
-Two seeded phases on a shared 2-core CPU ({cfg["threads"]} torch thread; one thread is 2-4x faster than
-two there while other processes run):
+One seeded run on a 2-core CPU ({cfg["threads"]} torch thread):
 
 {RETRAIN}
 
-Phase 2 continues phase 1 with fresh dialogues, half of its fact questions about renamed entities
-with new numbers (islands in the exact SEARCH format), so the model copies from the island instead
-of remembering the knowledge base. AdamW, warm-up then cosine decay, batch {cfg["batch_size"]} dialogues,
-the shared system turn computed once per batch. Phases: {json.dumps(figures.get("phases", []))}.
-Total training time {figures.get("total_train_minutes", figures["train_minutes"])} minutes; final training loss {figures["final_loss_ema"]}.
+AdamW (lr {cfg["lr"]}, warm-up {cfg["warmup"]} steps, cosine decay to {cfg["min_lr_ratio"]} of it, by step count),
+batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps, the shared system turn computed once per batch:
+{figures["train_minutes"]} minutes, {figures["tokens_seen"]} tokens seen; final training loss {figures["final_loss_ema"]}.
+The run is deterministic on a given machine and torch version: `training.json` holds the weights'
+sha256 every {cfg["checksum_every"]} steps, so a rerun can be compared checkpoint by checkpoint.
 
 ## Evaluation (bench/demo_eval.py: held-out templates, values and entities)
 {EVAL_START}
@@ -353,6 +370,17 @@ Total training time {figures.get("total_train_minutes", figures["train_minutes"]
 """
     card.write_text(text)
     return card
+
+
+def weights_checksum(model) -> str:
+    """sha256 of every parameter's bytes in order: equal checksums mean bit-identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save(model, tokenizer, out: Path) -> None:
@@ -379,12 +407,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", default=None, help="continue training these weights (keeps their tokenizer)")
     ap.add_argument("--corpus-seed", type=int, default=None, help="seed of the dialogues (default: --seed)")
     ap.add_argument("--warmup", type=int, default=TrainConfig.warmup)
-    ap.add_argument("--fresh-share", type=float, default=TrainConfig.fresh_share)
+    ap.add_argument("--island-weight", type=float, default=TrainConfig.island_weight,
+                    help="weight of the tool results' tokens in the loss (0: not trained on)")
+    ap.add_argument("--hidden-size", type=int, default=TrainConfig.hidden_size)
+    ap.add_argument("--heads", type=int, default=TrainConfig.heads)
+    ap.add_argument("--intermediate-size", type=int, default=TrainConfig.intermediate_size)
     args = ap.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps, dialogues=args.dialogues,
                       layers=args.layers, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, init=args.init, corpus_seed=args.corpus_seed, warmup=args.warmup,
-                      fresh_share=args.fresh_share)
+                      island_weight=args.island_weight, hidden_size=args.hidden_size, heads=args.heads,
+                      intermediate_size=args.intermediate_size)
     train(cfg, args.out, log=lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True))
 
 
