@@ -114,7 +114,7 @@ def training_world(seed: int, index: int, avoid: set[str]) -> KnowledgeBase:
     from the question into SEARCH and the fact from the island into the answer, which is what
     it needs for the held-out entities of the shipped knowledge base.
     """
-    kb = build_kb(f"world:{seed}:{index}", taken=avoid, invent_values=True)
+    kb = build_kb(f"world:{seed}:{index}", taken=avoid)
     for entity in kb.entities:
         entity.held_out = False
     return kb
@@ -184,38 +184,6 @@ FACT_TRAIN: dict[tuple[str, str], list[str]] = {
     ("lake", "depth"): ["How deep is {n}?", "What is the depth of {n}?", "depth of {n}?"],
     ("lake", "country"): ["Where is {n}?", "In which country is the lake {n}?", "What is {n}?"],
 }
-# Training only: indirect questions, an opener around a clause (the evaluation's openers differ).
-FACT_CLAUSES_TRAIN: dict[tuple[str, str], list[str]] = {
-    ("country", "capital"): ["what the capital of {n} is", "which city is the capital of {n}"],
-    ("country", "currency"): ["what currency {n} uses", "which currency they use in {n}"],
-    ("country", "population"): ["how many people live in {n}", "what the population of {n} is"],
-    ("country", "flag"): ["what color the flag of {n} is", "what the flag of {n} looks like"],
-    ("city", "country"): ["which country {n} is in", "where {n} is located"],
-    ("city", "founded"): ["when {n} was founded", "in which year {n} was founded"],
-    ("city", "population"): ["how many people live in {n}", "what the population of {n} is"],
-    ("person", "job"): ["who {n} was", "what {n} did for a living"],
-    ("person", "born"): ["when {n} was born", "in which year {n} was born"],
-    ("person", "invented"): ["what {n} invented", "which invention {n} is known for"],
-    ("person", "lived"): ["where {n} lived", "which city {n} lived in"],
-    ("element", "symbol"): ["what the symbol of {n} is", "which chemical symbol {n} has"],
-    ("element", "atomic number"): ["what the atomic number of {n} is", "which atomic number {n} has"],
-    ("element", "melts"): ["at which temperature {n} melts", "what the melting point of {n} is"],
-    ("company", "makes"): ["what {n} makes", "what the company {n} produces"],
-    ("company", "founded"): ["when {n} was founded", "in which year the company {n} was founded"],
-    ("company", "based"): ["where {n} is based", "in which city {n} is based"],
-    ("company", "employees"): ["how many employees {n} has", "how many people work at {n}"],
-    ("mountain", "height"): ["how high {n} is", "what the height of {n} is"],
-    ("mountain", "country"): ["which country {n} is in", "where the mountain {n} is"],
-    ("lake", "depth"): ["how deep {n} is", "what the depth of {n} is"],
-    ("lake", "country"): ["where the lake {n} is", "in which country the lake {n} is"],
-}
-OPENERS_TRAIN = ["Can you tell me {c}?", "I wonder {c}.", "Any idea {c}?", "Please find out {c}.",
-                 "I'd love to know {c}.", "Could you check {c}?", "Let me know {c}.", "I am curious {c}."]
-# Training only: greetings and thanks around a question, so the question words matter, not the frame.
-PREFIXES_TRAIN = ["Hey, ", "Quick one: ", "Question: ", "Hi! ", "One more thing: ", "I have a question. ",
-                  "Please help: ", "Hello. ", "Okay, "]
-SUFFIXES_TRAIN = [" Thanks!", " Thank you.", " Please.", " Thanks in advance."]
-
 FACT_EVAL: dict[tuple[str, str], list[str]] = {
     ("country", "capital"): ["Do you know the capital of {n}?", "I'd like to know the capital of {n}."],
     ("country", "currency"): ["Tell me which currency {n} uses.", "In {n}, what is the currency?"],
@@ -410,30 +378,11 @@ class CorpusGenerator:
         return Exchange(user, [(f'SEARCH("{entity.name}")', False), (format_island(island), True),
                                (fact.sentence, False)], meta)
 
-    def _reframe(self, question: str) -> str:
-        """Training questions: sometimes behind a greeting or followed by thanks."""
-        r = self.rng
-        if self.split != "train":
-            return question
-        if r.random() < 0.3:
-            prefix = r.choice(PREFIXES_TRAIN)
-            if prefix.endswith((", ", ": ")) and not question.startswith("{n}"):
-                question = question[0].lower() + question[1:]
-            question = prefix + question
-        if r.random() < 0.15:
-            question += r.choice(SUFFIXES_TRAIN)
-        return question
-
     def fact_exchange(self) -> Exchange:
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         kind, relation = self.rng.choice(list(table))
         entity = self.rng.choice([e for e in self.entities if e.kind == kind])
-        if self.split == "train" and (kind, relation) in FACT_CLAUSES_TRAIN and self.rng.random() < 0.4:
-            clause = self.rng.choice(FACT_CLAUSES_TRAIN[(kind, relation)])
-            user = self.rng.choice(OPENERS_TRAIN).format(c=clause, n="{n}")
-        else:
-            user = self.rng.choice(table[(kind, relation)])
-        user = self._reframe(user)
+        user = self.rng.choice(table[(kind, relation)])
         return self._ask(entity, relation, user.format(n=entity.name), "fact")
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
@@ -466,7 +415,7 @@ class CorpusGenerator:
         answer = (f"I don't know. The knowledge base has nothing about {name}." if island == "no results"
                   else f"I don't know. The search results do not mention {name}.")
         meta = {"kind": "unknown", "tool": "search", "entity": name, "expected": "I don't know"}
-        return Exchange(self._reframe(r.choice(templates)).format(n=name),
+        return Exchange(r.choice(templates).format(n=name),
                         [(f'SEARCH("{name}")', False), (format_island(island), True), (answer, False)], meta)
 
     # -- documents

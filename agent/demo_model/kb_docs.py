@@ -112,21 +112,13 @@ class KnowledgeBase:
         return {w.lower().strip(".:") for e in self.entities for w in f"{e.name} {e.text}".split()}
 
 
-def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None, invent_values: bool = False) -> KnowledgeBase:
+def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None) -> KnowledgeBase:
     """The knowledge base for a seed; the same seed always gives the same documents and split.
 
     `taken`: lower-case words no invented word may be (training worlds avoid the shipped ones).
-    `invent_values`: half of the colors, jobs, inventions and products are invented words too, so a
-    model trained on such worlds copies them from the island instead of guessing from a short list.
     """
     rng = random.Random(seed)
     names = NameMaker(rng, taken)
-
-    def pick(options: list[str]) -> str:
-        if invent_values and rng.random() < 0.5:
-            return names.word(1, 2).lower()
-        return rng.choice(options)
-
     entities: list[Entity] = []
 
     countries = [Entity(0, "country", names.word(2, 2)) for _ in range(30)]
@@ -143,7 +135,7 @@ def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None, invent_va
             Fact("currency", currency, f"{c.name} uses the {currency} as its currency."),
             Fact("population", str(rng.randint(200_000, 90_000_000)),
                  ""),
-            Fact("flag", pick(COLORS), ""),
+            Fact("flag", rng.choice(COLORS), ""),
         ]
         c.facts[2].sentence = f"{c.name} has a population of {c.facts[2].value}."
         c.facts[3].sentence = f"The flag of {c.name} is {c.facts[3].value}."
@@ -160,11 +152,10 @@ def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None, invent_va
     for _ in range(70):
         p = Entity(0, "person", f"{names.word(2, 2)} {names.word(2, 3)}")
         born = rng.randint(1500, 1990)
-        thing = f"{pick(THING_ADJ)} {pick(THINGS)}"
+        thing = f"{rng.choice(THING_ADJ)} {rng.choice(THINGS)}"
         home = rng.choice(cities)
         p.facts = [
-            Fact("job", rng.choice(JOBS) if not invent_values or rng.random() < 0.5
-                 else f"a {names.word(1, 2).lower()}", ""),
+            Fact("job", rng.choice(JOBS), ""),
             Fact("born", str(born), f"{p.name} was born in {born}."),
             Fact("invented", thing, f"{p.name} invented the {thing}."),
             Fact("lived", home.name, f"{p.name} lived in {home.name}."),
@@ -188,7 +179,7 @@ def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None, invent_va
     for _ in range(50):
         co = Entity(0, "company", names.word())
         founded = str(rng.randint(1800, 2020))
-        product = pick(PRODUCTS)
+        product = rng.choice(PRODUCTS)
         base = rng.choice(cities)
         co.facts = [
             Fact("makes", product, f"{co.name} is a company that makes {product}."),

@@ -39,7 +39,7 @@ CHAT_TEMPLATE = (
 @dataclass
 class TrainConfig:
     seed: int = 0
-    dialogues: int = 36_000  # batch_size x steps = 33600 are used: each dialogue is seen about once
+    dialogues: int = 34_000  # batch_size x steps = 32000 are used: each dialogue is seen about once
     vocab_size: int = 2048
     hidden_size: int = 256
     layers: int = 4
@@ -47,7 +47,7 @@ class TrainConfig:
     intermediate_size: int = 768
     max_len: int = 512
     batch_size: int = 16
-    steps: int = 2100
+    steps: int = 2000
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
     warmup: int = 40
