@@ -161,8 +161,8 @@ CANDIDATE_FIELDS = ("parent_idx", "text", "score", "token_count", "strategy", "r
 @migrations()
 def m006_candidate_sets(db: Database) -> None:
     """Candidates packed one row per turn: a search writes up to thousands at once and they are
-    always read per turn, so one row (a JSON array of [parent_idx, text, score, ...] rows) replaces
-    a thousand row inserts (the p99 of a turn's write). The `candidates` view unpacks them."""
+    always read per turn, so one row (a JSON object of columns: {"text": [...], "score": [...], ...})
+    replaces a thousand row inserts (the p99 of a turn's write). The `candidates` view unpacks them."""
     import json
 
     db.table("candidate_sets").create(
@@ -174,10 +174,10 @@ def m006_candidate_sets(db: Database) -> None:
             "best_score": float,  # max score (NULL when no candidate has one)
             "refined": int,  # candidates made by refinement
             "accepted": int,  # refinements that replaced their parent
-            "rows": str,  # JSON: one [CANDIDATE_FIELDS...] array per candidate, in idx order
+            "columns": str,  # JSON: {field: [value per candidate in idx order]} for CANDIDATE_FIELDS
         },
         pk="turn_id",
-        not_null={"session_id", "turn", "count", "rows"},
+        not_null={"session_id", "turn", "count", "columns"},
         foreign_keys=[("turn_id", "turns", "id")],
     )
     by_turn: dict[int, list[dict]] = {}
@@ -189,14 +189,15 @@ def m006_candidate_sets(db: Database) -> None:
             "turn_id": turn_id, "session_id": rows[0]["session_id"], "turn": rows[0]["turn"], "count": len(rows),
             "best_score": max(scores) if scores else None, "refined": sum(r["refined"] or 0 for r in rows),
             "accepted": sum(r["accepted"] or 0 for r in rows),
-            "rows": json.dumps([[r[f] for f in CANDIDATE_FIELDS] for r in rows]),
+            "columns": json.dumps({f: [r[f] for r in rows] for f in CANDIDATE_FIELDS}),
         })
     db.table("candidates").drop()
     # Infinite scores are stored as the strings "inf" / "-inf" (JSON has no infinity).
-    columns = ", ".join(f"json_extract(j.value, '$[{i}]') AS {name}" for i, name in enumerate(CANDIDATE_FIELDS))
+    fields = ", ".join(f"json_extract(s.columns, '$.{name}[' || j.key || ']') AS {name}"
+                       for name in CANDIDATE_FIELDS if name != "text")
     db.execute(
-        "CREATE VIEW candidates AS SELECT s.turn_id, s.session_id, s.turn, CAST(j.key AS INTEGER) AS idx, "
-        f"{columns} FROM candidate_sets s, json_each(s.rows) j"
+        "CREATE VIEW candidates AS SELECT s.turn_id, s.session_id, s.turn, j.key AS idx, j.value AS text, "
+        f"{fields} FROM candidate_sets s, json_each(s.columns, '$.text') j"
     )
 
 

@@ -411,13 +411,13 @@ class SessionStore:
             sets = {
                 r["turn_id"]: r
                 for r in self.db.query(
-                    f"SELECT turn_id, count, best_score, refined, accepted{', rows' if with_candidates else ''} "
+                    f"SELECT turn_id, count, best_score, refined, accepted{', columns' if with_candidates else ''} "
                     "FROM candidate_sets WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?)",
                     (session_id,),
                 )
             }
         stats = {k: {f: r[f] for f in ("count", "best_score", "refined", "accepted")} for k, r in sets.items()}
-        cands = {k: _candidates_out(r["rows"]) for k, r in sets.items()} if with_candidates else {}
+        cands = {k: _candidates_out(r["columns"]) for k, r in sets.items()} if with_candidates else {}
         empty_stats = {"count": 0, "best_score": None, "refined": 0, "accepted": 0}
         out = []
         for t in turns:
@@ -556,7 +556,7 @@ TOOL_CALL_COLUMNS = (
     "pure", "speculative", "chosen", "call_text", "island_text",
 )
 _CANDIDATE_SET_SQL = (
-    "INSERT INTO candidate_sets (turn_id, session_id, turn, count, best_score, refined, accepted, rows) "
+    "INSERT INTO candidate_sets (turn_id, session_id, turn, count, best_score, refined, accepted, columns) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ROWS_PER_STATEMENT = 500  # x 14 columns stays far below SQLite's 32766 bound parameters
@@ -646,39 +646,48 @@ def _json_real(value: Any) -> float | str | None:
     return "inf" if f > 0 else "-inf"
 
 
-def _candidate_row(idx: int, c: dict[str, Any]) -> list:
-    """schema.CANDIDATE_FIELDS of one candidate."""
-    get = c.get
-    text = get("text")
-    if text is None:
-        raise ValueError(f"record_turn: candidate #{idx} has no 'text'")
-    parent, score, tokens = get("parent"), get("score"), get("token_count")
-    before, after, steps, accepted = get("score_before"), get("score_after"), get("grad_steps"), get("accepted")
-    return [
-        None if parent is None else int(parent),
-        str(text),
-        score if type(score) is float and -_FINITE <= score <= _FINITE else _json_real(score),  # fast path
-        None if tokens is None else int(tokens),
-        get("strategy"),
-        1 if get("refined") else 0,
-        None if before is None else _json_real(before),
-        None if after is None else _json_real(after),
-        None if steps is None else int(steps),
-        None if accepted is None else int(bool(accepted)),
-        1 if get("chosen") else 0,
-    ]
+def _finite_or_tagged(values: list[Any]) -> list[Any]:
+    """Scores for JSON: real floats pass as they are (the common case, checked in one sweep)."""
+    if all(v is None or (type(v) is float and -_FINITE <= v <= _FINITE) for v in values):
+        return values
+    return [None if v is None else _json_real(v) for v in values]
+
+
+def _ints(values: list[Any]) -> list[int | None]:
+    return [None if v is None else int(v) for v in values]
 
 
 def _candidate_set(session_id: str, turn: int, candidates: list[dict[str, Any]]) -> tuple | None:
-    """The candidate_sets row (without turn_id) of a turn's candidates; None when there are none."""
+    """The candidate_sets row (without turn_id) of a turn's candidates; None when there are none.
+
+    Column by column (schema.CANDIDATE_FIELDS -> one JSON array each): list comprehensions and one
+    json.dumps are a few milliseconds for a thousand candidates.
+    """
     if not candidates:
         return None
-    rows = [_candidate_row(i, c) for i, c in enumerate(candidates)]
-    scores = [r[2] for r in rows if r[2] is not None]
-    best = max((float(s) for s in scores), default=None)
-    refined = sum(r[5] for r in rows)
-    accepted = sum(r[9] or 0 for r in rows)
-    return (session_id, turn, len(rows), best, refined, accepted, json.dumps(rows, allow_nan=False))
+    texts = [c.get("text") for c in candidates]
+    if None in texts:
+        raise ValueError(f"record_turn: candidate #{texts.index(None)} has no 'text'")
+    scores = _finite_or_tagged([c.get("score") for c in candidates])
+    refined = [1 if c.get("refined") else 0 for c in candidates]
+    accepted = [c.get("accepted") for c in candidates]
+    accepted = [None if a is None else int(bool(a)) for a in accepted]
+    columns = {
+        "parent_idx": _ints([c.get("parent") for c in candidates]),
+        "text": [t if type(t) is str else str(t) for t in texts],
+        "score": scores,
+        "token_count": _ints([c.get("token_count") for c in candidates]),
+        "strategy": [c.get("strategy") for c in candidates],
+        "refined": refined,
+        "score_before": _finite_or_tagged([c.get("score_before") for c in candidates]),
+        "score_after": _finite_or_tagged([c.get("score_after") for c in candidates]),
+        "grad_steps": _ints([c.get("grad_steps") for c in candidates]),
+        "accepted": accepted,
+        "chosen": [1 if c.get("chosen") else 0 for c in candidates],
+    }
+    best = max((float(v) for v in scores if v is not None), default=None)
+    return (session_id, turn, len(texts), best, sum(refined), sum(a or 0 for a in accepted),
+            json.dumps(columns, allow_nan=False))
 
 
 def _score_out(value: Any) -> float | None:
@@ -687,6 +696,7 @@ def _score_out(value: Any) -> float | None:
 
 def _candidates_out(packed: str) -> list[dict[str, Any]]:
     """The candidate dicts of a candidate_sets row, in idx order."""
+    cols = json.loads(packed)
     return [
         {
             "idx": idx,
@@ -703,7 +713,7 @@ def _candidates_out(packed: str) -> list[dict[str, Any]]:
             "chosen": bool(chosen),
         }
         for idx, (parent, text, score, tokens, strategy, refined, before, after, steps, accepted, chosen)
-        in enumerate(json.loads(packed))
+        in enumerate(zip(*(cols[f] for f in schema.CANDIDATE_FIELDS)))
     ]
 
 

@@ -55,14 +55,25 @@ def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) 
     assert "7006652" in answer_after_island(result.response)
 
 
-def test_knowledge_base_question_calls_search_and_states_the_fact(demo_lm, agent_home: Path) -> None:
-    """A country the model saw in training; held-out entities are measured by bench/demo_eval.py."""
-    country = next(e for e in build_kb().entities if e.name == "Gryjum")
-    result = ask(demo_lm, "What is the capital of Gryjum?", agent_home)
-    assert result.tool_calls and result.tool_calls[0].tool == "search"
-    assert f"[{country.id}] Gryjum:" in result.tool_calls[0].result
-    assert "The capital of Gryjum is Babrem." in answer_after_island(result.response)
-    assert country.fact("capital").value == "Babrem"
+def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm, agent_home: Path) -> None:
+    """Two entities per kind of question (entities seen in training, training phrasings): every
+    question calls SEARCH. The shipped model finds the right document for 37 of 46 and states the
+    fact from the island for 22 of 46 (measured 2026-11-22); the bounds below guard against a
+    worse model. Held-out entities are measured by bench/demo_eval.py (MODEL_CARD.md)."""
+    from agent.demo_model.corpus import FACT_TRAIN
+
+    kb = build_kb()
+    asked = searched = found = stated = 0
+    for (kind, relation), templates in FACT_TRAIN.items():
+        entities = sorted((e for e in kb.entities if e.kind == kind and not e.held_out), key=lambda e: e.id)[:2]
+        for entity in entities:
+            result = ask(demo_lm, templates[0].format(n=entity.name), agent_home)
+            asked += 1
+            searched += bool(result.tool_calls) and result.tool_calls[0].tool == "search"
+            found += bool(result.tool_calls) and f"[{entity.id}] {entity.name}:" in (result.tool_calls[0].result or "")
+            stated += entity.fact(relation).sentence in answer_after_island(result.response)
+    assert asked == 46 and searched == asked
+    assert found >= 0.75 * asked and stated >= 0.4 * asked, (found, stated)
 
 
 def test_unknown_name_finds_nothing_and_says_so(demo_lm, agent_home: Path) -> None:

@@ -364,6 +364,9 @@ sha256 every {cfg["checksum_every"]} steps, so a rerun can be compared checkpoin
   a handful of canned replies.
 - Facts come only from the knowledge base; the search query is the name in the question, so a
   question without a name (e.g. "who invented the radio?") is not answered well.
+- Copying is learned, not exact: long numbers and unseen names are sometimes miscopied, and for a
+  question phrased unlike its training templates it may state another sentence of the right
+  document (or a value it guesses) instead of the one asked for; see the evaluation above.
 - Long results push old turns out of its {cfg["max_len"]}-token context; it was trained on 1-3 exchanges.
 - The system prompt it was trained on is the one for the built-in tools; custom tools are listed
   but the model was never trained to call them.
