@@ -81,8 +81,9 @@ def _wait_for(lines: list[str], word: str, proc: subprocess.Popen, timeout: floa
         time.sleep(0.005)
 
 
-def _check(db: Path, sid: str, reported: set[int]) -> set[int]:
-    """Integrity ok, every reported turn complete, no half-written turn; returns turns recorded."""
+def _check(db: Path, sid: str, reported: set[int]) -> tuple[set[int], set[int]]:
+    """Integrity ok, every reported turn complete, no half-written record; returns (turns recorded,
+    turns with a user message: a kill inside a turn leaves messages without a record)."""
     conn = sqlite3.connect(db)  # a plain reader, as any SQLite tool would be
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -107,7 +108,7 @@ def _check(db: Path, sid: str, reported: set[int]) -> set[int]:
     assert all(n == 1 for n in calls.values())
     assert set(counts) <= replies <= users, "a turn record without its messages"
     assert fts == len(users), "full-text index out of step with messages"
-    return set(counts)
+    return set(counts), users
 
 
 def test_sigkill_at_random_moments_never_loses_a_completed_turn(tmp_path: Path) -> None:
@@ -118,6 +119,7 @@ def test_sigkill_at_random_moments_never_loses_a_completed_turn(tmp_path: Path) 
     reported: set[int] = set()
     kills = 0
     mid_turn = 0
+    partial_before = 0
     while kills < 24:
         proc, lines = _spawn(db, sid, count=10_000)
         _wait_for(lines, "ready", proc)
@@ -129,8 +131,12 @@ def test_sigkill_at_random_moments_never_loses_a_completed_turn(tmp_path: Path) 
         kills += 1
         done = {int(line.split()[1]) for line in lines if line.startswith("done")}
         reported |= done
-        recorded = _check(db, sid, reported)
-        mid_turn += bool(recorded - reported) or not done  # killed inside a turn (not just between)
+        recorded, users = _check(db, sid, reported)
+        partial = len(users - recorded)
+        # killed inside a turn: after its commit but before it was reported, or between its messages
+        # and its record (a new partial turn), or before any turn completed
+        mid_turn += bool(recorded - reported) or partial > partial_before or not done
+        partial_before = partial
     assert len(reported) >= 10, "the child should complete turns between kills"
     # resuming after each kill continued the numbering: no turn number was used twice
     conn = sqlite3.connect(db)
@@ -153,7 +159,7 @@ def test_two_writers_on_one_database_lose_nothing(tmp_path: Path) -> None:
         assert lines[-1] == "exit"
         reported = {int(line.split()[1]) for line in lines if line.startswith("done")}
         assert reported == set(range(1, 26))
-        assert _check(db, sid, reported) == reported
+        assert _check(db, sid, reported) == (reported, reported)
     with SessionStore.open(db) as store:
         assert sorted(s["turns"] for s in store.list_sessions()) == [25, 25]
 
