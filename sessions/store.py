@@ -636,6 +636,7 @@ def _tool_row(session_id: str, turn: int, idx: int, tc: dict[str, Any]) -> tuple
 
 
 _FINITE = 1.7976931348623157e308
+_FLOAT_OR_NONE = {float, type(None)}
 
 
 def _json_real(value: Any) -> float | str | None:
@@ -648,8 +649,11 @@ def _json_real(value: Any) -> float | str | None:
 
 def _finite_or_tagged(values: list[Any]) -> list[Any]:
     """Scores for JSON: real floats pass as they are (the common case, checked in one sweep)."""
-    if all(v is None or (type(v) is float and -_FINITE <= v <= _FINITE) for v in values):
-        return values
+    kinds = set(map(type, values))
+    if kinds <= _FLOAT_OR_NONE:
+        present = values if type(None) not in kinds else [v for v in values if v is not None]
+        if math.isfinite(sum(present)):  # no inf or nan (a finite sum that overflows takes the slow path)
+            return values
     return [None if v is None else _json_real(v) for v in values]
 
 
