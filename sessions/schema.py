@@ -11,8 +11,8 @@ Tables (all readable with any SQLite tool):
 - `turns`: the decoding configuration, timings and token counts of each turn
 - `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
 - `candidate_sets`: the responses a turn's search considered, with scores and refinement data,
-  one row per turn (summary columns + a JSON array of rows); the view `candidates` shows them one
-  row per candidate
+  one row per turn (summary columns + a JSON object of columns); the view `candidates` shows them
+  one row per candidate
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ def m006_candidate_sets(db: Database) -> None:
     always read per turn, so one row (a JSON object of columns: {"text": [...], "score": [...], ...})
     replaces a thousand row inserts (the p99 of a turn's write). The `candidates` view unpacks them."""
     import json
+    import math
 
     db.table("candidate_sets").create(
         {
@@ -180,6 +181,11 @@ def m006_candidate_sets(db: Database) -> None:
         not_null={"session_id", "turn", "count", "columns"},
         foreign_keys=[("turn_id", "turns", "id")],
     )
+    def json_score(value: float | None) -> float | str | None:
+        # JSON has no infinity: the store writes infinite scores as "inf" / "-inf"
+        return value if value is None or math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+    scored = ("score", "score_before", "score_after")
     by_turn: dict[int, list[dict]] = {}
     for r in db.query("SELECT * FROM candidates ORDER BY turn_id, idx"):
         by_turn.setdefault(r["turn_id"], []).append(r)
@@ -189,7 +195,8 @@ def m006_candidate_sets(db: Database) -> None:
             "turn_id": turn_id, "session_id": rows[0]["session_id"], "turn": rows[0]["turn"], "count": len(rows),
             "best_score": max(scores) if scores else None, "refined": sum(r["refined"] or 0 for r in rows),
             "accepted": sum(r["accepted"] or 0 for r in rows),
-            "columns": json.dumps({f: [r[f] for r in rows] for f in CANDIDATE_FIELDS}),
+            "columns": json.dumps({f: [json_score(r[f]) if f in scored else r[f] for r in rows]
+                                   for f in CANDIDATE_FIELDS}, allow_nan=False),
         })
     db.table("candidates").drop()
     # Infinite scores are stored as the strings "inf" / "-inf" (JSON has no infinity).

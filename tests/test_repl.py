@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
@@ -55,17 +56,16 @@ def test_answers_and_slash_commands(tiny_lm, tmp_path: Path) -> None:
     assert str(tiny_lm.model_id) in text  # /model
 
 
-def test_ctrl_c_stops_generation_and_returns_to_prompt(tiny_lm, tmp_path: Path) -> None:
-    # As in a terminal: a shell that started the tests in the background may have set SIGINT to be
-    # ignored, and Python then never turns it into KeyboardInterrupt.
+@pytest.fixture
+def sigint_raises():
+    """As in a terminal: a shell that started the tests in the background may have set SIGINT to be
+    ignored, and Python then never turns it into KeyboardInterrupt."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        _ctrl_c_stops_generation(tiny_lm, tmp_path)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
-def _ctrl_c_stops_generation(tiny_lm, tmp_path: Path) -> None:
+def test_ctrl_c_stops_generation_and_returns_to_prompt(tiny_lm, tmp_path: Path, sigint_raises) -> None:
     out = InterruptingOut(after=5)
     history = tmp_path / "history"
     session = drive(tiny_lm, "hello\rsecond question\r/exit\r", out, history, DecodeConfig(max_new_tokens=200))

@@ -361,3 +361,23 @@ def test_candidate_rows_of_schema_v5_are_packed_by_the_upgrade(tmp_path: Path) -
         # plain SQL still sees one row per candidate, through the view
         rows = store.db.execute("SELECT idx, text, score FROM candidates ORDER BY idx").fetchall()
         assert rows == [(0, "answer 0", 0.0), (1, "answer 1", -1.0), (2, "answer 2", -2.0)]
+
+
+def test_infinite_scores_of_schema_v5_stay_readable_after_the_upgrade(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    path = tmp_path / "v5inf.sqlite"
+    db = Database(path)
+    schema.migrations.apply(db, stop_before="m006_candidate_sets")
+    db.table("sessions").insert({"id": "abc123", "created": "2026-01-01", "model_id": "m"})
+    turn_id = db.table("turns").insert({"session_id": "abc123", "turn": 1, "created": "2026-01-01",
+                                        "config": "{}"}).last_pk
+    db.table("candidates").insert_all([
+        {"turn_id": turn_id, "session_id": "abc123", "turn": 1, "idx": i, "text": t, "score": score, "refined": 0,
+         "chosen": 0} for i, (t, score) in enumerate([("a", -1.5), ("b", float("-inf"))])])
+    db.close()
+    with SessionStore.open(path) as store:
+        (rec,) = store.turn_records("abc123")
+        assert [c["score"] for c in rec["candidates"]] == [-1.5, float("-inf")]
+        rows = store.db.execute("SELECT text, score FROM candidates ORDER BY idx").fetchall()
+        assert rows == [("a", -1.5), ("b", "-inf")]

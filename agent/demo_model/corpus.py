@@ -85,12 +85,10 @@ def kb_world(kb: KnowledgeBase) -> Iterator[KnowledgeBase]:
 
     old = os.environ.get("AGENT_KB")
     with tempfile.TemporaryDirectory(prefix="demo-kb-") as tmp:
-        docs = Path(tmp) / "docs.jsonl"
-        docs.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in kb.docs()), encoding="utf-8")
         db_path = Path(tmp) / "kb.sqlite"
         db = kb_module.sqlite_utils.Database(db_path)
         kb_module._create(db)
-        kb_module._insert(db, kb_module._read_jsonl(docs))
+        kb_module._insert(db, [kb_module.Doc(d["id"], d["title"], d["text"]) for d in kb.docs()])
         db.close()
         os.environ["AGENT_KB"] = str(db_path)
         try:
@@ -274,7 +272,7 @@ UNKNOWN_REAL = ["France", "Paris", "Berlin", "Einstein", "Tokyo", "Brazil", "Moz
 # ---------------------------------------------------------------- generator
 
 class CorpusGenerator:
-    """Seeded dialogues; call inside `shipped_kb()` so SEARCH/LOAD read the shipped documents."""
+    """Seeded dialogues; call inside `kb_world(kb)` so SEARCH/LOAD read this knowledge base."""
 
     def __init__(self, kb: KnowledgeBase, seed: int | str, split: str = "train", system: str | None = None,
                  avoid: set[str] | None = None) -> None:
@@ -382,8 +380,7 @@ class CorpusGenerator:
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         kind, relation = self.rng.choice(list(table))
         entity = self.rng.choice([e for e in self.entities if e.kind == kind])
-        user = self.rng.choice(table[(kind, relation)])
-        return self._ask(entity, relation, user.format(n=entity.name), "fact")
+        return self._ask(entity, relation, self.rng.choice(table[(kind, relation)]).format(n=entity.name), "fact")
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
         name = prev.meta.get("entity")

@@ -4,8 +4,8 @@
 
 Steps: generate dialogues (agent.demo_model.corpus) -> train the tokenizer (digits one per token,
 special tokens for the chat format, `<|end|>` ends the assistant turn) -> encode each dialogue
-with a loss mask (assistant text and its `<|end|>` only; never the prompt, never the islands,
-which the shell inserts) -> AdamW with warm-up and cosine decay -> save_pretrained + MODEL_CARD.md.
+with a loss mask (assistant text and its `<|end|>` at full weight, the islands the shell inserts
+at `island_weight`, never the prompt) -> AdamW with warm-up and cosine decay -> save_pretrained + MODEL_CARD.md.
 The learning-rate schedule follows the step count only, and every `checksum_every` steps the
 weights' sha256 is logged (training.json), so a rerun with the same seed can be checked step by step.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from agent.demo_model.corpus import Dialogue, generate
+from agent.demo_model.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate
 
 SPECIAL_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"]
 EOS = "<|end|>"
@@ -57,8 +57,6 @@ class TrainConfig:
     minutes: float = 60.0
     # One thread: on the shared 2-core CPU, two threads contend with other processes and run 2-4x slower.
     threads: int = 1
-    init: str | None = None  # continue from these weights and their tokenizer (a second phase)
-    corpus_seed: int | None = None  # default: seed (a second phase uses fresh dialogues)
     # Weight of the islands' tokens in the loss (0 = never trained on). The shell writes islands,
     # so the model never has to produce them; predicting them is a cheap auxiliary task that
     # rewards copying (an island repeats the searched name several times).
@@ -115,7 +113,7 @@ def encode_dialogue(tokenizer, dialogue: Dialogue, max_len: int) -> tuple[list[i
             x_ids += piece
             x_mask += [ISLAND if is_island else OWN] * len(piece)
         x_ids += [eos_id] + enc("\n")
-        x_mask += [1, 0]
+        x_mask += [OWN, 0]
         if len(ids) + len(x_ids) > max_len:
             break
         ids += x_ids
@@ -207,23 +205,17 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    corpus_seed = cfg.seed if cfg.corpus_seed is None else cfg.corpus_seed
-    dialogues = generate(cfg.dialogues, seed=corpus_seed, split="train")
+    dialogues = generate(cfg.dialogues, seed=cfg.seed, split="train")
     log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
 
-    if cfg.init:
-        from transformers import AutoTokenizer
+    texts = []
+    for d in dialogues[:8000]:
+        texts += [m["content"] for m in d.messages()[1:]]
+    texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
+    from agent.demo_model.kb_docs import build_kb
 
-        tokenizer = AutoTokenizer.from_pretrained(cfg.init)
-    else:
-        texts = []
-        for d in dialogues[:8000]:
-            texts += [m["content"] for m in d.messages()[1:]]
-        texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
-        from agent.demo_model.kb_docs import build_kb
-
-        texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
-        tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
     encoded = [e for d in dialogues if (e := encode_dialogue(tokenizer, d, cfg.max_len)) is not None]
     prefix_ids = tokenizer.encode(f"<|system|>\n{dialogues[0].system}{EOS}\n", add_special_tokens=False)
     if any(e[0][:len(prefix_ids)] != prefix_ids for e in encoded):
@@ -235,13 +227,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     log(f"tokenizer: {len(tokenizer)} tokens; encoded {len(encoded)} dialogues, {n_tokens} tokens "
         f"({n_loss} with loss), mean length {n_tokens / len(encoded):.0f}")
 
-    if cfg.init:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(cfg.init, dtype=torch.float32)
-        log(f"continuing from {cfg.init}")
-    else:
-        model = build_model(cfg, tokenizer)
+    model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -329,8 +315,8 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   1-3 exchanges: arithmetic (numbers of 1-6 digits, + - * / ** %, parentheses, words), facts,
   "tell me about", unknown names (`no results` -> "I don't know"), LOAD by id and as a follow-up,
   follow-up questions, notes and small talk. Islands come from the real tools.
-- Worlds: the dialogues are spread over {figures["dialogues"] // 400 + 1} knowledge bases of the same shape, 400 dialogues
-  each: freshly invented ones (no word of the shipped knowledge base) and, every tenth, the shipped
+- Worlds: the dialogues are spread over {math.ceil(cfg["dialogues"] / WORLD_DIALOGUES)} knowledge bases of the same shape, {WORLD_DIALOGUES} dialogues
+  each: freshly invented ones (no word of the shipped knowledge base) and, every {SHIPPED_EVERY}th, the shipped
   one without its held-out entities. A name or number is almost never seen twice, so the model
   cannot memorise facts: it learns to copy the name into SEARCH and the fact out of the island.
 - {figures["corpus_tokens"]} tokens; {figures["loss_tokens"]} of them are the assistant's own text and end token (loss
@@ -407,8 +393,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--threads", type=int, default=TrainConfig.threads)
-    ap.add_argument("--init", default=None, help="continue training these weights (keeps their tokenizer)")
-    ap.add_argument("--corpus-seed", type=int, default=None, help="seed of the dialogues (default: --seed)")
     ap.add_argument("--warmup", type=int, default=TrainConfig.warmup)
     ap.add_argument("--island-weight", type=float, default=TrainConfig.island_weight,
                     help="weight of the tool results' tokens in the loss (0: not trained on)")
@@ -418,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps, dialogues=args.dialogues,
                       layers=args.layers, batch_size=args.batch_size, lr=args.lr,
-                      threads=args.threads, init=args.init, corpus_seed=args.corpus_seed, warmup=args.warmup,
+                      threads=args.threads, warmup=args.warmup,
                       island_weight=args.island_weight, hidden_size=args.hidden_size, heads=args.heads,
                       intermediate_size=args.intermediate_size)
     train(cfg, args.out, log=lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True))
