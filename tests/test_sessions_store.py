@@ -333,23 +333,29 @@ def test_threads_sharing_one_store_lose_nothing(store: SessionStore) -> None:
     assert all(len({c["text"].split("-")[0] for c in r["candidates"]}) == 1 for r in records)
 
 
-def test_candidate_rows_of_schema_v5_are_packed_by_the_upgrade(tmp_path: Path) -> None:
-    """A database written before m006 (one row per candidate) keeps every candidate after the upgrade."""
+def _schema_v5_with_candidates(path: Path, candidates: list[dict]) -> None:
+    """A database as the schema stood before m006: one row per candidate, of session abc123, turn 1."""
     from sqlite_utils import Database
 
-    path = tmp_path / "v5.sqlite"
     db = Database(path)
     schema.migrations.apply(db, stop_before="m006_candidate_sets")
     db.table("sessions").insert({"id": "abc123", "created": "2026-01-01", "model_id": "m"})
     turn_id = db.table("turns").insert({"session_id": "abc123", "turn": 1, "created": "2026-01-01",
                                         "strategy": "tree", "config": "{}"}).last_pk
-    db.table("candidates").insert_all([
-        {"turn_id": turn_id, "session_id": "abc123", "turn": 1, "idx": i, "parent_idx": None if i == 0 else 0,
+    db.table("candidates").insert_all([{"turn_id": turn_id, "session_id": "abc123", "turn": 1, "idx": i, **c}
+                                       for i, c in enumerate(candidates)])
+    db.close()
+
+
+def test_candidate_rows_of_schema_v5_are_packed_by_the_upgrade(tmp_path: Path) -> None:
+    """A database written before m006 (one row per candidate) keeps every candidate after the upgrade."""
+    path = tmp_path / "v5.sqlite"
+    _schema_v5_with_candidates(path, [
+        {"parent_idx": None if i == 0 else 0,
          "text": f"answer {i}", "score": -float(i), "token_count": i + 1, "strategy": "tree",
          "refined": int(i == 2), "score_before": -3.0 if i == 2 else None, "score_after": -2.0 if i == 2 else None,
          "grad_steps": 4 if i == 2 else None, "accepted": 1 if i == 2 else None, "chosen": int(i == 0)}
         for i in range(3)])
-    db.close()
     with SessionStore.open(path) as store:
         assert store.schema_version() == schema.all_names()
         (rec,) = store.turn_records("abc123")
@@ -364,18 +370,9 @@ def test_candidate_rows_of_schema_v5_are_packed_by_the_upgrade(tmp_path: Path) -
 
 
 def test_infinite_scores_of_schema_v5_stay_readable_after_the_upgrade(tmp_path: Path) -> None:
-    from sqlite_utils import Database
-
     path = tmp_path / "v5inf.sqlite"
-    db = Database(path)
-    schema.migrations.apply(db, stop_before="m006_candidate_sets")
-    db.table("sessions").insert({"id": "abc123", "created": "2026-01-01", "model_id": "m"})
-    turn_id = db.table("turns").insert({"session_id": "abc123", "turn": 1, "created": "2026-01-01",
-                                        "config": "{}"}).last_pk
-    db.table("candidates").insert_all([
-        {"turn_id": turn_id, "session_id": "abc123", "turn": 1, "idx": i, "text": t, "score": score, "refined": 0,
-         "chosen": 0} for i, (t, score) in enumerate([("a", -1.5), ("b", float("-inf"))])])
-    db.close()
+    _schema_v5_with_candidates(path, [{"text": t, "score": score, "refined": 0, "chosen": 0}
+                                      for t, score in [("a", -1.5), ("b", float("-inf"))]])
     with SessionStore.open(path) as store:
         (rec,) = store.turn_records("abc123")
         assert [c["score"] for c in rec["candidates"]] == [-1.5, float("-inf")]
