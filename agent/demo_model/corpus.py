@@ -16,6 +16,7 @@ notes through `CALL(note, text="...")`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -182,6 +183,27 @@ FACT_TRAIN: dict[tuple[str, str], list[str]] = {
     ("lake", "depth"): ["How deep is {n}?", "What is the depth of {n}?", "depth of {n}?"],
     ("lake", "country"): ["Where is {n}?", "In which country is the lake {n}?", "What is {n}?"],
 }
+# Generic phrasings around a relation's noun ("Give me the height of X."), three per relation, so
+# the model keys on the relation word wherever the question puts it.
+RELATION_NOUNS: dict[tuple[str, str], str] = {
+    ("country", "capital"): "capital", ("country", "currency"): "currency",
+    ("country", "population"): "population", ("country", "flag"): "flag", ("city", "country"): "country",
+    ("city", "founded"): "founding year", ("city", "population"): "population",
+    ("person", "job"): "profession", ("person", "born"): "birth year", ("person", "invented"): "invention",
+    ("person", "lived"): "home city", ("element", "symbol"): "symbol", ("element", "atomic number"): "atomic number",
+    ("element", "melts"): "melting point", ("company", "makes"): "products", ("company", "founded"): "founding year",
+    ("company", "based"): "home city", ("company", "employees"): "number of employees",
+    ("mountain", "height"): "height", ("lake", "depth"): "depth",
+}
+NOUN_TRAIN = ["Give me the {r} of {n}.", "I want the {r} of {n}.", "Find the {r} of {n}.",
+              "Look up the {r} of {n}.", "The {r} of {n}, please.", "What's the {r} of {n}?"]
+for _i, (_key, _noun) in enumerate(RELATION_NOUNS.items()):
+    FACT_TRAIN[_key] += [NOUN_TRAIN[(_i + j) % len(NOUN_TRAIN)].replace("{r}", _noun) for j in range(3)]
+# Training only: words people put around a question (greetings, thanks), a quarter of the time.
+WRAP_TRAIN = ["Quick question: {q}", "Hi! {q}", "Hey, {q}", "Question: {q}", "{q} Thanks.", "{q} Thank you!",
+              "I have a question. {q}", "Please help: {q}", "Can you look this up? {q}", "I wonder... {q}",
+              "One more thing: {q}", "{q} Please check.", "Hello. {q}", "{q} I need it for a quiz."]
+WRAP_SHARE = 0.25
 FACT_EVAL: dict[tuple[str, str], list[str]] = {
     ("country", "capital"): ["Do you know the capital of {n}?", "I'd like to know the capital of {n}."],
     ("country", "currency"): ["Tell me which currency {n} uses.", "In {n}, what is the currency?"],
@@ -303,6 +325,12 @@ class CorpusGenerator:
         except ToolFailure as exc:
             return f"error: {exc}"
 
+    def _wrap(self, question: str) -> str:
+        """Training questions sometimes come with a greeting or thanks around them."""
+        if self.split != "train" or self.rng.random() >= WRAP_SHARE:
+            return question
+        return self.rng.choice(WRAP_TRAIN).format(q=question)
+
     # -- arithmetic
     def _number(self) -> str:
         r = self.rng
@@ -347,7 +375,7 @@ class CorpusGenerator:
     def calc_exchange(self) -> Exchange:
         expr, shown = self._expr()
         templates = CALC_TRAIN if self.split == "train" else CALC_EVAL
-        return self._calc_answer(self.rng.choice(templates).format(q=shown), expr, {"kind": "calc"})
+        return self._calc_answer(self._wrap(self.rng.choice(templates).format(q=shown)), expr, {"kind": "calc"})
 
     def _calc_answer(self, user: str, expr: str, meta: dict) -> Exchange:
         result = self.run_tool("calc", expr)
@@ -380,7 +408,8 @@ class CorpusGenerator:
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         kind, relation = self.rng.choice(list(table))
         entity = self.rng.choice([e for e in self.entities if e.kind == kind])
-        return self._ask(entity, relation, self.rng.choice(table[(kind, relation)]).format(n=entity.name), "fact")
+        return self._ask(entity, relation, self._wrap(self.rng.choice(table[(kind, relation)]).format(n=entity.name)),
+                         "fact")
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
         name = prev.meta.get("entity")
@@ -396,7 +425,8 @@ class CorpusGenerator:
     def about_exchange(self) -> Exchange:
         entity = self.rng.choice(self.entities)
         templates = ABOUT_TRAIN if self.split == "train" else ABOUT_EVAL
-        return self._ask(entity, entity.facts[0].relation, self.rng.choice(templates).format(n=entity.name), "about")
+        return self._ask(entity, entity.facts[0].relation, self._wrap(self.rng.choice(templates).format(n=entity.name)),
+                         "about")
 
     def unknown_exchange(self) -> Exchange:
         r = self.rng
@@ -412,7 +442,7 @@ class CorpusGenerator:
         answer = (f"I don't know. The knowledge base has nothing about {name}." if island == "no results"
                   else f"I don't know. The search results do not mention {name}.")
         meta = {"kind": "unknown", "tool": "search", "entity": name, "expected": "I don't know"}
-        return Exchange(r.choice(templates).format(n=name),
+        return Exchange(self._wrap(r.choice(templates).format(n=name)),
                         [(f'SEARCH("{name}")', False), (format_island(island), True), (answer, False)], meta)
 
     # -- documents
@@ -522,28 +552,42 @@ WORLD_DIALOGUES = 400
 SHIPPED_EVERY = 10
 
 
-def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED) -> list[Dialogue]:
-    """n dialogues of a split, the same for the same seeds.
+def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED,
+             workers: int = 1) -> list[Dialogue]:
+    """n dialogues of a split, the same for the same seeds (and for any number of workers).
 
     "eval" asks about the held-out entities of the shipped knowledge base. "train" cycles through
     worlds: freshly invented knowledge bases (no word of the shipped one) and, every
-    SHIPPED_EVERY-th world, the shipped one without its held-out entities.
+    SHIPPED_EVERY-th world, the shipped one without its held-out entities. Each world has its own
+    seed, so `workers` processes can make the worlds side by side.
     """
-    shipped = build_kb(kb_seed)
     if split == "eval":
-        with kb_world(shipped) as kb:
+        with kb_world(build_kb(kb_seed)) as kb:
             return CorpusGenerator(kb, seed, split).dialogues(n)
-    avoid = shipped.words()
-    system = system_prompt()
-    out: list[Dialogue] = []
-    index = 0
-    while len(out) < n:
-        count = min(WORLD_DIALOGUES, n - len(out))
-        world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, avoid)
-        with kb_world(world) as kb:
-            out += CorpusGenerator(kb, f"{seed}:{index}", split, system=system, avoid=avoid).dialogues(count)
-        index += 1
-    return out
+    tasks = [(seed, index, min(WORLD_DIALOGUES, n - start), kb_seed)
+             for index, start in enumerate(range(0, n, WORLD_DIALOGUES))]
+    if workers <= 1:
+        parts = map(_world_dialogues, tasks)
+        return [d for part in parts for d in part]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return [d for part in pool.imap(_world_dialogues, tasks) for d in part]
+
+
+@functools.lru_cache(maxsize=2)
+def _shipped_and_words(kb_seed: int) -> tuple[KnowledgeBase, frozenset[str]]:
+    shipped = build_kb(kb_seed)
+    return shipped, frozenset(shipped.words())
+
+
+def _world_dialogues(task: tuple[int, int, int, int]) -> list[Dialogue]:
+    """The training dialogues of world `index` (one task of `generate`)."""
+    seed, index, count, kb_seed = task
+    shipped, avoid = _shipped_and_words(kb_seed)
+    world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, set(avoid))
+    with kb_world(world) as kb:
+        return CorpusGenerator(kb, f"{seed}:{index}", "train", system=system_prompt(), avoid=set(avoid)).dialogues(count)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,17 @@ weights' sha256 is logged (training.json), so a rerun with the same seed can be 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import multiprocessing
+import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from agent.demo_model.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate
@@ -39,18 +43,18 @@ CHAT_TEMPLATE = (
 @dataclass
 class TrainConfig:
     seed: int = 0
-    dialogues: int = 34_000  # batch_size x steps = 32000 are used: each dialogue is seen about once
+    dialogues: int = 320_000  # batch_size x steps = 240000 are used: no dialogue is seen twice
     vocab_size: int = 2048
     hidden_size: int = 256
     layers: int = 4
     heads: int = 8
     intermediate_size: int = 768
     max_len: int = 512
-    batch_size: int = 16
-    steps: int = 2000
+    batch_size: int = 64
+    steps: int = 3750
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup: int = 40
+    warmup: int = 200
     weight_decay: float = 0.01
     # A guard, not a schedule: the learning rate follows the step count only (reproducible); a run
     # that reaches this many minutes stops early and says so.
@@ -62,6 +66,9 @@ class TrainConfig:
     # rewards copying (an island repeats the searched name several times).
     island_weight: float = 0.3
     checksum_every: int = 250  # log a checksum of the weights (a rerun can be compared step by step)
+    # "auto": the GPU when there is one. On CUDA the run is deterministic (deterministic kernels,
+    # eager attention, no TF32), so a rerun on the same GPU and torch version is bit-identical.
+    device: str = "auto"
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -122,9 +129,126 @@ def encode_dialogue(tokenizer, dialogue: Dialogue, max_len: int) -> tuple[list[i
     return (ids, mask) if kept else None
 
 
+@dataclass
+class EncodedCorpus:
+    """Every dialogue's token ids and loss codes after the shared system turn, end to end."""
+
+    prefix: list[int]  # the system turn every dialogue starts with
+    ids: np.ndarray  # int32
+    codes: np.ndarray  # int8: OWN, ISLAND or 0
+    offsets: np.ndarray  # int64, dialogue i is [offsets[i], offsets[i + 1])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+    def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.ids[a:b], self.codes[a:b]
+
+
+_ENCODE_JOB: tuple = ()  # (tokenizer, dialogues, max_len, prefix), inherited by forked workers
+
+
+def _encode_range(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, codes, lengths) of dialogues[bounds[0]:bounds[1]] after the shared prefix; ones that
+    do not fit max_len are left out."""
+    tokenizer, dialogues, max_len, prefix = _ENCODE_JOB
+    ids: list[int] = []
+    codes: list[int] = []
+    lengths: list[int] = []
+    for dialogue in dialogues[bounds[0]:bounds[1]]:
+        encoded = encode_dialogue(tokenizer, dialogue, max_len)
+        if encoded is None:
+            continue
+        if encoded[0][:len(prefix)] != prefix:
+            raise AssertionError("every dialogue must start with the same system turn")
+        ids += encoded[0][len(prefix):]
+        codes += encoded[1][len(prefix):]
+        lengths.append(len(encoded[0]) - len(prefix))
+    return np.array(ids, dtype=np.int32), np.array(codes, dtype=np.int8), np.array(lengths, dtype=np.int64)
+
+
+def encode_all(tokenizer, dialogues: list[Dialogue], max_len: int, workers: int) -> EncodedCorpus:
+    """encode_dialogue over all dialogues (in `workers` processes; the result does not depend on it)."""
+    global _ENCODE_JOB
+    prefix = tokenizer.encode(f"<|system|>\n{dialogues[0].system}{EOS}\n", add_special_tokens=False)
+    chunk = 2000
+    ranges = [(i, min(i + chunk, len(dialogues))) for i in range(0, len(dialogues), chunk)]
+    _ENCODE_JOB = (tokenizer, dialogues, max_len, prefix)
+    try:
+        if workers <= 1:
+            parts = [_encode_range(r) for r in ranges]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_encode_range, ranges)
+    finally:
+        _ENCODE_JOB = ()
+    lengths = np.concatenate([part[2] for part in parts])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    return EncodedCorpus(prefix, np.concatenate([part[0] for part in parts]),
+                         np.concatenate([part[1] for part in parts]), offsets)
+
+
+def _data_key(cfg: TrainConfig) -> str:
+    """What the prepared data depends on: its settings and the code that makes it."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256(f"{cfg.seed}:{cfg.dialogues}:{cfg.vocab_size}:{cfg.max_len}".encode())
+    for name in ("corpus.py", "kb_docs.py", "train.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare_data(cfg: TrainConfig, log=print, workers: int = 1, cache: Path | None = None):
+    """(tokenizer, EncodedCorpus, statistics): the corpus generated, the tokenizer trained, the
+    dialogues encoded. With `cache`, the result is kept there and reused by runs of the same data."""
+    from transformers import PreTrainedTokenizerFast
+
+    slot = cache / f"data-{_data_key(cfg)}" if cache else None
+    if slot is not None and (slot / "corpus.npz").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(slot)
+        arrays = np.load(slot / "corpus.npz")
+        stats = json.loads((slot / "stats.json").read_text())
+        log(f"data: reused {slot}")
+        return tokenizer, EncodedCorpus(arrays["prefix"].tolist(), arrays["ids"], arrays["codes"],
+                                        arrays["offsets"]), stats
+    t0 = time.time()
+    dialogues = generate(cfg.dialogues, seed=cfg.seed, split="train", workers=workers)
+    log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
+    texts = []
+    for d in dialogues[:8000]:
+        texts += [m["content"] for m in d.messages()[1:]]
+    texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
+    from agent.demo_model.kb_docs import build_kb
+
+    texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    t0 = time.time()
+    corpus = encode_all(tokenizer, dialogues, cfg.max_len, workers)
+    n_prefix = len(corpus.prefix)
+    stats = {"dialogues": len(corpus), "corpus_tokens": int(corpus.offsets[-1]) + n_prefix * len(corpus),
+             "loss_tokens": int((corpus.codes == OWN).sum())}
+    log(f"tokenizer: {len(tokenizer)} tokens; encoded {stats['dialogues']} dialogues in {time.time() - t0:.0f}s, "
+        f"{stats['corpus_tokens']} tokens ({stats['loss_tokens']} with loss), "
+        f"mean length {stats['corpus_tokens'] / len(corpus):.0f}")
+    if slot is not None:
+        tmp = slot.with_name(slot.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(tmp)
+        np.savez(tmp / "corpus.npz", prefix=np.array(corpus.prefix, dtype=np.int32), ids=corpus.ids,
+                 codes=corpus.codes, offsets=corpus.offsets)
+        (tmp / "stats.json").write_text(json.dumps(stats))
+        os.replace(tmp, slot)
+    return tokenizer, corpus, stats
+
+
 # ---------------------------------------------------------------- model and training
 
-def build_model(cfg: TrainConfig, tokenizer):
+def build_model(cfg: TrainConfig, tokenizer, attn_implementation: str | None = None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     mc = LlamaConfig(
@@ -133,53 +257,61 @@ def build_model(cfg: TrainConfig, tokenizer):
         max_position_embeddings=cfg.max_len, rope_theta=10000.0, tie_word_embeddings=True,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
+    if attn_implementation:  # not saved: the shell picks its own attention kernel when it loads the model
+        return LlamaForCausalLM._from_config(mc, attn_implementation=attn_implementation)
     return LlamaForCausalLM(mc)
 
 
-def batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, rng: random.Random):
+def batches(lengths: list[int], batch_size: int, rng: random.Random):
     """Endless batches of similar length (little padding): shuffle, sort within pools, shuffle batches."""
     while True:
-        order = list(range(len(encoded)))
+        order = list(range(len(lengths)))
         rng.shuffle(order)
         pool = batch_size * 32
         groups = []
         for start in range(0, len(order), pool):
-            chunk = sorted(order[start:start + pool], key=lambda i: len(encoded[i][0]))
+            chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
             groups += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
         rng.shuffle(groups)
         yield from groups
 
 
-def collate(encoded, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(encoded[i][0]) for i in idx)
+def collate(corpus: EncodedCorpus, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    items = [corpus.item(i) for i in idx]
+    width = max(len(tok) for tok, _ in items)
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
     attn = torch.zeros((len(idx), width), dtype=torch.long)
-    for row, i in enumerate(idx):
-        tok, m = encoded[i]
-        ids[row, :len(tok)] = torch.tensor(tok)
+    for row, (tok, codes) in enumerate(items):
+        ids[row, :len(tok)] = torch.from_numpy(tok.astype(np.int64))
         attn[row, :len(tok)] = 1
-        mask[row, :len(tok)] = torch.tensor(m)
+        mask[row, :len(tok)] = torch.from_numpy(codes.astype(np.int64))
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": mask}
 
 
 def prefix_loss(model, prefix: torch.Tensor, batch: dict[str, torch.Tensor],
-                island_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to train on, mean loss on the model's own tokens); the system prefix computed once per batch.
+                island_weight: float = 0.0, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to train on, mean loss on the model's own tokens) of dialogues after a shared system prefix.
 
     The loss is (sum over own tokens + island_weight * sum over island tokens) / own tokens.
 
-    Every dialogue starts with the same system turn (about 40-60% of its tokens), so its keys
-    and values are computed once (with gradients) and repeated over the batch; logits are
-    computed only at the positions that have a loss.
+    Every dialogue starts with the same system turn (about 40-60% of its tokens). With
+    `share_prefix` (the CPU's way) its keys and values are computed once (with gradients) and
+    repeated over the batch; otherwise (the GPU's way, where the repeat's backward would not be
+    deterministic) it is fed with every row. Logits are computed only where there is a loss.
     """
     ids, attn, loss_mask = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
-    n = ids.shape[0]
-    pre = model.model(input_ids=prefix[None], use_cache=True)
-    cache = pre.past_key_values
-    cache.batch_repeat_interleave(n)
-    mask = torch.cat([torch.ones(n, prefix.shape[0], dtype=attn.dtype), attn], dim=1)
-    hidden = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
+    n, p = ids.shape[0], prefix.shape[0]
+    mask = torch.cat([torch.ones(n, p, dtype=attn.dtype, device=attn.device), attn], dim=1)
+    if share_prefix:
+        pre = model.model(input_ids=prefix[None], use_cache=True)
+        cache = pre.past_key_values
+        cache.batch_repeat_interleave(n)
+        hidden = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                             use_cache=True).last_hidden_state
+    else:
+        full = torch.cat([prefix[None].expand(n, p), ids], dim=1)
+        hidden = model.model(input_ids=full, attention_mask=mask, use_cache=False).last_hidden_state[:, p:]
     # The last prefix position predicts the first token of the rest, which never has a loss.
     codes = loss_mask[:, 1:]
     keep = (codes == OWN) | ((codes == ISLAND) & (island_weight > 0))
@@ -199,48 +331,56 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train(cfg: TrainConfig, out: Path, log=print) -> dict:
-    """Train and save the demo model into `out`; returns the training figures."""
+def pick_device(name: str) -> torch.device:
+    """The training device; on CUDA, switch on deterministic kernels before the first one runs."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("error: --device cuda given, but torch sees no CUDA device")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def device_label(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"1 {torch.cuda.get_device_name(device)} GPU"
+    return f"{os.cpu_count()}-core CPU ({threads} torch thread{'s' if threads != 1 else ''})"
+
+
+def train(cfg: TrainConfig, out: Path, log=print, workers: int = 1, data_cache: Path | None = None) -> dict:
+    """Train and save the demo model into `out`; returns the training figures.
+
+    `workers` processes make the data (the result is the same for any number); `data_cache` keeps
+    the prepared data for the next run with the same data settings.
+    """
     torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    t0 = time.time()
-    dialogues = generate(cfg.dialogues, seed=cfg.seed, split="train")
-    log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
+    tokenizer, corpus, stats = prepare_data(cfg, log, workers, data_cache)
+    prefix = torch.tensor(corpus.prefix, device=device)
+    on_gpu = device.type == "cuda"
 
-    texts = []
-    for d in dialogues[:8000]:
-        texts += [m["content"] for m in d.messages()[1:]]
-    texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
-    from agent.demo_model.kb_docs import build_kb
-
-    texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    encoded = [e for d in dialogues if (e := encode_dialogue(tokenizer, d, cfg.max_len)) is not None]
-    prefix_ids = tokenizer.encode(f"<|system|>\n{dialogues[0].system}{EOS}\n", add_special_tokens=False)
-    if any(e[0][:len(prefix_ids)] != prefix_ids for e in encoded):
-        raise AssertionError("every dialogue must start with the same system turn")
-    prefix = torch.tensor(prefix_ids)
-    rest = [(e[0][len(prefix_ids):], e[1][len(prefix_ids):]) for e in encoded]
-    n_tokens = sum(len(e[0]) for e in encoded)
-    n_loss = sum(sum(1 for m in e[1] if m == OWN) for e in encoded)
-    log(f"tokenizer: {len(tokenizer)} tokens; encoded {len(encoded)} dialogues, {n_tokens} tokens "
-        f"({n_loss} with loss), mean length {n_tokens / len(encoded):.0f}")
-
-    model = build_model(cfg, tokenizer)
+    model = build_model(cfg, tokenizer, attn_implementation="eager" if on_gpu else None).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f}M parameters")
+    log(f"model: {n_params / 1e6:.2f}M parameters on {device_label(device, cfg.threads)}")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     rng = random.Random(cfg.seed)
-    stream = batches(rest, cfg.batch_size, rng)
+    stream = batches(corpus.lengths(), cfg.batch_size, rng)
     model.train()
     start = time.time()
     budget = cfg.minutes * 60
     step, seen_tokens, ema = 0, 0, None
     history = []
+    pending: list[torch.Tensor] = []  # own losses not read back yet (reading each step would stall the GPU)
     checksums: dict[int, str] = {}
     while step < cfg.steps:
         if time.time() - start > budget:
@@ -250,31 +390,41 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = collate(rest, next(stream), tokenizer.pad_token_id)
-        loss, own_loss = prefix_loss(model, prefix, batch, cfg.island_weight)
+        batch = {k: v.to(device, non_blocking=True)
+                 for k, v in collate(corpus, next(stream), tokenizer.pad_token_id).items()}
+        loss, own_loss = prefix_loss(model, prefix, batch, cfg.island_weight, share_prefix=not on_gpu)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        seen_tokens += int(batch["attention_mask"].sum()) + len(prefix_ids) * batch["input_ids"].shape[0]
-        ema = own_loss.item() if ema is None else 0.95 * ema + 0.05 * own_loss.item()
-        if step % 20 == 0 or step == 1:
-            rate = seen_tokens / (time.time() - start)
-            log(f"step {step}/{cfg.steps} loss {own_loss.item():.4f} ema {ema:.4f} lr {lr:.2e} "
-                f"{rate:.0f} tok/s elapsed {(time.time() - start) / 60:.1f} min")
+        seen_tokens += int(batch["attention_mask"].sum()) + len(corpus.prefix) * batch["input_ids"].shape[0]
+        pending.append(own_loss)
+        if step % 20 == 0 or step == 1 or step == cfg.steps:
+            losses = torch.stack(pending).tolist()
+            pending.clear()
+            for value in losses:
+                ema = value if ema is None else 0.95 * ema + 0.05 * value
+            elapsed = time.time() - start
+            log(f"step {step}/{cfg.steps} loss {losses[-1]:.4f} ema {ema:.4f} lr {lr:.2e} "
+                f"{seen_tokens / elapsed:.0f} tok/s {elapsed / step * 1000:.0f} ms/step "
+                f"elapsed {elapsed / 60:.1f} min")
             history.append({"step": step, "loss": round(ema, 4)})
         if cfg.checksum_every and (step % cfg.checksum_every == 0 or step == cfg.steps):
             checksums[step] = weights_checksum(model)
             log(f"step {step} weights sha256 {checksums[step]}")
+    if pending:
+        for value in torch.stack(pending).tolist():
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
     train_seconds = time.time() - start
     model.eval()
+    model.to("cpu")
     save(model, tokenizer, out)
     figures = {
         "seed": cfg.seed, "steps": step, "train_minutes": round(train_seconds / 60, 1),
+        "device": device_label(device, cfg.threads), "torch": torch.__version__,
         "tokens_seen": seen_tokens, "final_loss_ema": round(ema or 0.0, 4), "parameters": n_params,
-        "dialogues": len(encoded), "corpus_tokens": n_tokens, "loss_tokens": n_loss,
-        "vocab_size": len(tokenizer), "config": cfg.__dict__, "loss_curve": history,
+        **stats, "vocab_size": len(tokenizer), "config": asdict(cfg), "loss_curve": history,
         "weights_sha256": checksums,
     }
     (out / "training.json").write_text(json.dumps(figures, indent=1))
@@ -330,15 +480,17 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   chat template `<|system|>` / `<|user|>` / `<|assistant|>`, each turn ending with `<|end|>` (the EOS).
 
 ## Training
-One seeded run on a 2-core CPU ({cfg["threads"]} torch thread):
+One seeded run on {figures.get("device", "a 2-core CPU")} (torch {figures.get("torch", "?")}):
 
 {RETRAIN}
 
 AdamW (lr {cfg["lr"]}, warm-up {cfg["warmup"]} steps, cosine decay to {cfg["min_lr_ratio"]} of it, by step count),
-batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps, the shared system turn computed once per batch:
-{figures["train_minutes"]} minutes, {figures["tokens_seen"]} tokens seen; final training loss {figures["final_loss_ema"]}.
-The run is deterministic on a given machine and torch version: `training.json` holds the weights'
-sha256 every {cfg["checksum_every"]} steps, so a rerun can be compared checkpoint by checkpoint.
+batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps: {figures["train_minutes"]} minutes of training after
+the data is made, {figures["tokens_seen"]} tokens seen; final training loss {figures["final_loss_ema"]}.
+The run is deterministic on a given device and torch version (on CUDA: deterministic kernels,
+eager attention, no TF32): `training.json` holds the weights' sha256 every {cfg["checksum_every"]} steps, so a
+rerun can be compared checkpoint by checkpoint. Another device rounds differently; the
+evaluation figures of such a rerun should still agree within a couple of points.
 
 ## Evaluation (bench/demo_eval.py: held-out templates, values and entities)
 {EVAL_START}
@@ -384,9 +536,10 @@ def save(model, tokenizer, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="directory for the weights (save_pretrained)")
+    ap.add_argument("--out", type=Path, help="directory for the weights (save_pretrained)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--minutes", type=float, default=TrainConfig.minutes, help="training time budget")
+    ap.add_argument("--minutes", type=float, default=TrainConfig.minutes,
+                    help="time guard: stop (and say so) after this many minutes of training")
     ap.add_argument("--steps", type=int, default=TrainConfig.steps)
     ap.add_argument("--dialogues", type=int, default=TrainConfig.dialogues)
     ap.add_argument("--layers", type=int, default=TrainConfig.layers)
@@ -399,13 +552,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hidden-size", type=int, default=TrainConfig.hidden_size)
     ap.add_argument("--heads", type=int, default=TrainConfig.heads)
     ap.add_argument("--intermediate-size", type=int, default=TrainConfig.intermediate_size)
+    ap.add_argument("--device", default=TrainConfig.device, help="auto (the GPU if there is one), cpu, cuda")
+    ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                    help="processes that make the data (the data does not depend on it)")
+    ap.add_argument("--data-cache", type=Path, help="keep the prepared data here and reuse it in the next run")
+    ap.add_argument("--prepare-only", action="store_true", help="make the data (into --data-cache) and stop")
     args = ap.parse_args(argv)
+    if args.prepare_only and args.data_cache is None:
+        ap.error("--prepare-only needs --data-cache")
+    if not args.prepare_only and args.out is None:
+        ap.error("--out is required")
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, steps=args.steps, dialogues=args.dialogues,
                       layers=args.layers, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, warmup=args.warmup,
                       island_weight=args.island_weight, hidden_size=args.hidden_size, heads=args.heads,
-                      intermediate_size=args.intermediate_size)
-    train(cfg, args.out, log=lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True))
+                      intermediate_size=args.intermediate_size, device=args.device)
+
+    def log(msg: str) -> None:
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    if args.prepare_only:
+        prepare_data(cfg, log, args.workers, args.data_cache)
+        return
+    train(cfg, args.out, log=log, workers=args.workers, data_cache=args.data_cache)
 
 
 if __name__ == "__main__":
