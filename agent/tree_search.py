@@ -11,8 +11,10 @@ them against a fresh full forward pass).
 The search (a beam-stack search: beam search that remembers what it passed over and backtracks):
 1. A dive grows the tree layer by layer from a set of start nodes, keeping the `beam_width` best
    continuations by mean log-prob (one forward pass per layer); every proposal it passes over is
-   pushed on the stack of alternatives. The first dive starts at the root and is cold, so it is
-   exactly beam search; what follows can only add candidates, never lose the beam's.
+   pushed on the stack of alternatives. The first dive starts at the root and is cold: beam search,
+   except that it does not stop at `beam_width` finished answers while an open beam's running mean
+   is still above theirs (beam search's early stop can drop its best path, even the greedy one).
+   What follows can only add candidates.
 2. Backtracking: while budget (forward passes) is left, the `beam_width` most promising
    alternatives are grown and a new dive starts from them. Promise is the mean the branch would
    end with if it went on as well as the best answer so far; the choice among alternatives is
@@ -455,10 +457,20 @@ def tree_search(
         return state["interrupted"] or tree.forward_passes >= budget
 
     def dive(starts: list[Node], temperature: float) -> None:
-        """Layer by layer from `starts`: keep the `width` best continuations, stack the rest."""
+        """Layer by layer from `starts`: keep the `width` best continuations, stack the rest.
+
+        Once `width` answers have finished, a beam goes on only while its running mean is above
+        the width-th best of them: stopping outright (beam search's early stop) would drop an
+        open beam better than every finished one, and nothing would ever grow it again.
+        """
         beams = [n for n in starts if n.status == "open"]
-        finished = 0
-        while beams and finished < width and not stopped():
+        finished: list[float] = []
+        while beams and not stopped():
+            if len(finished) >= width:
+                floor = sorted(finished, reverse=True)[width - 1]
+                beams = [b for b in beams if b.mean > floor]
+                if not beams:
+                    break
             proposals: list[tuple[float, int, Node, int, float]] = []
             for beam in beams:
                 for token in draw_tokens(tree, beam, temperature, generator, 2 * width):
@@ -474,7 +486,7 @@ def tree_search(
                 child = tree.grow(beam, token, temperature)
                 if child.status == "complete":
                     complete.append(child)
-                    finished += 1
+                    finished.append(key)
                 elif child.status != "dead":
                     survivors.append(child)
             tree.evaluate([n for n in survivors if tree.needs_evaluation(n)]

@@ -56,10 +56,11 @@ def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) 
 
 
 def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm, agent_home: Path) -> None:
-    """Two entities per kind of question (entities seen in training, training phrasings): every
-    question calls SEARCH. The shipped model finds the right document for 37 of 46 and states the
-    fact from the island for 22 of 46 (measured 2026-11-22); the bounds below guard against a
-    worse model. Held-out entities are measured by bench/demo_eval.py (MODEL_CARD.md)."""
+    """Two entities per kind of question (entities seen in training, the first training phrasing
+    of each relation): every question calls SEARCH. The shipped model finds the right document for
+    46 of 46 and states the fact from the island for 45 of 46 (measured 2026-11-22); the bounds
+    below guard against a worse model. Held-out entities and phrasings are measured by
+    bench/demo_eval.py (MODEL_CARD.md)."""
     from agent.demo_model.corpus import FACT_TRAIN
 
     kb = build_kb()
@@ -73,7 +74,7 @@ def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm,
             found += bool(result.tool_calls) and f"[{entity.id}] {entity.name}:" in (result.tool_calls[0].result or "")
             stated += entity.fact(relation).sentence in answer_after_island(result.response)
     assert asked == 46 and searched == asked
-    assert found >= 0.75 * asked and stated >= 0.4 * asked, (found, stated)
+    assert found >= 0.95 * asked and stated >= 0.9 * asked, (found, stated)
 
 
 def test_unknown_name_finds_nothing_and_says_so(demo_lm, agent_home: Path) -> None:
@@ -160,3 +161,62 @@ def test_tree_search_stops_early_on_a_confident_answer(demo_lm, agent_home: Path
     tree = ask(demo_lm, "What is 1234 * 5678?", agent_home, strategy="tree", budget=400)
     assert tree.response == greedy.response
     assert tree.forward_passes < 200
+
+
+def _stem(template: str) -> str:
+    return template.lower().rstrip(".?! ")
+
+
+def test_evaluation_phrasings_never_occur_in_training() -> None:
+    """Held-out means held out: no evaluation template is inside a training template, bare or
+    wrapped in the greetings and thanks that training puts around questions."""
+    from agent.demo_model import corpus as c
+    from agent.demo_model.evaluate import LOAD_EVAL
+
+    bare = (list(c.CALC_TRAIN) + [t for ts in c.FACT_TRAIN.values() for t in ts] + list(c.ABOUT_TRAIN)
+            + list(c.LOAD_TRAIN) + [u for users, _ in c.CHAT for u in users])
+    training = [t.lower() for t in bare] + [w.format(q=t).lower() for w in c.WRAP_TRAIN for t in bare]
+    evaluation = (list(c.CALC_EVAL) + [t for ts in c.FACT_EVAL.values() for t in ts] + list(c.ABOUT_EVAL)
+                  + list(LOAD_EVAL) + [u for users, _ in c.CHAT_EVAL for u in users])
+    leaks = [e for e in evaluation if any(_stem(e) in t for t in training)]
+    assert not leaks
+
+
+def test_corpus_does_not_depend_on_the_number_of_workers() -> None:
+    one = generate(900, seed=3, workers=1)  # three worlds: 400 + 400 + 100 dialogues
+    assert _dump(generate(900, seed=3, workers=2)) == _dump(one)
+    assert len(one) == 900
+
+
+def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path, capsys) -> None:
+    """The training command end to end on a tiny model: data made by two workers and cached,
+    weights saved with a model card; a rerun from the cache gives bit-identical weights."""
+    from agent.demo_model.train import main
+    from agent.model_runtime import load_model
+
+    args = ["--seed", "0", "--dialogues", "450", "--steps", "6", "--warmup", "2", "--hidden-size", "32",
+            "--intermediate-size", "64", "--layers", "1", "--heads", "2", "--batch-size", "4",
+            "--workers", "2", "--data-cache", str(tmp_path / "cache"), "--device", "cpu"]
+    main(args + ["--out", str(tmp_path / "a")])
+    first = capsys.readouterr().out
+    main(args + ["--out", str(tmp_path / "b")])
+    second = capsys.readouterr().out
+    assert "corpus: 450 dialogues" in first and "data: reused" in second
+    runs = [json.loads((tmp_path / run / "training.json").read_text()) for run in ("a", "b")]
+    assert runs[0]["steps"] == 6 and runs[0]["weights_sha256"] == runs[1]["weights_sha256"]
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert "## Training" in (tmp_path / "a" / "MODEL_CARD.md").read_text()
+    lm = load_model(str(tmp_path / "a"), device="cpu")
+    assert lm.tokenizer.eos_token == "<|end|>" and lm.model.config.hidden_size == 32
+
+
+def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm, agent_home: Path) -> None:
+    """Short wrong answers finish first; the tree must not drop the still-open beam that scores
+    higher than all of them (before the fix, it answered 0.003924868677 here, miscopied, at -0.25
+    nats/token while greedy's correct answer scores about -0.00001)."""
+    for prompt, expected in [("Quick question: what is 9183 / 179978 / 13?", "0.003924838677"),
+                             ("I want to know 15 * 113501 * 10.", "17025150")]:
+        greedy = ask(demo_lm, prompt, agent_home)
+        tree = ask(demo_lm, prompt, agent_home, strategy="tree")
+        assert tree.candidates[0]["score"] >= greedy.candidates[0]["score"] - 1e-6
+        assert answer_after_island(tree.response) == answer_after_island(greedy.response) == f"The answer is {expected}."

@@ -195,12 +195,33 @@ RELATION_NOUNS: dict[tuple[str, str], str] = {
     ("company", "based"): "home city", ("company", "employees"): "number of employees",
     ("mountain", "height"): "height", ("lake", "depth"): "depth",
 }
-NOUN_TRAIN = ["Give me the {r} of {n}.", "I want the {r} of {n}.", "Find the {r} of {n}.",
+NOUN_TRAIN = ["Give me the {r} of {n}.", "I want the {r} of {n}.", "Look for the {r} of {n}.",
               "Look up the {r} of {n}.", "The {r} of {n}, please.", "What's the {r} of {n}?"]
 for _i, (_key, _noun) in enumerate(RELATION_NOUNS.items()):
     FACT_TRAIN[_key] += [NOUN_TRAIN[(_i + j) % len(NOUN_TRAIN)].replace("{r}", _noun) for j in range(3)]
+# Questions asked indirectly ("I wonder how high X is."): the relation as a clause, in frames
+# of training's own (the evaluation's frames are others).
+RELATION_CLAUSES: dict[tuple[str, str], str] = {
+    ("country", "capital"): "what the capital of {n} is", ("country", "currency"): "which currency {n} uses",
+    ("country", "population"): "how many people live in {n}", ("country", "flag"): "what the flag of {n} looks like",
+    ("city", "country"): "which country {n} is in", ("city", "founded"): "when {n} was founded",
+    ("city", "population"): "how many people live in {n}", ("person", "job"): "who {n} was",
+    ("person", "born"): "when {n} was born", ("person", "invented"): "what {n} invented",
+    ("person", "lived"): "where {n} lived", ("element", "symbol"): "what the symbol of {n} is",
+    ("element", "atomic number"): "what the atomic number of {n} is",
+    ("element", "melts"): "at what temperature {n} melts", ("company", "makes"): "what {n} makes",
+    ("company", "founded"): "when {n} was founded", ("company", "based"): "where {n} is based",
+    ("company", "employees"): "how many employees {n} has", ("mountain", "height"): "how high {n} is",
+    ("lake", "depth"): "how deep {n} is",
+}
+INDIRECT_TRAIN = ["I wonder {c}.", "Could you find out {c}?", "Please check {c}.", "I need to know {c}.",
+                  "Can you say {c}?", "Any idea {c}?", "Find out {c}.", "I'm curious {c}.",
+                  "Could you look up {c}?", "Let me know {c}."]
+for _i, (_key, _clause) in enumerate(RELATION_CLAUSES.items()):
+    FACT_TRAIN[_key] += [INDIRECT_TRAIN[(2 * _i + j) % len(INDIRECT_TRAIN)].replace("{c}", _clause)
+                         for j in range(3)]
 # Training only: words people put around a question (greetings, thanks), a quarter of the time.
-WRAP_TRAIN = ["Quick question: {q}", "Hi! {q}", "Hey, {q}", "Question: {q}", "{q} Thanks.", "{q} Thank you!",
+WRAP_TRAIN = ["Hi! {q}", "Hey, {q}", "Question: {q}", "{q} Thanks.", "{q} Thank you!",
               "I have a question. {q}", "Please help: {q}", "Can you look this up? {q}", "I wonder... {q}",
               "One more thing: {q}", "{q} Please check.", "Hello. {q}", "{q} I need it for a quiz."]
 WRAP_SHARE = 0.25
@@ -264,17 +285,19 @@ NOTE_TEXTS = ["buy milk", "call the bank tomorrow", "meeting at 10", "water the 
               "send the report on Friday", "pick up the parcel", "renew the passport", "back up the laptop"]
 
 CHAT: list[tuple[list[str], list[str]]] = [
-    (["Hello!", "Hi", "Hey there", "hello", "Good morning!", "Hi there!", "Good evening."],
+    (["Hello!", "Hi", "Hey there", "hello", "Good morning!", "Hi there!", "Good evening.", "Good afternoon!",
+      "Greetings!", "Hi, how do you do?"],
      ["Hello! How can I help you today?", "Hi! What can I do for you?"]),
     (["How are you?", "How are you doing today?", "How's it going?"],
      ["I'm doing well, thank you. How can I help?", "I'm fine, thanks for asking. What can I do for you?"]),
-    (["Thanks!", "Thank you.", "thanks a lot", "Great, thanks!", "Thank you very much!"],
+    (["Thanks!", "Thank you.", "thanks a lot", "Great, thanks!", "Thank you very much!", "Cheers!"],
      ["You're welcome!", "Glad I could help."]),
     (["Who are you?", "What are you?", "What is your name?"],
      ["I am a small assistant that runs in your terminal. I can search a knowledge base and do arithmetic."]),
     (["What can you do?", "How can you help me?", "What are your tools?"],
      ["I can search the knowledge base, open documents by id, calculate arithmetic and take notes."]),
-    (["Bye!", "Goodbye.", "See you later.", "bye"], ["Goodbye! Have a nice day.", "See you!"]),
+    (["Bye!", "Goodbye.", "See you later.", "bye", "Have a nice evening!", "Take care!", "See you tomorrow.",
+      "Good day to you!", "Sleep well!", "I'm off now, bye."], ["Goodbye! Have a nice day.", "See you!"]),
     (["Tell me a joke.", "Make me laugh.", "Do you know a joke?"],
      ["Why did the computer go to the doctor? It had a virus.",
       "I told my computer a joke about numbers, but it only counted the words."]),
