@@ -24,7 +24,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ContextManager, Iterator
+from typing import Any, ContextManager, Iterator
 
 from agent.demo_model.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb
 
@@ -589,13 +589,22 @@ def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED
             return CorpusGenerator(kb, seed, split).dialogues(n)
     tasks = [(seed, index, min(WORLD_DIALOGUES, n - start), kb_seed)
              for index, start in enumerate(range(0, n, WORLD_DIALOGUES))]
-    if workers <= 1:
-        parts = map(_world_dialogues, tasks)
+    with worker_pool(workers) as pool:
+        parts = pool.imap(_world_dialogues, tasks) if pool else map(_world_dialogues, tasks)
         return [d for part in parts for d in part]
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Any]:
+    """A pool of `workers` forked processes (they inherit the parent's data), or None when one
+    process will do or the platform cannot fork (the work then runs in this process)."""
     import multiprocessing
 
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return [d for part in pool.imap(_world_dialogues, tasks) for d in part]
+        yield pool
 
 
 @functools.lru_cache(maxsize=2)

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import random
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agent.demo_model.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate
+from agent.demo_model.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate, worker_pool
 
 SPECIAL_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"]
 EOS = "<|end|>"
@@ -183,13 +182,11 @@ def encode_all(tokenizer, dialogues: list[Dialogue], max_len: int, workers: int)
     chunk = 2000
     ranges = [(i, min(i + chunk, len(dialogues))) for i in range(0, len(dialogues), chunk)]
     _ENCODE_JOB = (tokenizer, dialogues, max_len, prefix)
+    if workers > 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the Rust pool would not survive the fork
     try:
-        if workers <= 1:
-            parts = [_encode_range(r) for r in ranges]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_encode_range, ranges)
+        with worker_pool(workers) as pool:
+            parts = pool.map(_encode_range, ranges) if pool else [_encode_range(r) for r in ranges]
     finally:
         _ENCODE_JOB = ()
     lengths = np.concatenate([part[2] for part in parts])
