@@ -34,6 +34,8 @@ def decoding_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--min-p", type=float, default=None, help="Drop tokens below min-p x the top probability."),
         click.option("--repetition-penalty", type=float, default=None, help="Penalty for repeated tokens (1.0 = off)."),
         click.option("--budget", type=int, default=None, help="Forward passes a search strategy may spend (default: twice --max-new-tokens)."),
+        click.option("--max-tool-calls", type=int, default=None,
+                     help="Tool calls one response may make; after that the model must answer in words (default 8, 0 = no limit)."),
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
                      help="A Python file of @tool functions to register (repeatable)."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),
@@ -53,7 +55,7 @@ def build_config(opts: dict[str, Any]) -> DecodeConfig:
     """A DecodeConfig from CLI options; options left unset keep the defaults."""
     fields = {"strategy": "strategy", "seed": "seed", "max_new_tokens": "max_new_tokens",
               "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
-              "repetition_penalty": "repetition_penalty", "budget": "budget"}
+              "repetition_penalty": "repetition_penalty", "budget": "budget", "max_tool_calls": "max_tool_calls"}
     values = {field: opts[key] for key, field in fields.items() if opts.get(key) is not None}
     if "strategy" not in values:
         values["strategy"] = "sample" if opts.get("temperature") not in (None, 0) else "greedy"

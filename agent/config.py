@@ -29,6 +29,9 @@ class DecodeConfig:
     top_candidates: int = 4
     grad_steps: int = 8
     grammar_hash: str | None = None
+    # Tool calls one response may make (0 = no limit). After the last one no call can open, so a
+    # model that keeps retrying a failing call has to answer in words instead.
+    max_tool_calls: int = 8
 
     def __post_init__(self) -> None:
         self.validate()
@@ -50,6 +53,8 @@ class DecodeConfig:
             raise ValueError("budget must be >= 0 (0 = twice max_new_tokens)")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.max_tool_calls < 0:
+            raise ValueError("max_tool_calls must be >= 0 (0 = no limit)")
 
     @property
     def search_budget(self) -> int:

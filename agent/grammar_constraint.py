@@ -153,6 +153,7 @@ class _Shared:
     defer_side_effects: bool
     open_reserve: int  # no call may open with fewer tokens left than this
     finish_ids: list[int]
+    max_calls: int = 0  # calls one response may make (0 = no limit)
 
 
 @dataclass
@@ -281,6 +282,8 @@ class GrammarConstraint:
                 bits = bits & info.keep_in_call
             elif self._left is not None and self._left <= self._s.open_reserve:
                 bits = bits & info.keep_near_end  # too late to open a call that could not be finished
+            elif self._s.max_calls and len(self._calls) >= self._s.max_calls:
+                bits = bits & info.keep_near_end  # no calls left: answer in words
             if not bits.any():  # never leave the sampler nothing
                 bits = self._bits if self._mode == "call" else self._text_mask()
         mask = np.unpackbits(bits.view(np.uint8), bitorder="little")[: info.width].view(np.bool_)
@@ -560,7 +563,7 @@ def turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
 
 def make_constraint(lm: Any, registry: ToolRegistry | None, user_grammar: str | None = None,
                     confirm: Confirm | None = None, defer_side_effects: bool = False,
-                    result_limit: int = DEFAULT_RESULT_LIMIT) -> GrammarConstraint:
+                    result_limit: int = DEFAULT_RESULT_LIMIT, max_calls: int = 0) -> GrammarConstraint:
     """A fresh constraint for one response.
 
     registry: the tools the model may call (None or empty: free text, no calls).
@@ -568,6 +571,7 @@ def make_constraint(lm: Any, registry: ToolRegistry | None, user_grammar: str | 
     confirm: asked before a side-effect tool runs; None refuses such tools (use --yes to allow).
     defer_side_effects: on speculative branches a side-effect call is not run; the branch pauses
     (is_finished) with `pending_call` set until `run_pending()`.
+    max_calls: after this many calls no call can open (no `(` in the text that follows); 0 = no limit.
     """
     info = tokenizer_info(lm.tokenizer, lm.vocab_size, lm.eos_token_ids)
     finish_ids = [info.by_bytes[p] for p in FINISH_PIECES if p in info.by_bytes]
@@ -582,7 +586,8 @@ def make_constraint(lm: Any, registry: ToolRegistry | None, user_grammar: str | 
     runner = ToolRunner(turn.registry, confirm=confirm, result_limit=result_limit)
     reserve = max((call_reserve(s) for s in turn.registry), default=0) + FINISH_MARGIN + 2
     shared = _Shared(info=info, grammar_text=turn.llguidance, turn=turn, user_lark=None, runner=runner,
-                     defer_side_effects=defer_side_effects, open_reserve=reserve, finish_ids=finish_ids)
+                     defer_side_effects=defer_side_effects, open_reserve=reserve, finish_ids=finish_ids,
+                     max_calls=max_calls)
     constraint = GrammarConstraint(shared, info.matcher(turn.llguidance))
     if turn.llguidance not in info.text_masks:
         constraint.prewarm()

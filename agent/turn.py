@@ -114,7 +114,7 @@ class ChatSession:
         from agent.grammar_constraint import make_constraint
 
         return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
-                               defer_side_effects=defer_side_effects)
+                               defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls)
 
     def _ensure_session(self) -> None:
         if self.store is None or self.session_id is not None:

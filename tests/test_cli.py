@@ -56,6 +56,8 @@ def test_a_directory_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> Non
 def test_bad_option_values_are_rejected(tiny_model_dir: Path, tmp_path: Path) -> None:
     done = agent("run", "hello", "--model", str(tiny_model_dir), "--top-p", "1.5", home=tmp_path)
     assert done.returncode == 2 and "top_p" in done.stderr
+    done = agent("run", "hello", "--model", str(tiny_model_dir), "--max-tool-calls", "-1", home=tmp_path)
+    assert done.returncode == 2 and "max_tool_calls" in done.stderr
 
 
 def test_every_command_help_has_an_example() -> None:

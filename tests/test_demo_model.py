@@ -220,3 +220,14 @@ def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm, agent_home
         tree = ask(demo_lm, prompt, agent_home, strategy="tree")
         assert tree.candidates[0]["score"] >= greedy.candidates[0]["score"] - 1e-6
         assert answer_after_island(tree.response) == answer_after_island(greedy.response) == f"The answer is {expected}."
+
+
+def test_a_response_makes_at_most_max_tool_calls_calls(demo_lm, agent_home: Path) -> None:
+    """The demo model retries a failing call on this odd prompt; the cap stops it at two calls
+    and the response still ends."""
+    prompt = "What does 2 - 672 come to?"
+    unlimited = ask(demo_lm, prompt, agent_home, max_tool_calls=0)
+    assert len(unlimited.tool_calls) > 2  # the premise: without a cap it keeps calling
+    capped = ask(demo_lm, prompt, agent_home, max_tool_calls=2)
+    assert len(capped.tool_calls) == 2
+    assert capped.response.count("\n=> ") >= 2 and capped.response.strip()

@@ -150,6 +150,26 @@ def test_several_calls_in_one_response(tiny_lm, prompt, kb_home) -> None:
     assert kinds[:5] == ["call", "island", "text", "call", "island"]
 
 
+def test_no_call_opens_after_the_response_used_its_calls(tiny_lm, prompt, kb_home) -> None:
+    """max_calls=2: after the second island no token with `(` is allowed, so no third call can
+    open; the text goes on. Without a limit the same state allows calls."""
+    script = 'CALL(calc, expr="1+1") and CALL(calc, expr="2+2") ok'
+    pieces = token_bytes(tiny_lm)
+    for max_calls, opens in ((2, False), (0, True)):
+        constraint = make_constraint(tiny_lm, default_registry(), max_calls=max_calls)
+        result = decode(tiny_lm, prompt, DecodeConfig(max_new_tokens=60), constraint=Script(constraint, script))
+        assert result.text.startswith('CALL(calc, expr="1+1")\n=> 2\n and CALL(calc, expr="2+2")\n=> 4\n ok')
+        after = make_constraint(tiny_lm, default_registry(), max_calls=max_calls)
+        steps = Script(after, script)
+        while steps.todo:
+            allowed = steps.allowed_tokens()
+            steps.accept(int(torch.nonzero(allowed).flatten()[0]))
+        allowed = after.allowed_tokens()
+        with_paren = [t for t, piece in enumerate(pieces) if b"(" in piece and t < allowed.numel()]
+        assert bool(allowed[with_paren].any()) is opens
+        assert bool(allowed.any())  # the answer can go on in words
+
+
 def test_fork_gives_independent_branches(tiny_lm) -> None:
     base = make_constraint(tiny_lm, default_registry())
     pieces = base._s.info.token_bytes
