@@ -280,10 +280,9 @@ class GrammarConstraint:
         if self._s.turn is not None:
             if self._mode == "call":
                 bits = bits & info.keep_in_call
-            elif self._left is not None and self._left <= self._s.open_reserve:
-                bits = bits & info.keep_near_end  # too late to open a call that could not be finished
-            elif self._s.max_calls and len(self._calls) >= self._s.max_calls:
-                bits = bits & info.keep_near_end  # no calls left: answer in words
+            elif ((self._left is not None and self._left <= self._s.open_reserve)  # too late to finish one
+                  or (self._s.max_calls and len(self._calls) >= self._s.max_calls)):  # no calls left
+                bits = bits & info.keep_near_end  # no call may open: the answer goes on in words
             if not bits.any():  # never leave the sampler nothing
                 bits = self._bits if self._mode == "call" else self._text_mask()
         mask = np.unpackbits(bits.view(np.uint8), bitorder="little")[: info.width].view(np.bool_)

@@ -616,10 +616,11 @@ def _shipped_and_words(kb_seed: int) -> tuple[KnowledgeBase, frozenset[str]]:
 def _world_dialogues(task: tuple[int, int, int, int]) -> list[Dialogue]:
     """The training dialogues of world `index` (one task of `generate`)."""
     seed, index, count, kb_seed = task
-    shipped, avoid = _shipped_and_words(kb_seed)
-    world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, set(avoid))
+    shipped, shipped_words = _shipped_and_words(kb_seed)
+    avoid = set(shipped_words)
+    world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, avoid)
     with kb_world(world) as kb:
-        return CorpusGenerator(kb, f"{seed}:{index}", "train", system=system_prompt(), avoid=set(avoid)).dialogues(count)
+        return CorpusGenerator(kb, f"{seed}:{index}", "train", system=system_prompt(), avoid=avoid).dialogues(count)
 
 
 if __name__ == "__main__":

@@ -384,6 +384,16 @@ def train(cfg: TrainConfig, out: Path, log=print, workers: int = 1, data_cache: 
     history = []
     pending: list[torch.Tensor] = []  # own losses not read back yet (reading each step would stall the GPU)
     checksums: dict[int, str] = {}
+
+    def read_pending() -> float:
+        """Fold the losses not read back yet into the moving average; the last one's value."""
+        nonlocal ema
+        losses = torch.stack(pending).tolist()
+        pending.clear()
+        for value in losses:
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+        return losses[-1]
+
     while step < cfg.steps:
         if time.time() - start > budget:
             log(f"WARNING: time guard of {cfg.minutes} min reached at step {step} of {cfg.steps}; "
@@ -403,12 +413,9 @@ def train(cfg: TrainConfig, out: Path, log=print, workers: int = 1, data_cache: 
         seen_tokens += int(batch["attention_mask"].sum()) + len(corpus.prefix) * batch["input_ids"].shape[0]
         pending.append(own_loss)
         if step % 20 == 0 or step == 1 or step == cfg.steps:
-            losses = torch.stack(pending).tolist()
-            pending.clear()
-            for value in losses:
-                ema = value if ema is None else 0.95 * ema + 0.05 * value
+            last = read_pending()
             elapsed = time.time() - start
-            log(f"step {step}/{cfg.steps} loss {losses[-1]:.4f} ema {ema:.4f} lr {lr:.2e} "
+            log(f"step {step}/{cfg.steps} loss {last:.4f} ema {ema:.4f} lr {lr:.2e} "
                 f"{seen_tokens / elapsed:.0f} tok/s {elapsed / step * 1000:.0f} ms/step "
                 f"elapsed {elapsed / 60:.1f} min, about {(cfg.steps - step) * elapsed / step / 60:.0f} min to go")
             history.append({"step": step, "loss": round(ema, 4)})
@@ -416,8 +423,7 @@ def train(cfg: TrainConfig, out: Path, log=print, workers: int = 1, data_cache: 
             checksums[step] = weights_checksum(model)
             log(f"step {step} weights sha256 {checksums[step]}")
     if pending:
-        for value in torch.stack(pending).tolist():
-            ema = value if ema is None else 0.95 * ema + 0.05 * value
+        read_pending()
     train_seconds = time.time() - start
     model.eval()
     model.to("cpu")
