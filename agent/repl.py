@@ -145,7 +145,7 @@ class Repl:
 
     def summary(self, result: Any) -> str:
         if result.search is not None:
-            from agent.search import summary_line
+            from agent.render import summary_line
 
             return summary_line(result.search)
         calls = f", {len(result.tool_calls)} tool call(s)" if result.tool_calls else ""
@@ -228,7 +228,7 @@ class Repl:
         if result is None:
             self.console.print("no answer yet")
         elif result.search is not None:
-            from agent.search import render_alts
+            from agent.render import render_alts
 
             self.console.print(render_alts(result.search))
         else:
@@ -240,6 +240,6 @@ class Repl:
         if result is None or result.search is None:
             self.console.print("no search tree: the last answer was not made by a search strategy")
             return
-        from agent.search import render_tree
+        from agent.render import render_tree
 
         self.console.print(render_tree(result.search))

@@ -11,14 +11,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from agent.chat_format import Message, prompt_token_ids, stop_strings_for
+from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint, ToolCallRecord
-from agent.decode import decode
-from agent.kv_cache import PrefixCache
-from agent.model_runtime import LoadedModel
-from agent.scoring import score_parts
-from agent.system_prompt import build_system_prompt
+from agent.decoding.constraint import ResponseConstraint
+from agent.tooling.records import ToolCallRecord
+from agent.decoding.decode import decode
+from agent.decoding.kv_cache import PrefixCache
+from agent.model.runtime import LoadedModel
+from agent.decoding.scoring import score_parts
+from agent.grammar.system_prompt import build_system_prompt
 
 SINGLE_PASS_STRATEGIES = ("greedy", "sample")
 
@@ -111,7 +112,7 @@ class ChatSession:
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
         if self.registry is None and self.user_grammar is None:
             return None
-        from agent.grammar_constraint import make_constraint
+        from agent.grammar.constraint import make_constraint
 
         return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
                                defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls)
@@ -174,7 +175,7 @@ class ChatSession:
     def _search(self, prompt_ids: list[int], config: DecodeConfig,
                 on_token: Callable[[str], None] | None,
                 should_stop: Callable[[], bool] | None) -> TurnResult:
-        from agent.search import search_response
+        from agent.decoding.search import search_response
 
         make = None
         hashes: list[str] = []
@@ -226,8 +227,8 @@ class ChatSession:
 
 def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any]) -> str:
     """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config."""
-    from agent.model_runtime import load_model
-    from agent.tool_registry import build_registry
+    from agent.model.runtime import load_model
+    from agent.tooling.registry import build_registry
 
     lm = _cached_model(model_id, load_model)
     known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}

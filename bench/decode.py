@@ -19,11 +19,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from agent.chat_format import prompt_token_ids  # noqa: E402
+from agent.model.chat_format import prompt_token_ids  # noqa: E402
 from agent.config import DecodeConfig  # noqa: E402
-from agent.decode import decode  # noqa: E402
-from agent.model_runtime import load_model  # noqa: E402
-from agent.tiny_model import build_tiny_llama  # noqa: E402
+from agent.decoding.decode import decode  # noqa: E402
+from agent.model.runtime import load_model  # noqa: E402
+from tiny_model import build_tiny_llama  # noqa: E402
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from agent.demo_model import demo_model_dir  # noqa: E402
-from agent.demo_model.evaluate import eval_cases, run_eval  # noqa: E402
-from agent.model_runtime import load_model  # noqa: E402
+from training.evaluate import eval_cases, run_eval  # noqa: E402
+from agent.model.runtime import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     if args.write_card:
         from pathlib import Path
 
-        from agent.demo_model.train import write_model_card
+        from training.train import write_model_card
 
         model_dir = Path(args.model)
         figures = json.loads((model_dir / "training.json").read_text())

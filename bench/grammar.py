@@ -32,9 +32,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from agent.config import DecodeConfig  # noqa: E402
-from agent.decode import decode  # noqa: E402
-from agent.grammar_constraint import make_constraint  # noqa: E402
-from agent.tool_registry import default_registry  # noqa: E402
+from agent.decoding.decode import decode  # noqa: E402
+from agent.grammar.constraint import make_constraint  # noqa: E402
+from agent.tooling.registry import default_registry  # noqa: E402
 
 QWEN_WIDTH = 151_936  # logits width of Qwen2.5 models
 
@@ -171,7 +171,7 @@ def build_model(tokenizer, out_dir: Path, hidden: int, layers: int):
     """A random Llama for `tokenizer` (weights random, seeded), loaded like any model."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from agent.model_runtime import load_model
+    from agent.model.runtime import load_model
 
     torch.manual_seed(0)
     width = max(len(tokenizer), QWEN_WIDTH if len(tokenizer) > 100_000 else len(tokenizer))
@@ -199,7 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from agent.tiny_model import train_tokenizer
+    from tiny_model import train_tokenizer
 
     home = Path(tempfile.mkdtemp(prefix="bench-grammar-"))
     os.environ.setdefault("AGENT_HOME", str(home))

@@ -28,11 +28,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.chat_format import prompt_token_ids
+from agent.model.chat_format import prompt_token_ids
 from agent.config import DecodeConfig
-from agent.model_runtime import load_model
-from agent.scoring import score_parts
-from agent.search import search_response
+from agent.model.runtime import load_model
+from agent.decoding.scoring import score_parts
+from agent.decoding.search import search_response
 
 PROMPTS = [
     "What is the capital of France?", "What is the capital of Peru?", "capital of Norway", "capital of Japan",

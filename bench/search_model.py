@@ -52,7 +52,7 @@ def build_bench_model(out_dir: Path, seed: int = 0, steps: int = 600) -> Path:
     """Build (once) and train a tiny Llama on the templated dialogues; returns its directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from agent.tiny_model import build_tiny_llama
+    from tiny_model import build_tiny_llama
 
     out_dir = Path(out_dir)
     if (out_dir / "trained.ok").exists():

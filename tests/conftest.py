@@ -13,14 +13,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from agent.tiny_model import build_tiny_llama
+    from tiny_model import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir: Path):
-    from agent.model_runtime import load_model
+    from agent.model.runtime import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
 

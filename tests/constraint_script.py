@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from agent.grammar_constraint import GrammarConstraint
+from agent.grammar.constraint import GrammarConstraint
 
 
 class Script:

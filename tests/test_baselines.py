@@ -8,9 +8,10 @@ import pytest
 from rich.console import Console
 
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.scoring import score_sequence
-from agent.search import render_alts, render_tree, search_response, summary_line
+from agent.decoding.decode import decode
+from agent.decoding.scoring import score_sequence
+from agent.decoding.search import search_response
+from agent.render import render_alts, render_tree, summary_line
 
 
 def _prompt(lm, text: str = "hello there") -> list[int]:

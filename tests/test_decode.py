@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from agent.chat_format import prompt_token_ids
+from agent.model.chat_format import prompt_token_ids
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.kv_cache import PrefixCache
+from agent.decoding.decode import decode
+from agent.decoding.kv_cache import PrefixCache
 
 
 def prompt(lm, text: str = "hello there") -> list[int]:

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 
 from agent.demo_model import demo_kb_docs_path, demo_model_dir
-from agent.demo_model.corpus import Dialogue, format_island, generate
-from agent.demo_model.kb_docs import build_kb
+from training.corpus import Dialogue, format_island, generate
+from training.kb_docs import build_kb
 
 
 @pytest.fixture(scope="module")
 def demo_lm():
-    from agent.model_runtime import load_model
+    from agent.model.runtime import load_model
 
     return load_model(str(demo_model_dir()), device="cpu")
 
 
 def ask(lm, text: str, agent_home: Path, **config):
     from agent.config import DecodeConfig
-    from agent.tool_registry import default_registry
+    from agent.tooling.registry import default_registry
     from agent.turn import ChatSession
 
     options = {"strategy": "greedy", "max_new_tokens": 128, **config}
@@ -61,7 +61,7 @@ def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm,
     46 of 46 and states the fact from the island for 45 of 46 (measured 2026-11-22); the bounds
     below guard against a worse model. Held-out entities and phrasings are measured by
     bench/demo_eval.py (MODEL_CARD.md)."""
-    from agent.demo_model.corpus import FACT_TRAIN
+    from training.corpus import FACT_TRAIN
 
     kb = build_kb()
     asked = searched = found = stated = 0
@@ -120,7 +120,7 @@ def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
 
 
 def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
-    from agent.demo_model.train import ISLAND, OWN, encode_dialogue
+    from training.train import ISLAND, OWN, encode_dialogue
 
     tok = demo_lm.tokenizer
     for dialogue in generate(10, seed=3):
@@ -137,7 +137,7 @@ def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
 def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch) -> None:
     """Dialogues cycle through invented worlds (none of the shipped words) and the shipped KB (never
     its held-out entities), so the model must copy names and facts rather than memorise them."""
-    from agent.demo_model import corpus
+    from training import corpus
 
     monkeypatch.setattr(corpus, "WORLD_DIALOGUES", 5)
     dialogues = generate(corpus.SHIPPED_EVERY * 5, seed=1)
@@ -170,8 +170,8 @@ def _stem(template: str) -> str:
 def test_evaluation_phrasings_never_occur_in_training() -> None:
     """Held-out means held out: no evaluation template is inside a training template, bare or
     wrapped in the greetings and thanks that training puts around questions."""
-    from agent.demo_model import corpus as c
-    from agent.demo_model.evaluate import LOAD_EVAL
+    from training import corpus as c
+    from training.evaluate import LOAD_EVAL
 
     bare = (list(c.CALC_TRAIN) + [t for ts in c.FACT_TRAIN.values() for t in ts] + list(c.ABOUT_TRAIN)
             + list(c.LOAD_TRAIN) + [u for users, _ in c.CHAT for u in users])
@@ -191,8 +191,8 @@ def test_corpus_does_not_depend_on_the_number_of_workers() -> None:
 def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path, capsys) -> None:
     """The training command end to end on a tiny model: data made by two workers and cached,
     weights saved with a model card; a rerun from the cache gives bit-identical weights."""
-    from agent.demo_model.train import main
-    from agent.model_runtime import load_model
+    from training.train import main
+    from agent.model.runtime import load_model
 
     args = ["--seed", "0", "--dialogues", "450", "--steps", "6", "--warmup", "2", "--hidden-size", "32",
             "--intermediate-size", "64", "--layers", "1", "--heads", "2", "--batch-size", "4",

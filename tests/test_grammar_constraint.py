@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.grammar_constraint import GrammarConstraint, check_grammar, make_constraint, parse_with_user_grammar
-from agent.protocol import parse_response
-from agent.tool_registry import default_registry
-from agent.tool_runner import check_args
+from agent.decoding.decode import decode
+from agent.grammar.constraint import GrammarConstraint, check_grammar, make_constraint, parse_with_user_grammar
+from agent.grammar.protocol import parse_response
+from agent.tooling.registry import default_registry
+from agent.tooling.runner import check_args
 from constraint_script import Script
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.model_runtime import ModelLoadError, load_model, pick_device, pick_dtype, pick_threads
+from agent.model.runtime import ModelLoadError, load_model, pick_device, pick_dtype, pick_threads
 
 
 def test_small_models_run_on_one_cpu_thread_unless_told(tiny_lm, monkeypatch: pytest.MonkeyPatch) -> None:

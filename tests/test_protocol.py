@@ -7,9 +7,10 @@ from typing import Literal
 import pytest
 from llguidance import LLMatcher
 
-from agent.protocol import (ProtocolError, build_turn_grammar, format_call, format_island, island_content,
+from agent.grammar.protocol import (ProtocolError, build_turn_grammar, format_call, format_island, island_content,
                             parse_response)
-from agent.tool_registry import ToolRegistry, default_registry, tool
+from agent.tooling.registry import default_registry, ToolRegistry
+from agent.tooling.spec import tool
 
 
 @tool

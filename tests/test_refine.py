@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.refine import refine_result, refine_tokens
-from agent.scoring import score_parts, score_sequence, sequence_logprobs
-from agent.search import Candidate, SearchResult, search_response
+from agent.decoding.decode import decode
+from agent.decoding.refine import refine_result, refine_tokens
+from agent.decoding.scoring import score_parts, score_sequence, sequence_logprobs
+from agent.decoding.results import Candidate, SearchResult
+from agent.decoding.search import search_response
 
 
 def _prompt(lm, text: str = "The quick brown fox") -> list[int]:

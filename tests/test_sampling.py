@@ -7,7 +7,7 @@ import math
 import torch
 
 from agent.config import DecodeConfig
-from agent.sampling import (apply_repetition_penalty, choose_token, min_p_filter, processed_logits,
+from agent.decoding.sampling import (apply_repetition_penalty, choose_token, min_p_filter, processed_logits,
                             top_k_filter, top_p_filter)
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.scoring import (
+from agent.decoding.decode import decode
+from agent.decoding.scoring import (
     DEGENERATE_PENALTY,
     EMPTY_SCORE,
     has_loop,

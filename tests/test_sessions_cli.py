@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from agent.cli_sessions import replay_command, sessions_command_group
+from agent.cli.sessions import replay_command, sessions_command_group
 from agent.config import DecodeConfig
 from agent.sessions.replay import render_session, segments
 from agent.sessions.store import SessionStore

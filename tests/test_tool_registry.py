@@ -9,8 +9,9 @@ from typing import Literal
 
 import pytest
 
-from agent.system_prompt import build_system_prompt
-from agent.tool_registry import ToolError, ToolRegistry, build_registry, default_registry, make_spec, spec_of, tool
+from agent.grammar.system_prompt import build_system_prompt
+from agent.tooling.registry import build_registry, default_registry, ToolRegistry
+from agent.tooling.spec import make_spec, spec_of, tool, ToolError
 
 
 def test_decorator_builds_a_typed_signature_and_keeps_the_function_callable() -> None:
@@ -87,7 +88,7 @@ def test_load_file_registers_its_tools_in_order(tmp_path: Path) -> None:
     file = tmp_path / "my_tools.py"
     file.write_text(textwrap.dedent('''
         from typing import Literal
-        from agent.tool_registry import tool
+        from agent.tooling.spec import tool
         from agent.tools.calc import calc  # imported, not defined here: must not register twice
 
         @tool(name="shout", pure=True, timeout=2)
@@ -123,14 +124,14 @@ def test_load_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="broken.py"):
         reg.load_file(broken)
     bad_tool = tmp_path / "bad_tool.py"
-    bad_tool.write_text("from agent.tool_registry import tool\n@tool\ndef f(x):\n    '''Doc.'''\n")
+    bad_tool.write_text("from agent.tooling import tool\n@tool\ndef f(x):\n    '''Doc.'''\n")
     with pytest.raises(ToolError, match="bad_tool.py.*missing type hint"):
         reg.load_file(bad_tool)
 
 
 def test_duplicate_names_are_an_error(tmp_path: Path) -> None:
     file = tmp_path / "dup.py"
-    file.write_text("from agent.tool_registry import tool\n@tool\ndef calc(expr: str) -> str:\n    '''Mine.'''\n"
+    file.write_text("from agent.tooling import tool\n@tool\ndef calc(expr: str) -> str:\n    '''Mine.'''\n"
                     "    return expr\n")
     with pytest.raises(ToolError, match="'calc' is already registered"):
         build_registry([str(file)], entry_points=False)
@@ -138,7 +139,7 @@ def test_duplicate_names_are_an_error(tmp_path: Path) -> None:
 
 def test_entry_point_group_registers_installed_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "fancy_agent_tools.py").write_text(textwrap.dedent('''
-        from agent.tool_registry import tool
+        from agent.tooling.spec import tool
 
         @tool
         def reverse(text: str) -> str:

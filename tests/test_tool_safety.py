@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from agent.config import DecodeConfig
-from agent.decode import decode
-from agent.grammar_constraint import make_constraint
-from agent.protocol import parse_response
-from agent.tool_registry import ToolRegistry, default_registry, tool
-from agent.tool_runner import ToolRunner
+from agent.decoding.decode import decode
+from agent.grammar.constraint import make_constraint
+from agent.grammar.protocol import parse_response
+from agent.tooling.registry import default_registry, ToolRegistry
+from agent.tooling.spec import tool
+from agent.tooling.runner import ToolRunner
 from constraint_script import Script
 
 calls: list[str] = []

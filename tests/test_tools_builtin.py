@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.cli_tools import grammar_command_group, kb_command_group, tools_command_group
-from agent.tool_registry import ToolFailure, default_registry
-from agent.tool_runner import ToolRunner
+from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
+from agent.tooling.registry import default_registry
+from agent.tooling.spec import ToolFailure
+from agent.tooling.runner import ToolRunner
 from agent.tools import kb
 from agent.tools.calc import calc
 from agent.tools.load import load

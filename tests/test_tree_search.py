@@ -9,9 +9,9 @@ import lark
 import pytest
 
 from agent.config import DecodeConfig
-from agent.scoring import sequence_logprobs
-from agent.search import search_response
-from agent.tree_search import COOL_FRACTION, temperature_at, tree_search
+from agent.decoding.scoring import sequence_logprobs
+from agent.decoding.search import search_response
+from agent.decoding.tree import COOL_FRACTION, temperature_at, tree_search
 
 WORDS_GRAMMAR = 'start: WORD (" " WORD)*\nWORD: /(yes|no|maybe)/\n'
 
@@ -110,7 +110,7 @@ def test_tree_is_at_least_as_good_as_beam(tiny_lm) -> None:
 
 
 def test_grammar_forks_per_branch_and_every_answer_parses(tiny_lm) -> None:
-    from agent.grammar_constraint import make_constraint
+    from agent.grammar.constraint import make_constraint
 
     parser = lark.Lark(WORDS_GRAMMAR)
     for strategy in ("tree", "beam", "best-of-n"):
@@ -147,10 +147,12 @@ def _walk(tree, text: str):
 
 
 def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tiny_lm) -> None:
-    from agent.grammar_constraint import make_constraint
-    from agent.search import SearchResult, _run_deferred_call
-    from agent.tool_registry import ToolRegistry, tool
-    from agent.tree_search import TokenTree
+    from agent.grammar.constraint import make_constraint
+    from agent.decoding.results import SearchResult
+    from agent.decoding.search import _run_deferred_call
+    from agent.tooling.registry import ToolRegistry
+    from agent.tooling.spec import tool
+    from agent.decoding.tree import TokenTree
 
     bumps: list[int] = []
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.chat_format import PLAIN_STOP, render_prompt
+from agent.model.chat_format import PLAIN_STOP, render_prompt
 from agent.config import DecodeConfig
-from agent.model_runtime import load_model
-from agent.tiny_model import build_tiny_llama
+from agent.model.runtime import load_model
+from tiny_model import build_tiny_llama
 from agent.turn import ChatSession
 
 
@@ -38,7 +38,7 @@ def test_model_without_chat_template_uses_the_plain_template(tmp_path: Path) -> 
 
 def test_each_turn_stores_the_hash_of_the_grammar_its_masks_came_from(tiny_lm, tmp_path: Path) -> None:
     from agent.sessions.store import SessionStore
-    from agent.tool_registry import default_registry
+    from agent.tooling.registry import default_registry
 
     store = SessionStore.open(tmp_path / "s.sqlite")
     hashes = []

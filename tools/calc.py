@@ -13,7 +13,7 @@ from typing import Union
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from agent.tool_registry import ToolFailure, tool
+from agent.tooling.spec import tool, ToolFailure
 
 Number = Union[int, float]
 

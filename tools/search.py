@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.tool_registry import tool
+from agent.tooling.spec import tool
 from agent.tools import kb
 
 

@@ -1,6 +1,6 @@
 """The shipped demo model: corpus, knowledge base, training script and weights.
 
-The weights are trained by `python -m agent.demo_model.train` (see MODEL_CARD.md in the weights
+The weights are trained by `python -m training.train` (see MODEL_CARD.md in the weights
 directory) and are the offline default of `agent chat` / `agent run`; the knowledge base documents
 in `kb/docs.jsonl` seed the default SEARCH corpus.
 """

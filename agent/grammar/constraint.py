@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.constraint import Step, ToolCallRecord
-from agent.protocol import (DEFAULT_RESULT_LIMIT, ISLAND_PREFIX, ProtocolError, TurnGrammar, build_turn_grammar,
+from agent.decoding.constraint import Step
+from agent.tooling.records import ToolCallRecord
+from agent.grammar.protocol import (DEFAULT_RESULT_LIMIT, ISLAND_PREFIX, ProtocolError, TurnGrammar, build_turn_grammar,
                             value_json)
-from agent.tool_registry import ToolRegistry, ToolSpec
-from agent.tool_runner import Confirm, ToolRunner
+from agent.tooling.registry import ToolRegistry
+from agent.tooling.spec import ToolSpec
+from agent.tooling.runner import Confirm, ToolRunner
 
 ISLAND_OPEN = ISLAND_PREFIX.encode()
 # A token that crosses a call's closing `)` into the island would let the model write part of

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint
-from agent.model_runtime import LoadedModel
-from agent.scoring import score_parts, sequence_logprobs
+from agent.decoding.constraint import ResponseConstraint
+from agent.model.runtime import LoadedModel
+from agent.decoding.scoring import score_parts, sequence_logprobs
 
 INIT_MASS = 0.8  # share of the soft token's mass on the original token at the start
 TAU = 1.0  # softmax temperature of the relaxation
@@ -282,7 +282,7 @@ def refine_result(
     should_stop: Callable[[], bool] | None = None,
 ):  # -> agent.search.SearchResult
     """Refine the top candidates (Langevin and HMC, config.grad_steps each); keep improvements only."""
-    from agent.search import Candidate, rank
+    from agent.decoding.results import Candidate, rank
 
     started = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)

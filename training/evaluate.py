@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.demo_model.corpus import CHAT_EVAL, CorpusGenerator, shipped_kb
+from training.corpus import CHAT_EVAL, CorpusGenerator, shipped_kb
 
 LOAD_EVAL = ["Please open document {i}.", "I want to read document {i}.", "Display document {i}."]
 CALL_OPENINGS = re.compile(r"SEARCH\(|LOAD\(|CALL\(")
@@ -93,7 +93,7 @@ def run_eval(lm: Any, strategy: str = "greedy", cases: list[EvalCase] | None = N
              max_new_tokens: int = 128, log: Any = None, **config: Any) -> dict[str, Any]:
     """Answer every case in a fresh ChatSession with the built-in tools; rates and failures."""
     from agent.config import DecodeConfig
-    from agent.tool_registry import default_registry
+    from agent.tooling.registry import default_registry
     from agent.turn import ChatSession
 
     cases = cases if cases is not None else eval_cases()

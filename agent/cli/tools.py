@@ -49,7 +49,8 @@ def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
       agent tools list --tools ./weather_tools.py
       agent tools list --json | python -m json.tool
     """
-    from agent.tool_registry import ToolError, build_registry
+    from agent.tooling.registry import build_registry
+    from agent.tooling.spec import ToolError
 
     try:
         registry = build_registry(tool_files)
@@ -147,7 +148,7 @@ def grammar_check(file: Path) -> None:
       agent grammar check grammars/json.lark
       agent grammar check my.lark && agent run "..." --grammar my.lark
     """
-    from agent.grammar_constraint import check_grammar
+    from agent.grammar.constraint import check_grammar
 
     try:
         text = file.read_text(encoding="utf-8")

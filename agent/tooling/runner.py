@@ -14,9 +14,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from agent.constraint import ToolCallRecord
-from agent.protocol import DEFAULT_RESULT_LIMIT, island_content
-from agent.tool_registry import ToolFailure, ToolRegistry, ToolSpec
+from agent.tooling.records import ToolCallRecord
+from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, island_content
+from agent.tooling.registry import ToolRegistry
+from agent.tooling.spec import ToolFailure, ToolSpec
 
 Confirm = Callable[[ToolCallRecord], bool]
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import torch
 
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint
-from agent.model_runtime import LoadedModel
-from agent.tree_search import Node, TokenTree
+from agent.decoding.constraint import ResponseConstraint
+from agent.model.runtime import LoadedModel
+from agent.decoding.tree import Node, TokenTree
 
 # A sample that steps into a loop redraws (the looping token is remembered) at most this often.
 MAX_REDRAWS = 3
@@ -74,7 +74,7 @@ def best_of_n(
 
 def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.Generator) -> int | None:
     """One draw from the node's distribution; unlike the tree, samples may repeat tokens already tried."""
-    from agent.sampling import choose_token
+    from agent.decoding.sampling import choose_token
 
     mask = node.allowed
     dead = [t for t, c in node.children.items() if c.status == "dead"]

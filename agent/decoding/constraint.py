@@ -8,35 +8,11 @@ calls `fork()` to give each branch its own state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
-
-@dataclass
-class ToolCallRecord:
-    """One executed (or refused) tool call, as shown in `--json` and stored in the session."""
-
-    tool: str
-    args: dict[str, Any]
-    result: str | None
-    error: str | None
-    seconds: float
-    pure: bool = True
-    speculative: bool = False
-    call_text: str = ""
-    island_text: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tool": self.tool,
-            "args": self.args,
-            "result": self.result,
-            "error": self.error,
-            "seconds": round(self.seconds, 4),
-            "pure": self.pure,
-            "speculative": self.speculative,
-        }
+from agent.tooling.records import ToolCallRecord
 
 
 @dataclass

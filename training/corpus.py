@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
-from agent.demo_model.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb
+from training.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb
 
 ISLAND_LIMIT = 1000  # README: a result longer than this is cut and ends with " ...[truncated]"
 
@@ -73,8 +73,8 @@ class Dialogue:
 
 def system_prompt() -> str:
     """The system prompt the shell builds for the built-in tools (the model is trained on it)."""
-    from agent.system_prompt import build_system_prompt
-    from agent.tool_registry import default_registry
+    from agent.grammar.system_prompt import build_system_prompt
+    from agent.tooling.registry import default_registry
 
     return build_system_prompt(list(default_registry()))
 
@@ -340,7 +340,7 @@ class CorpusGenerator:
 
     # -- tools (the real ones; errors become `error: <message>` as the shell writes them)
     def run_tool(self, name: str, arg: object) -> str:
-        from agent.tool_registry import ToolFailure
+        from agent.tooling.spec import ToolFailure
 
         fn = self._tools[name]
         try:

@@ -46,9 +46,10 @@ import torch
 from transformers import DynamicCache
 
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint, ToolCallRecord
-from agent.model_runtime import LoadedModel
-from agent.scoring import model_token_ids, score_parts, tail_loop
+from agent.decoding.constraint import ResponseConstraint
+from agent.tooling.records import ToolCallRecord
+from agent.model.runtime import LoadedModel
+from agent.decoding.scoring import model_token_ids, score_parts, tail_loop
 
 # Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
 # dead ends. The mean is not monotone along a path, so this bound is a heuristic, kept loose.
@@ -327,7 +328,7 @@ class TokenTree:
         return ids, islands
 
     def candidate(self, node: Node, strategy: str, finish: str | None = None):  # -> agent.search.Candidate
-        from agent.search import Candidate
+        from agent.decoding.results import Candidate
 
         ids: list[int] = []
         islands: list[bool] = []
@@ -358,7 +359,7 @@ class TokenTree:
     def result(self, candidates: list, strategy: str, started: float, finish: str | None = None,
                keep: int | None = None):  # -> agent.search.SearchResult
         """The strategy's answer: candidates ranked best first (the root when none), with the tree's counts."""
-        from agent.search import SearchResult, rank
+        from agent.decoding.results import rank, SearchResult
 
         if not candidates:
             candidates = [self.candidate(self.root, strategy, finish or "budget")]
@@ -389,7 +390,7 @@ def draw_tokens(tree: TokenTree, node: Node, temperature: float, generator: torc
     Sampled without replacement at the temperature (Gumbel-top-k over the tempered, truncated
     logits); when cold, simply the most likely ones.
     """
-    from agent.sampling import processed_logits
+    from agent.decoding.sampling import processed_logits
 
     mask = tree.offer_mask(node)
     if node.offered:

@@ -6,7 +6,7 @@ syllables) and every name word is unique in the knowledge base, so a search for 
 knowledge base lacks finds `no results`. A held-out share of the entities never appears in the
 training dialogues; the evaluation (bench/demo_eval.py) asks about them.
 
-    python -m agent.demo_model.kb_docs   # rewrites agent/demo_model/kb/docs.jsonl
+    python -m training.kb_docs   # rewrites agent/demo_model/kb/docs.jsonl
 """
 
 from __future__ import annotations

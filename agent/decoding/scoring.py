@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agent.model_runtime import LoadedModel
+from agent.model.runtime import LoadedModel
 
 DEGENERATE_PENALTY = 100.0
 EMPTY_SCORE = -2 * DEGENERATE_PENALTY

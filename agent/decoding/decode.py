@@ -15,10 +15,11 @@ import torch
 from transformers import DynamicCache
 
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint, ToolCallRecord
-from agent.kv_cache import PrefixCache
-from agent.model_runtime import LoadedModel
-from agent.sampling import choose_token
+from agent.decoding.constraint import ResponseConstraint
+from agent.tooling.records import ToolCallRecord
+from agent.decoding.kv_cache import PrefixCache
+from agent.model.runtime import LoadedModel
+from agent.decoding.sampling import choose_token
 
 
 @dataclass

@@ -19,7 +19,8 @@ from typing import Any, Union
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput
 
-from agent.tool_registry import Param, ParamType, ToolRegistry, ToolSpec
+from agent.tooling.registry import ToolRegistry
+from agent.tooling.spec import Param, ParamType, ToolSpec
 
 ISLAND_PREFIX = "\n=> "
 ISLAND_SUFFIX = "\n"

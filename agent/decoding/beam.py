@@ -15,9 +15,9 @@ from collections.abc import Callable
 import torch
 
 from agent.config import DecodeConfig
-from agent.constraint import ResponseConstraint
-from agent.model_runtime import LoadedModel
-from agent.tree_search import Node, TokenTree
+from agent.decoding.constraint import ResponseConstraint
+from agent.model.runtime import LoadedModel
+from agent.decoding.tree import Node, TokenTree
 
 
 def beam_search(

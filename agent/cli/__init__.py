@@ -82,7 +82,7 @@ def resolve_model(name: str | None) -> str:
 
 
 def load_lm(opts: dict[str, Any]):
-    from agent.model_runtime import ModelLoadError, load_model
+    from agent.model.runtime import ModelLoadError, load_model
 
     try:
         return load_model(resolve_model(opts.get("model")), device=opts.get("device"), dtype=opts.get("dtype"))
@@ -95,7 +95,8 @@ def load_registry(opts: dict[str, Any]):
         if opts.get("tool_files") and opts.get("no_tools"):
             raise click.UsageError("--tools and --no-tools cannot be used together")
         return None
-    from agent.tool_registry import ToolError, build_registry
+    from agent.tooling.registry import build_registry
+    from agent.tooling.spec import ToolError
 
     try:
         return build_registry(tuple(opts.get("tool_files") or ()))
@@ -111,7 +112,7 @@ def read_grammar(opts: dict[str, Any]) -> str | None:
         text = Path(path).read_text()
     except OSError as exc:
         raise click.ClickException(f"cannot read grammar {path}: {exc}") from exc
-    from agent.grammar_constraint import check_grammar
+    from agent.grammar.constraint import check_grammar
 
     errors = check_grammar(text)
     if errors:
@@ -233,8 +234,8 @@ def _write(stream: Any, piece: str) -> None:
 
 def _add_command_groups() -> None:
     """Command groups that live in their own modules (one module per command group)."""
-    from agent.cli_sessions import replay_command, sessions_command_group
-    from agent.cli_tools import grammar_command_group, kb_command_group, tools_command_group
+    from agent.cli.sessions import replay_command, sessions_command_group
+    from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
 
     for command in (tools_command_group, kb_command_group, grammar_command_group, sessions_command_group,
                     replay_command):

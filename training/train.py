@@ -1,6 +1,6 @@
 """Train the shipped demo model: a byte-level BPE tokenizer and a small Llama, from the corpus (seeded).
 
-    python -m agent.demo_model.train --out agent/demo_model/weights --seed 0 [--data-cache DIR]
+    python -m training.train --out agent/demo_model/weights --seed 0 [--data-cache DIR]
 
 Steps: generate dialogues (agent.demo_model.corpus, in --workers processes) -> train the tokenizer
 (digits one per token, special tokens for the chat format, `<|end|>` ends the assistant turn) ->
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agent.demo_model.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate, worker_pool
+from training.corpus import SHIPPED_EVERY, WORLD_DIALOGUES, Dialogue, generate, worker_pool
 
 SPECIAL_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>"]
 EOS = "<|end|>"
@@ -225,7 +225,7 @@ def prepare_data(cfg: TrainConfig, log=print, workers: int = 1, cache: Path | No
     for d in dialogues[:8000]:
         texts += [m["content"] for m in d.messages()[1:]]
     texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
-    from agent.demo_model.kb_docs import build_kb
+    from training.kb_docs import build_kb
 
     texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
@@ -443,7 +443,7 @@ def train(cfg: TrainConfig, out: Path, log=print, workers: int = 1, data_cache: 
 
 EVAL_START, EVAL_END = "<!-- eval -->", "<!-- /eval -->"
 RETRAIN = """```bash
-python -m agent.demo_model.train --out agent/demo_model/weights --seed 0
+python -m training.train --out agent/demo_model/weights --seed 0
 python bench/demo_eval.py --model agent/demo_model/weights --write-card
 ```"""
 
@@ -466,7 +466,7 @@ arithmetic through `CALL(calc, expr="...")`, questions about its knowledge base 
 nothing. It knows nothing by itself: every fact comes from a tool's island.
 
 ## Data
-- Knowledge base: {len(__import__("agent.demo_model.kb_docs", fromlist=["x"]).build_kb().entities)} generated documents about invented countries, cities, people, elements,
+- Knowledge base: {len(__import__("training.kb_docs", fromlist=["x"]).build_kb().entities)} generated documents about invented countries, cities, people, elements,
   companies, mountains and lakes (`agent/demo_model/kb/docs.jsonl`, made by
   `agent/demo_model/kb_docs.py`); 15% of the entities of each kind are held out of training.
 - Dialogues: {figures["dialogues"]} generated dialogues (`agent/demo_model/corpus.py`, seed {figures["seed"]}) with

@@ -1,0 +1,106 @@
+"""What strategies return: Candidate (one complete response, exactly scored) and SearchResult (ranked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.tooling.records import ToolCallRecord
+
+
+@dataclass
+class Candidate:
+    """One complete response a strategy found, with its exact score and where it came from."""
+
+    text: str
+    token_ids: list[int]
+    island_mask: list[bool]
+    logprobs: list[float]  # log p of each token; 0.0 at islands
+    score: float  # agent.scoring value: mean log-prob per model token, guards applied
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    strategy: str = ""
+    parent: int | None = None  # index (in the result's candidates) of the candidate this was refined from
+    refined: bool = False
+    score_before: float | None = None
+    score_after: float | None = None
+    grad_steps: int = 0
+    accepted: bool | None = None
+    finish_reason: str = "length"  # "eos" | "grammar" | "stop" | "length" | "budget" | "interrupted"
+    eos_logprob: float | None = None  # log p(EOS) when the model ended the response
+    empty: bool = False
+    degenerate: bool = False
+    node_id: int | None = None  # the tree node this candidate ends at (tree strategies)
+    constraint: Any = None  # the branch's grammar state (to run a deferred side-effect call)
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(1 for island in self.island_mask if not island)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe record for `--json` and the session store."""
+        return {
+            "text": self.text,
+            "score": round(self.score, 6),
+            "token_count": self.new_tokens,
+            "strategy": self.strategy,
+            "parent": self.parent,
+            "refined": self.refined,
+            "score_before": None if self.score_before is None else round(self.score_before, 6),
+            "score_after": None if self.score_after is None else round(self.score_after, 6),
+            "grad_steps": self.grad_steps,
+            "accepted": self.accepted,
+            "finish_reason": self.finish_reason,
+        }
+
+
+def empty_refinement() -> dict[str, Any]:
+    return {"tried": 0, "improved": 0, "mean_gain": 0.0}
+
+
+@dataclass
+class SearchResult:
+    """What a search found: the best candidate, the others (best first) and what it cost."""
+
+    best: Candidate
+    candidates: list[Candidate]
+    forward_passes: int = 0
+    backward_passes: int = 0
+    refinement: dict[str, Any] = field(default_factory=empty_refinement)
+    tree: Any = None  # agent.tree_search.Node (root) for /tree, or None
+    kv_reuse_ratio: float = 1.0  # model token evaluations / tree nodes (1.0 = no prefix recomputed)
+    seconds: float = 0.0
+    strategy: str = ""
+    token_evaluations: int = 0  # response tokens run through the model (batch rows included)
+
+    @property
+    def text(self) -> str:
+        return self.best.text
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.best.token_ids
+
+    @property
+    def island_mask(self) -> list[bool]:
+        return self.best.island_mask
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        return self.best.tool_calls
+
+    @property
+    def finish_reason(self) -> str:
+        return self.best.finish_reason
+
+    @property
+    def new_tokens(self) -> int:
+        return self.best.new_tokens
+
+    @property
+    def score(self) -> float:
+        return self.best.score
+
+
+def rank(candidates: list[Candidate]) -> list[Candidate]:
+    """Best first by the shared score; ties keep their order (stable)."""
+    return sorted(candidates, key=lambda c: -c.score)

@@ -1,0 +1,1 @@
+"""Grammars: the tool-call protocol (grammar text and parser), the token-mask constraint, grammar checks."""
