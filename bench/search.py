@@ -3,12 +3,12 @@
 Usage: python bench/search.py [--model DIR] [--new-tokens 32] [--prompts 32] [--grad-steps 8]
 
 Model: --model, else the shipped demo model (agent/demo_model/weights) when it exists, else a tiny
-Llama built with agent.tiny_model.build_tiny_llama and trained for a few minutes on templated chat
+Llama built with tests/tiny_model.build_tiny_llama and trained for a few minutes on templated chat
 dialogues (bench/search_model.py; cached under $AGENT_BENCH_CACHE or /tmp).
 Strategies: greedy, beam-4, best-of-8, tree and tree+grad. Budget matching: tree and tree+grad get,
 per prompt, twice the forward passes beam-4 spent on it (the acceptance bound); refinement passes
 come on top and are reported apart. No grammar is applied (plain language-model search).
-Figures per strategy: mean log-prob per model token of the chosen response (agent.scoring, without
+Figures per strategy: mean log-prob per model token of the chosen response (agent.decoding.scoring, without
 the guard penalty), share of empty or degenerate answers, forward/backward passes, wall time, KV
 reuse ratio (model token evaluations / tree tokens; "no-sharing" shows what re-running every node's
 prefix would have cost), and for refinement the share of candidates improved and the mean gain.
@@ -26,13 +26,16 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Benchmarks run from a checkout: the tiny-model builder (tests/) and training/ are not installed with
+# the package. Appended, so the installed `agent` (with agent.tools, agent.sessions) still comes first.
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path += [str(CHECKOUT / "tests"), str(CHECKOUT)]
 
-from agent.model.chat_format import prompt_token_ids
 from agent.config import DecodeConfig
-from agent.model.runtime import load_model
 from agent.decoding.scoring import score_parts
 from agent.decoding.search import search_response
+from agent.model.chat_format import prompt_token_ids
+from agent.model.runtime import load_model
 
 PROMPTS = [
     "What is the capital of France?", "What is the capital of Peru?", "capital of Norway", "capital of Japan",
@@ -52,8 +55,7 @@ def pick_model(arg: str | None) -> tuple[str, str]:
     demo = Path(__file__).resolve().parent.parent / "agent" / "demo_model" / "weights"
     if (demo / "model.safetensors").exists():
         return str(demo), "shipped demo model (agent/demo_model/weights)"
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from search_model import build_bench_model
+    from search_model import build_bench_model  # bench/ is on sys.path (this script's folder)
 
     cache = Path(os.environ.get("AGENT_BENCH_CACHE", "/tmp")) / "agent-bench-search-model"
     path = build_bench_model(cache)
@@ -159,7 +161,8 @@ def main() -> None:
             f"{s['refined_improved_share']:.0%} of {s['refined_tried']}"
         gain = "-" if s["refined_mean_gain_when_improved"] is None else f"{s['refined_mean_gain_when_improved']:+.3f}"
         print(f"| {name} | {s['mean_logprob_per_token']:.4f} | {s['empty_or_degenerate_rate']:.0%} | "
-              f"{s['forward_passes']:.1f} | {s['backward_passes']:.1f} | {s['wall_s']:.2f} | {kv} | {ns} | {ref} | {gain} |")
+              f"{s['forward_passes']:.1f} | {s['backward_passes']:.1f} | {s['wall_s']:.2f} | "
+              f"{kv} | {ns} | {ref} | {gain} |")
     ratio_passes = tree["forward_passes"] / beam["forward_passes"]
     print(f"\ntree vs beam-4: log-prob/token {tree['mean_logprob_per_token']:.4f} vs "
           f"{beam['mean_logprob_per_token']:.4f} (tree better on {wins}, worse on {losses} of {len(rows['tree'])}); "

@@ -8,23 +8,39 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import DecodeConfig
 from agent.demo_model import demo_kb_docs_path, demo_model_dir
-from training.corpus import Dialogue, format_island, generate
+from agent.grammar.protocol import format_island
+from agent.model.runtime import load_model
+from agent.tooling.registry import default_registry
+from agent.turn import ChatSession
+from training import corpus
+from training.corpus import generate
+from training.dialogue import Dialogue
+from training.encoding import ISLAND, OWN, encode_dialogue
+from training.evaluate import LOAD_EVAL
 from training.kb_docs import build_kb
+from training.phrasings import (
+    ABOUT_EVAL,
+    ABOUT_TRAIN,
+    CALC_EVAL,
+    CALC_TRAIN,
+    CHAT,
+    CHAT_EVAL,
+    FACT_EVAL,
+    FACT_TRAIN,
+    LOAD_TRAIN,
+    WRAP_TRAIN,
+)
+from training.train import main
 
 
 @pytest.fixture(scope="module")
 def demo_lm():
-    from agent.model.runtime import load_model
-
     return load_model(str(demo_model_dir()), device="cpu")
 
 
 def ask(lm, text: str, agent_home: Path, **config):
-    from agent.config import DecodeConfig
-    from agent.tooling.registry import default_registry
-    from agent.turn import ChatSession
-
     options = {"strategy": "greedy", "max_new_tokens": 128, **config}
     session = ChatSession(lm, default_registry(), DecodeConfig(**options), confirm=lambda record: False)
     return session.ask(text)
@@ -61,8 +77,6 @@ def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm,
     46 of 46 and states the fact from the island for 45 of 46 (measured 2026-11-22); the bounds
     below guard against a worse model. Held-out entities and phrasings are measured by
     bench/demo_eval.py (MODEL_CARD.md)."""
-    from training.corpus import FACT_TRAIN
-
     kb = build_kb()
     asked = searched = found = stated = 0
     for (kind, relation), templates in FACT_TRAIN.items():
@@ -112,7 +126,8 @@ def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
                 call = ex.segments[i - 1][0]
                 if call.startswith("SEARCH("):
                     result = text[4:-1]
-                    assert result == "no results" or re.fullmatch(r"\[\d+\] [^:]+: [^|]+( \| \[\d+\] [^:]+: [^|]+){0,2}", result)
+                    hits = r"\[\d+\] [^:]+: [^|]+( \| \[\d+\] [^:]+: [^|]+){0,2}"
+                    assert result == "no results" or re.fullmatch(hits, result)
                 if call.startswith("CALL(calc"):
                     assert re.fullmatch(r"-?[0-9.e+-]+|error: .+", text[4:-1])
     assert islands >= 30
@@ -120,8 +135,6 @@ def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
 
 
 def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
-    from training.train import ISLAND, OWN, encode_dialogue
-
     tok = demo_lm.tokenizer
     for dialogue in generate(10, seed=3):
         ids, mask = encode_dialogue(tok, dialogue, 4096)
@@ -137,8 +150,6 @@ def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
 def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch) -> None:
     """Dialogues cycle through invented worlds (none of the shipped words) and the shipped KB (never
     its held-out entities), so the model must copy names and facts rather than memorise them."""
-    from training import corpus
-
     monkeypatch.setattr(corpus, "WORLD_DIALOGUES", 5)
     dialogues = generate(corpus.SHIPPED_EVERY * 5, seed=1)
     shipped = build_kb()
@@ -170,14 +181,11 @@ def _stem(template: str) -> str:
 def test_evaluation_phrasings_never_occur_in_training() -> None:
     """Held-out means held out: no evaluation template is inside a training template, bare or
     wrapped in the greetings and thanks that training puts around questions."""
-    from training import corpus as c
-    from training.evaluate import LOAD_EVAL
-
-    bare = (list(c.CALC_TRAIN) + [t for ts in c.FACT_TRAIN.values() for t in ts] + list(c.ABOUT_TRAIN)
-            + list(c.LOAD_TRAIN) + [u for users, _ in c.CHAT for u in users])
-    training = [t.lower() for t in bare] + [w.format(q=t).lower() for w in c.WRAP_TRAIN for t in bare]
-    evaluation = (list(c.CALC_EVAL) + [t for ts in c.FACT_EVAL.values() for t in ts] + list(c.ABOUT_EVAL)
-                  + list(LOAD_EVAL) + [u for users, _ in c.CHAT_EVAL for u in users])
+    bare = (list(CALC_TRAIN) + [t for ts in FACT_TRAIN.values() for t in ts] + list(ABOUT_TRAIN)
+            + list(LOAD_TRAIN) + [u for users, _ in CHAT for u in users])
+    training = [t.lower() for t in bare] + [w.format(q=t).lower() for w in WRAP_TRAIN for t in bare]
+    evaluation = (list(CALC_EVAL) + [t for ts in FACT_EVAL.values() for t in ts] + list(ABOUT_EVAL)
+                  + list(LOAD_EVAL) + [u for users, _ in CHAT_EVAL for u in users])
     leaks = [e for e in evaluation if any(_stem(e) in t for t in training)]
     assert not leaks
 
@@ -191,9 +199,6 @@ def test_corpus_does_not_depend_on_the_number_of_workers() -> None:
 def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path, capsys) -> None:
     """The training command end to end on a tiny model: data made by two workers and cached,
     weights saved with a model card; a rerun from the cache gives bit-identical weights."""
-    from training.train import main
-    from agent.model.runtime import load_model
-
     args = ["--seed", "0", "--dialogues", "450", "--steps", "6", "--warmup", "2", "--hidden-size", "32",
             "--intermediate-size", "64", "--layers", "1", "--heads", "2", "--batch-size", "4",
             "--workers", "2", "--data-cache", str(tmp_path / "cache"), "--device", "cpu"]
@@ -219,7 +224,8 @@ def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm, agent_home
         greedy = ask(demo_lm, prompt, agent_home)
         tree = ask(demo_lm, prompt, agent_home, strategy="tree")
         assert tree.candidates[0]["score"] >= greedy.candidates[0]["score"] - 1e-6
-        assert answer_after_island(tree.response) == answer_after_island(greedy.response) == f"The answer is {expected}."
+        assert (answer_after_island(tree.response) == answer_after_island(greedy.response)
+                == f"The answer is {expected}.")
 
 
 def test_a_response_makes_at_most_max_tool_calls_calls(demo_lm, agent_home: Path) -> None:

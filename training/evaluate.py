@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.corpus import CHAT_EVAL, CorpusGenerator, shipped_kb
+from training.corpus import CorpusGenerator
+from training.phrasings import CHAT_EVAL
+from training.worlds import shipped_kb
 
 LOAD_EVAL = ["Please open document {i}.", "I want to read document {i}.", "Display document {i}."]
 CALL_OPENINGS = re.compile(r"SEARCH\(|LOAD\(|CALL\(")

@@ -123,7 +123,7 @@ def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None) -> Knowle
 
     countries = [Entity(0, "country", names.word(2, 2)) for _ in range(30)]
     cities: list[Entity] = []
-    for c in countries:
+    for _country in countries:
         for _ in range(4):
             cities.append(Entity(0, "city", names.word()))
     for i, c in enumerate(countries):
@@ -226,7 +226,8 @@ def build_kb(seed: int | str = KB_SEED, taken: set[str] | None = None) -> Knowle
 
 
 def docs_path() -> Path:
-    return Path(__file__).resolve().parent / "kb" / "docs.jsonl"
+    """The shipped documents in the checkout (package data of agent.demo_model), which this rewrites."""
+    return Path(__file__).resolve().parent.parent / "agent" / "demo_model" / "kb" / "docs.jsonl"
 
 
 def write_docs(path: Path | None = None, seed: int = KB_SEED) -> Path:
