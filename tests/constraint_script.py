@@ -13,7 +13,7 @@ class Script:
     def __init__(self, inner: GrammarConstraint, text: str) -> None:
         self.inner = inner
         self.todo = text.encode()
-        self.pieces = inner._s.info.token_bytes
+        self.pieces = inner.token_bytes
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)

@@ -20,7 +20,8 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
-from agent.grammar.constraint import GrammarConstraint, check_grammar, make_constraint, parse_with_user_grammar
+from agent.grammar.checking import check_grammar, parse_with_user_grammar
+from agent.grammar.constraint import GrammarConstraint, make_constraint
 from agent.grammar.protocol import parse_response
 from agent.tooling.registry import default_registry
 from agent.tooling.runner import check_args
@@ -42,14 +43,14 @@ class Steer:
         self.rng = random.Random(seed)
         self.rate = rate
         self.todo = b""
-        self.pieces = inner._s.info.token_bytes
+        self.pieces = inner.token_bytes
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
     def allowed_tokens(self) -> torch.Tensor:
         mask = self.inner.allowed_tokens()
-        if not self.todo and self.inner._mode == "text" and self.rng.random() < self.rate:
+        if not self.todo and not self.inner.in_call and self.rng.random() < self.rate:
             self.todo = self.rng.choice([b"SEARCH(", b"LOAD(", b"CALL("])
         if self.todo:
             fits = torch.tensor([bool(p) and self.todo.startswith(p) for p in self.pieces]
@@ -172,7 +173,7 @@ def test_no_call_opens_after_the_response_used_its_calls(tiny_lm, prompt, kb_hom
 
 def test_fork_gives_independent_branches(tiny_lm) -> None:
     base = make_constraint(tiny_lm, default_registry())
-    pieces = base._s.info.token_bytes
+    pieces = base.token_bytes
     ids = [i for i, p in enumerate(pieces) if p == b"C"] + [i for i, p in enumerate(pieces) if p == b"x"]
     c_id, x_id = ids[0], ids[1]
     base.accept(c_id)
@@ -259,11 +260,9 @@ def test_cached_free_text_masks_equal_the_engines_own(tiny_lm) -> None:
             if constraint.is_finished():
                 break
             allowed = steer.allowed_tokens()
-            if constraint._mode == "text" and steer.todo == b"":
-                fresh = np.zeros_like(constraint._bits)
-                constraint._m.unsafe_compute_mask_ptr(fresh.ctypes.data, fresh.nbytes)
-                fresh = constraint._drop_crossers(fresh, constraint._text_state()[0])
-                assert np.array_equal(constraint._text_mask(), fresh), constraint.text[-20:]
+            if not constraint.in_call and steer.todo == b"":
+                fresh = constraint.fresh_free_text_mask()
+                assert np.array_equal(constraint.free_text_mask(), fresh), constraint.text[-20:]
                 checked += 1
             choices = [t for t in torch.nonzero(allowed).flatten().tolist() if t not in tiny_lm.eos_token_ids]
             steer.accept(rng.choice(choices))

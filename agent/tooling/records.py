@@ -1,4 +1,5 @@
-"""ToolCallRecord: one executed (or refused, or pending) tool call, as the store and `--json` see it."""
+"""Records of tool calls: ToolCallRecord (one executed, refused or pending call, as the store and
+`--json` see it) and PendingCall (a side-effect call waiting for its search branch to be chosen)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from typing import Any
 
 @dataclass
 class ToolCallRecord:
-    """One executed (or refused) tool call, as shown in `--json` and stored in the session."""
+    """One executed (or refused) tool call, as shown in `--json` and stored in the session.
+
+    `island_text` is what the response shows after the call: written by the ToolRunner with
+    `agent.grammar.protocol.format_island`, the one island formatter.
+    """
 
     tool: str
     args: dict[str, Any]
@@ -30,3 +35,17 @@ class ToolCallRecord:
             "pure": self.pure,
             "speculative": self.speculative,
         }
+
+
+@dataclass
+class PendingCall:
+    """A side-effect call on a speculative branch, waiting for that branch to be chosen.
+
+    `record` (result None until it runs) is the one the branch handed out; running the call fills
+    it in place, so a caller holding it sees one call, not two.
+    """
+
+    tool: str
+    args: dict[str, Any]
+    call_text: str
+    record: ToolCallRecord

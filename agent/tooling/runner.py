@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from agent.tooling.records import ToolCallRecord
-from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, island_content
+from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, format_island
+from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.spec import ToolFailure, ToolSpec
 
@@ -99,8 +100,28 @@ class ToolRunner:
         self._lock = threading.Lock()
         self.executions = 0  # how many times a tool function was actually called
 
-    def island_content(self, record: ToolCallRecord) -> str:
-        return island_content(record.result, record.error, self.result_limit)
+    def find(self, name: str) -> ToolSpec | None:
+        """The registered tool of this name, or None."""
+        return self.registry.get(name) if name in self.registry else None
+
+    def refuse(self, call_text: str, error: str) -> ToolCallRecord:
+        """The record (error island included) of a call that could not even be read."""
+        record = ToolCallRecord(tool="?", args={}, result=None, error=error, seconds=0.0, call_text=call_text)
+        record.island_text = format_island(None, error, self.result_limit)
+        return record
+
+    def defer(self, name: str, args: dict[str, Any], call_text: str) -> PendingCall:
+        """A side-effect call on a speculative branch, not run (and not asked about) until `run_pending`."""
+        record = ToolCallRecord(tool=name, args=args, result=None, error=None, seconds=0.0,
+                                pure=False, speculative=True, call_text=call_text)
+        return PendingCall(name, args, call_text, record)
+
+    def run_pending(self, pending: PendingCall) -> ToolCallRecord:
+        """Run a deferred call now (asking for confirmation) and fill its record in place."""
+        done = self.run(pending.tool, pending.args, call_text=pending.call_text, speculative=False)
+        record = pending.record
+        record.__dict__.update(done.__dict__)
+        return record
 
     def run(self, name: str, args: dict[str, Any], *, call_text: str = "", speculative: bool = False,
             confirmed: bool | None = None) -> ToolCallRecord:
@@ -169,6 +190,5 @@ class ToolRunner:
 
     def _finish(self, record: ToolCallRecord, start: float) -> ToolCallRecord:
         record.seconds = time.perf_counter() - start
-        content = self.island_content(record)
-        record.island_text = "\n=> " + content + "\n"
+        record.island_text = format_island(record.result, record.error, self.result_limit)
         return record
