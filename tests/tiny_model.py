@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
@@ -27,11 +29,8 @@ _TRAINING_TEXT = [
 ]
 
 
-def train_tokenizer(vocab_size: int = 600):
+def train_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with the chat special tokens, as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -53,8 +52,6 @@ def train_tokenizer(vocab_size: int = 600):
 def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2,
                      vocab_size: int = 600, chat_template: bool = True) -> Path:
     """Write a tiny random Llama (save_pretrained, tokenizer included) to out_dir and return it."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
     tokenizer = train_tokenizer(vocab_size)
     if not chat_template:
         tokenizer.chat_template = None

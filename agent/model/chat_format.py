@@ -16,7 +16,10 @@ and the generation prompt is the last `### Assistant` header.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -24,8 +27,8 @@ PLAIN_HEADERS = {"system": "### System", "user": "### User", "assistant": "### A
 PLAIN_STOP = "\n### User"
 
 
-def has_chat_template(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(tokenizer.chat_template)
 
 
 def render_plain(messages: list[Message], add_generation_prompt: bool = True) -> str:
@@ -35,7 +38,8 @@ def render_plain(messages: list[Message], add_generation_prompt: bool = True) ->
     return "".join(parts)
 
 
-def render_prompt(tokenizer: Any, messages: list[Message], add_generation_prompt: bool = True) -> str:
+def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message],
+                  add_generation_prompt: bool = True) -> str:
     """The prompt text for messages, ending where the assistant's response begins."""
     for m in messages:
         if m["role"] not in PLAIN_HEADERS:
@@ -45,7 +49,7 @@ def render_prompt(tokenizer: Any, messages: list[Message], add_generation_prompt
     return render_plain(messages, add_generation_prompt)
 
 
-def prompt_token_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> list[int]:
     """Token ids of the prompt; the template text already holds any BOS, so none is added again."""
     text = render_prompt(tokenizer, messages)
     ids = tokenizer.encode(text, add_special_tokens=False)
@@ -54,6 +58,6 @@ def prompt_token_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
     return ids
 
 
-def stop_strings_for(tokenizer: Any) -> list[str]:
+def stop_strings_for(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Extra stop strings: a base model with the plain template must not write the user's next turn."""
     return [] if has_chat_template(tokenizer) else [PLAIN_STOP]

@@ -7,9 +7,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class ModelLoadError(Exception):
@@ -20,8 +23,8 @@ class ModelLoadError(Exception):
 class LoadedModel:
     """A causal LM ready for decoding, with what the store needs to identify it."""
 
-    model: Any  # transformers PreTrainedModel
-    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     model_id: str
     device: torch.device
     dtype: torch.dtype
@@ -34,9 +37,11 @@ class LoadedModel:
 
     @property
     def eos_token_ids(self) -> set[int]:
+        """Every token id that ends a response: the generation config's and the tokenizer's."""
         ids: set[int] = set()
-        cfg_eos = getattr(self.model.generation_config, "eos_token_id", None)
-        for value in (cfg_eos, self.tokenizer.eos_token_id):
+        generation_config = self.model.generation_config
+        configured = generation_config.eos_token_id if generation_config is not None else None
+        for value in (configured, self.tokenizer.eos_token_id):
             if isinstance(value, int):
                 ids.add(value)
             elif isinstance(value, (list, tuple)):
@@ -52,7 +57,7 @@ def pick_device(requested: str | None = None) -> torch.device:
         return torch.device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -80,7 +85,7 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
 SMALL_MODEL_PARAMS = 50_000_000
 
 
-def pick_threads(model: Any, device: torch.device, requested: int | None = None) -> int:
+def pick_threads(model: torch.nn.Module, device: torch.device, requested: int | None = None) -> int:
     """CPU threads for torch: the requested number, else 1 for small models, else torch's default."""
     if requested:
         return requested
@@ -128,6 +133,8 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
 
     threads: CPU threads for torch (None: AGENT_THREADS, else 1 for small models, else torch's default).
     """
+    # Imported here, not at the top: transformers takes seconds to import, and the CLI's other
+    # commands (sessions, tools, --help) never load a model.
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
