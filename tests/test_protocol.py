@@ -7,14 +7,20 @@ from typing import Literal
 import pytest
 from llguidance import LLMatcher
 
-from agent.grammar.protocol import (ProtocolError, build_turn_grammar, format_call, format_island, island_content,
-                            parse_response)
-from agent.tooling.registry import default_registry, ToolRegistry
+from agent.grammar.protocol import (
+    ProtocolError,
+    build_turn_grammar,
+    format_call,
+    format_island,
+    island_content,
+    parse_response,
+)
+from agent.tooling.registry import ToolRegistry, default_registry
 from agent.tooling.spec import tool
 
 
 @tool
-def weather(city: str, unit: Literal["C", "F"] = "C", days: list[int] = [], hot: bool = False,
+def weather(city: str, unit: Literal["C", "F"] = "C", days: list[int] = [], hot: bool = False,  # noqa: B006 - the [] default is what the signature test reads
             scale: float = 1.0) -> str:
     """Weather for a city."""
     return f"{city}: sunny"

@@ -10,13 +10,13 @@ from typing import Literal
 import pytest
 
 from agent.grammar.system_prompt import build_system_prompt
-from agent.tooling.registry import build_registry, default_registry, ToolRegistry
-from agent.tooling.spec import make_spec, spec_of, tool, ToolError
+from agent.tooling.registry import ToolRegistry, build_registry, default_registry
+from agent.tooling.spec import ToolError, make_spec, spec_of, tool
 
 
 def test_decorator_builds_a_typed_signature_and_keeps_the_function_callable() -> None:
     @tool(timeout=3.0)
-    def weather(city: str, unit: Literal["C", "F"] = "C", days: list[int] = [], hot: bool = False,
+    def weather(city: str, unit: Literal["C", "F"] = "C", days: list[int] = [], hot: bool = False,  # noqa: B006 - the signature test reads this default
                 scale: float = 1.5) -> str:
         """Current weather for a city.
 

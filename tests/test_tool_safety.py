@@ -11,9 +11,9 @@ from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.grammar.constraint import make_constraint
 from agent.grammar.protocol import parse_response
-from agent.tooling.registry import default_registry, ToolRegistry
-from agent.tooling.spec import tool
+from agent.tooling.registry import ToolRegistry, default_registry
 from agent.tooling.runner import ToolRunner
+from agent.tooling.spec import tool
 from constraint_script import Script
 
 calls: list[str] = []

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
 from agent.tooling.registry import default_registry
-from agent.tooling.spec import ToolFailure
 from agent.tooling.runner import ToolRunner
+from agent.tooling.spec import ToolFailure
 from agent.tools import kb
 from agent.tools.calc import calc
 from agent.tools.load import load

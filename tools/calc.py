@@ -8,14 +8,13 @@ digits and no trailing zeros. `**` is right-associative and binds tighter than u
 from __future__ import annotations
 
 import math
-from typing import Union
 
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from agent.tooling.spec import tool, ToolFailure
+from agent.tooling import ToolFailure, tool
 
-Number = Union[int, float]
+Number = int | float
 
 GRAMMAR = r"""
 ?start: sum

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.tooling.spec import tool, ToolFailure
+from agent.tooling import ToolFailure, tool
 from agent.tools import kb
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.paths import agent_home
-from agent.tooling.spec import tool
+from agent.tooling import tool
 
 
 @tool(pure=False, timeout=5.0)

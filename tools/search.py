@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.tooling.spec import tool
+from agent.tooling import tool
 from agent.tools import kb
 
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
-from typing import Any, Union
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput
@@ -177,11 +177,11 @@ class TurnGrammar:
         return Lark(self.lark, parser="lalr", lexer="contextual", start=["start", "call"],
                     maybe_placeholders=False, cache=False)
 
-    def parse(self, text: str) -> list["Segment"]:
+    def parse(self, text: str) -> list[Segment]:
         """Split a finished response into text, call and island segments (ProtocolError if it does not parse)."""
         return parse_response(text, self)
 
-    def parse_call(self, call_text: str) -> "CallSegment":
+    def parse_call(self, call_text: str) -> CallSegment:
         """Parse one call, e.g. `SEARCH("x")`, into its tool and typed arguments."""
         try:
             tree = self.parser.parse(call_text, start="call")
@@ -284,7 +284,7 @@ class IslandSegment:
         return self.content.startswith("error: ")
 
 
-Segment = Union[TextSegment, CallSegment, IslandSegment]
+Segment = TextSegment | CallSegment | IslandSegment
 
 
 def _describe(exc: UnexpectedInput) -> str:

@@ -6,7 +6,8 @@ retrained model.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 
 class DescribedTool(Protocol):

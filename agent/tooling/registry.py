@@ -1,7 +1,9 @@
 """The tool registry: the tools a turn may call, by name, from built-ins, entry points and files.
 
-The turn grammar is built from this registry, so only registered names with well-typed arguments
-can ever be generated. What one tool is (`@tool`, ToolSpec) lives in `agent.tooling.spec`.
+The turn grammar (`agent.grammar.protocol`) is built from this registry, so only registered names
+with well-typed arguments can ever be generated. What one tool is (`@tool`, ToolSpec) lives in
+`agent.tooling.spec`; the built-in tools (`agent.tools`) import `@tool` from `agent.tooling`
+exactly as a user's tools do, so importing them here makes no cycle.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self._tools)
 
-    def copy(self) -> "ToolRegistry":
+    def copy(self) -> ToolRegistry:
         return ToolRegistry(list(self._tools.values()))
 
     def load_module(self, module: types.ModuleType, source: str = "", replace: bool = False,
@@ -69,9 +71,9 @@ class ToolRegistry:
         found: list[ToolSpec] = []
         for value in list(vars(module).values()):
             spec = spec_of(value)
-            if own_only and spec is not None and getattr(value, "__module__", None) != module.__name__:
+            if spec is None or (own_only and value.__module__ != module.__name__):
                 continue
-            if spec is not None and spec not in found:
+            if spec not in found:
                 if source:
                     spec.source = source
                 found.append(spec)
@@ -111,8 +113,9 @@ class ToolRegistry:
         for ep in metadata.entry_points(group=group):
             try:
                 obj = ep.load()
-            except Exception as exc:
-                raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} failed to load: {exc}") from exc
+            except Exception as exc:  # a broken plug-in: say which one
+                raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} "
+                                f"failed to load: {exc}") from exc
             where = f"entry point {ep.name} = {ep.value}"
             if isinstance(obj, types.ModuleType):
                 found.extend(self.load_module(obj, source=where, replace=replace))

@@ -16,11 +16,14 @@ well-typed arguments can ever be generated.
 from __future__ import annotations
 
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
+
+ToolFunction = TypeVar("ToolFunction", bound=Callable[..., Any])
 
 # Tools with their own short call form in the protocol (README: SEARCH("q"), LOAD(12)).
 SHORTHAND = {"search": "SEARCH", "load": "LOAD"}
@@ -45,7 +48,7 @@ class ParamType:
 
     kind: str  # "str" | "int" | "float" | "bool" | "literal" | "list"
     choices: tuple[Any, ...] = ()  # for "literal"
-    item: "ParamType | None" = None  # for "list"
+    item: ParamType | None = None  # for "list"
 
     def text(self) -> str:
         """The type as written in the call signature (Python syntax)."""
@@ -74,7 +77,8 @@ class ParamType:
             for choice in self.choices:
                 if value == choice and type(value) is type(choice):
                     return value
-            raise TypeError(f"expected one of {', '.join(_json_text(c) for c in self.choices)}, got {_json_text(value)}")
+            expected = ", ".join(_json_text(c) for c in self.choices)
+            raise TypeError(f"expected one of {expected}, got {_json_text(value)}")
         elif self.kind == "list":
             if isinstance(value, list):
                 assert self.item is not None
@@ -92,8 +96,6 @@ class ParamType:
 
 
 def _json_text(value: Any) -> str:
-    import json
-
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
@@ -159,7 +161,8 @@ def _call_signature(name: str, params: tuple[Param, ...]) -> str:
         return text if p.required else f"{text} = {_json_text(p.default)}"
 
     form = SHORTHAND.get(name)
-    if form and len(params) == 1 and params[0].required and params[0].type.kind == ("str" if name == "search" else "int"):
+    shorthand_kind = "str" if name == "search" else "int"
+    if form and len(params) == 1 and params[0].required and params[0].type.kind == shorthand_kind:
         return f"{form}({one(params[0])})"
     return "CALL(" + ", ".join([name] + [one(p) for p in params]) + ")"
 
@@ -180,7 +183,7 @@ def _param_type(hint: Any, where: str) -> ParamType:
         if not choices or not all(isinstance(c, (str, int, bool)) for c in choices):
             raise ToolError(f"{where}: Literal values must be str, int or bool, got {hint!r}")
         return ParamType("literal", choices=tuple(choices))
-    if origin in (list, typing.List):
+    if origin is list:  # list[str] and typing.List[str] alike
         args = get_args(hint)
         if len(args) != 1:
             raise ToolError(f"{where}: list needs one item type, e.g. list[str]; got {hint!r}")
@@ -188,7 +191,7 @@ def _param_type(hint: Any, where: str) -> ParamType:
         if item.kind == "list":
             raise ToolError(f"{where}: nested lists are not supported ({hint!r})")
         return ParamType("list", item=item)
-    if origin in (Union, getattr(types, "UnionType", None)):
+    if origin in (Union, types.UnionType):  # Optional[str], str | None
         raise ToolError(f"{where}: optional/union types are not supported ({hint!r}); give a default value instead")
     raise ToolError(
         f"{where}: unsupported argument type {hint!r}; use str, int, float, bool, Literal[...] or list[...]"
@@ -237,16 +240,25 @@ def make_spec(func: Callable[..., Any], name: str | None = None, pure: bool = Tr
 _SPEC_ATTR = "__agent_tool__"
 
 
-def tool(func: Callable[..., Any] | None = None, *, name: str | None = None, pure: bool = True,
-         timeout: float = 10.0) -> Any:
+@overload
+def tool(func: ToolFunction) -> ToolFunction: ...
+
+
+@overload
+def tool(*, name: str | None = None, pure: bool = True,
+         timeout: float = 10.0) -> Callable[[ToolFunction], ToolFunction]: ...
+
+
+def tool(func: ToolFunction | None = None, *, name: str | None = None, pure: bool = True,
+         timeout: float = 10.0) -> ToolFunction | Callable[[ToolFunction], ToolFunction]:
     """Mark a function as a tool. Use as `@tool` or `@tool(name=..., pure=..., timeout=...)`.
 
     The function stays callable as before; its ToolSpec is attached as `func.__agent_tool__`
     and picked up by `ToolRegistry.load_file`/`load_module`.
     """
 
-    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(f, _SPEC_ATTR, make_spec(f, name=name, pure=pure, timeout=timeout, source=getattr(f, "__module__", "")))
+    def wrap(f: ToolFunction) -> ToolFunction:
+        setattr(f, _SPEC_ATTR, make_spec(f, name=name, pure=pure, timeout=timeout, source=f.__module__))
         return f
 
     if func is not None:
