@@ -2,7 +2,7 @@
 
 Lives at `agent.paths.default_kb_path()` (override with the env var AGENT_KB). On first use an
 empty knowledge base seeds itself from the docs shipped with the demo model
-(`agent/demo_model/kb/docs.jsonl`: one {"id", "title", "text"} object per line), if present.
+(`agent.demo_model.demo_kb_docs_path()`: one {"id", "title", "text"} object per line), if present.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from agent.demo_model import demo_kb_docs_path
 from agent.paths import default_kb_path
 
 TABLE = "docs"
@@ -44,10 +45,8 @@ def kb_path() -> Path:
 
 
 def shipped_docs_path() -> Path:
-    """docs.jsonl of the demo model, wherever the package is installed."""
-    import agent
-
-    return Path(agent.__file__).resolve().parent / "demo_model" / "kb" / "docs.jsonl"
+    """docs.jsonl of the demo model, wherever the package is installed (package data)."""
+    return demo_kb_docs_path()
 
 
 def open_db(path: Path | None = None) -> sqlite_utils.Database:
