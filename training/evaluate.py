@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config import DecodeConfig
+from agent.grammar.protocol import ISLAND_PREFIX
+from agent.model.runtime import LoadedModel
+from agent.tooling.records import ToolCallRecord
+from agent.tooling.registry import default_registry
+from agent.turn import ChatSession
 from training.corpus import CorpusGenerator
 from training.phrasings import CHAT_EVAL
 from training.worlds import shipped_kb
@@ -59,10 +66,10 @@ def eval_cases(seed: int = 0, n_calc: int = 40, n_fact: int = 40, n_unknown: int
 
 def final_answer(response: str) -> str:
     """The text after the last island (what the model says once the tools have answered)."""
-    idx = response.rfind("\n=> ")
+    idx = response.rfind(ISLAND_PREFIX)
     if idx < 0:
         return response
-    end = response.find("\n", idx + 4)
+    end = response.find("\n", idx + len(ISLAND_PREFIX))
     return response[end + 1:] if end >= 0 else ""
 
 
@@ -72,12 +79,12 @@ def contains_value(text: str, value: str) -> bool:
     return re.search(pattern, text) is not None
 
 
-def score(case: EvalCase, response: str, tool_calls: list[Any]) -> dict[str, Any]:
+def score(case: EvalCase, response: str, tool_calls: list[ToolCallRecord]) -> dict[str, bool]:
     """right_tool, well_formed, correct for one answered case."""
     first = tool_calls[0].tool if tool_calls else None
     right_tool = first == case.tool
     # Every call the model opened was parsed and run (an unparsed call leaves no record).
-    model_text = re.sub(r"\n=> [^\n]*\n", "\n", response)
+    model_text = re.sub(re.escape(ISLAND_PREFIX) + r"[^\n]*\n", "\n", response)
     opened = len(CALL_OPENINGS.findall(model_text))
     well_formed = opened == len(tool_calls) and all(
         not (c.error or "").startswith(("bad argument", "unknown tool", "cannot parse")) for c in tool_calls)
@@ -91,15 +98,12 @@ def score(case: EvalCase, response: str, tool_calls: list[Any]) -> dict[str, Any
     return {"right_tool": right_tool, "well_formed": well_formed, "correct": correct}
 
 
-def run_eval(lm: Any, strategy: str = "greedy", cases: list[EvalCase] | None = None, *,
-             max_new_tokens: int = 128, log: Any = None, **config: Any) -> dict[str, Any]:
+def run_eval(lm: LoadedModel, strategy: str = "greedy", cases: list[EvalCase] | None = None, *,
+             max_new_tokens: int = 128, log: Callable[[str], None] | None = None,
+             **config: Any) -> dict[str, Any]:
     """Answer every case in a fresh ChatSession with the built-in tools; rates and failures."""
-    from agent.config import DecodeConfig
-    from agent.tooling.registry import default_registry
-    from agent.turn import ChatSession
-
     cases = cases if cases is not None else eval_cases()
-    rows = []
+    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with shipped_kb():
         registry = default_registry()
