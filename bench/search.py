@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Benchmarks run from a checkout: the tiny-model builder (tests/) and training/ are not installed with
@@ -35,7 +36,7 @@ from agent.config import DecodeConfig
 from agent.decoding.scoring import score_parts
 from agent.decoding.search import search_response
 from agent.model.chat_format import prompt_token_ids
-from agent.model.runtime import load_model
+from agent.model.runtime import LoadedModel, load_model
 
 PROMPTS = [
     "What is the capital of France?", "What is the capital of Peru?", "capital of Norway", "capital of Japan",
@@ -62,7 +63,7 @@ def pick_model(arg: str | None) -> tuple[str, str]:
     return str(path), "tiny Llama (build_tiny_llama, hidden 96, 3 layers) trained on templated dialogues"
 
 
-def run_one(lm, prompt: list[int], config: DecodeConfig) -> dict:
+def run_one(lm: LoadedModel, prompt: list[int], config: DecodeConfig) -> dict[str, Any]:
     started = time.perf_counter()
     result = search_response(lm, prompt, config)
     wall = time.perf_counter() - started
