@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.config import DecodeConfig
 from agent.demo_model import demo_kb_docs_path, demo_model_dir
 from agent.grammar.protocol import format_island
-from agent.model.runtime import load_model
+from agent.model.runtime import LoadedModel, load_model
 from agent.tooling.registry import default_registry
-from agent.turn import ChatSession
+from agent.turn import ChatSession, TurnResult
 from training import corpus
 from training.corpus import generate
 from training.dialogue import Dialogue
@@ -36,11 +37,11 @@ from training.train import main
 
 
 @pytest.fixture(scope="module")
-def demo_lm():
+def demo_lm() -> LoadedModel:
     return load_model(str(demo_model_dir()), device="cpu")
 
 
-def ask(lm, text: str, agent_home: Path, **config):
+def ask(lm: LoadedModel, text: str, agent_home: Path, **config: Any) -> TurnResult:
     options = {"strategy": "greedy", "max_new_tokens": 128, **config}
     session = ChatSession(lm, default_registry(), DecodeConfig(**options), confirm=lambda record: False)
     return session.ask(text)
@@ -50,7 +51,7 @@ def answer_after_island(response: str) -> str:
     return response.rsplit("\n=> ", 1)[-1].split("\n", 1)[-1]
 
 
-def test_weights_are_committed_small_and_load_offline(demo_lm) -> None:
+def test_weights_are_committed_small_and_load_offline(demo_lm: LoadedModel) -> None:
     weights = demo_model_dir() / "model.safetensors"
     assert weights.is_file()
     assert weights.stat().st_size <= 25_000_000  # the issue: at most 25 MB
@@ -63,7 +64,7 @@ def test_weights_are_committed_small_and_load_offline(demo_lm) -> None:
     assert prompt == "<|user|>\nhi<|end|>\n<|assistant|>\n"
 
 
-def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) -> None:
+def test_arithmetic_calls_calc_and_copies_the_number(demo_lm: LoadedModel, agent_home: Path) -> None:
     result = ask(demo_lm, "What is 1234 * 5678?", agent_home)
     assert [c.tool for c in result.tool_calls] == ["calc"]
     assert result.tool_calls[0].result == "7006652"
@@ -71,7 +72,8 @@ def test_arithmetic_calls_calc_and_copies_the_number(demo_lm, agent_home: Path) 
     assert "7006652" in answer_after_island(result.response)
 
 
-def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm, agent_home: Path) -> None:
+def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm: LoadedModel,
+                                                                        agent_home: Path) -> None:
     """Two entities per kind of question (entities seen in training, the first training phrasing
     of each relation): every question calls SEARCH. The shipped model finds the right document for
     46 of 46 and states the fact from the island for 45 of 46 (measured 2026-11-22); the bounds
@@ -91,7 +93,7 @@ def test_knowledge_base_questions_call_search_and_mostly_state_the_fact(demo_lm,
     assert found >= 0.95 * asked and stated >= 0.9 * asked, (found, stated)
 
 
-def test_unknown_name_finds_nothing_and_says_so(demo_lm, agent_home: Path) -> None:
+def test_unknown_name_finds_nothing_and_says_so(demo_lm: LoadedModel, agent_home: Path) -> None:
     result = ask(demo_lm, "What is the capital of France?", agent_home)
     assert result.tool_calls and result.tool_calls[0].tool == "search"
     assert result.tool_calls[0].result == "no results"
@@ -134,7 +136,7 @@ def test_corpus_is_seeded_and_islands_follow_the_readme() -> None:
     assert format_island("a\nb") == "\n=> a\\nb\n"
 
 
-def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
+def test_training_encoding_matches_the_chat_template(demo_lm: LoadedModel) -> None:
     tok = demo_lm.tokenizer
     for dialogue in generate(10, seed=3):
         ids, mask = encode_dialogue(tok, dialogue, 4096)
@@ -147,7 +149,7 @@ def test_training_encoding_matches_the_chat_template(demo_lm) -> None:
         assert "<|user|>" not in trained + islands and "<|system|>" not in trained + islands
 
 
-def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch) -> None:
+def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dialogues cycle through invented worlds (none of the shipped words) and the shipped KB (never
     its held-out entities), so the model must copy names and facts rather than memorise them."""
     monkeypatch.setattr(corpus, "WORLD_DIALOGUES", 5)
@@ -165,7 +167,7 @@ def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monke
     assert not any(w.lower() in words for n in invented for w in n.split())
 
 
-def test_tree_search_stops_early_on_a_confident_answer(demo_lm, agent_home: Path) -> None:
+def test_tree_search_stops_early_on_a_confident_answer(demo_lm: LoadedModel, agent_home: Path) -> None:
     """The tree converges (nothing left promises more than its best answer) long before its budget,
     and on an answer the model is sure of it agrees with greedy."""
     greedy = ask(demo_lm, "What is 1234 * 5678?", agent_home)
@@ -196,7 +198,8 @@ def test_corpus_does_not_depend_on_the_number_of_workers() -> None:
     assert len(one) == 900
 
 
-def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path, capsys) -> None:
+def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """The training command end to end on a tiny model: data made by two workers and cached,
     weights saved with a model card; a rerun from the cache gives bit-identical weights."""
     args = ["--seed", "0", "--dialogues", "450", "--steps", "6", "--warmup", "2", "--hidden-size", "32",
@@ -215,7 +218,7 @@ def test_training_script_trains_saves_and_reruns_identically(tmp_path: Path, cap
     assert lm.tokenizer.eos_token == "<|end|>" and lm.model.config.hidden_size == 32
 
 
-def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm, agent_home: Path) -> None:
+def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm: LoadedModel, agent_home: Path) -> None:
     """Short wrong answers finish first; the tree must not drop the still-open beam that scores
     higher than all of them (before the fix, it answered 0.003924868677 here, miscopied, at -0.25
     nats/token while greedy's correct answer scores about -0.00001)."""
@@ -228,7 +231,7 @@ def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm, agent_home
                 == f"The answer is {expected}.")
 
 
-def test_a_response_makes_at_most_max_tool_calls_calls(demo_lm, agent_home: Path) -> None:
+def test_a_response_makes_at_most_max_tool_calls_calls(demo_lm: LoadedModel, agent_home: Path) -> None:
     """The demo model retries a failing call on this odd prompt; the cap stops it at two calls
     and the response still ends."""
     prompt = "What does 2 - 672 come to?"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.model.runtime import ModelLoadError, load_model, pick_device, pick_dtype, pick_threads
+from agent.model.runtime import LoadedModel, ModelLoadError, load_model, pick_device, pick_dtype, pick_threads
 
 
-def test_small_models_run_on_one_cpu_thread_unless_told(tiny_lm, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_models_run_on_one_cpu_thread_unless_told(tiny_lm: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_threads(tiny_lm.model, torch.device("cpu")) == 1
     assert pick_threads(tiny_lm.model, torch.device("cpu"), requested=3) == 3
     monkeypatch.setenv("AGENT_THREADS", "2")
