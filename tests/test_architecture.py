@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -198,6 +199,17 @@ def test_every_function_level_import_says_why() -> None:
     for entry in silent:
         print("function-level import without a comment:", entry)
     assert not silent, silent
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """pyproject.toml lists the packages the wheel holds: a package folder missing there works in
+    an editable install and is absent from a real one."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    listed = re.search(r"^packages\s*=\s*\[(.*?)\]", pyproject, re.MULTILINE | re.DOTALL)
+    assert listed, "pyproject.toml: no `packages = [...]` in [tool.setuptools]"
+    packages = set(re.findall(r'"([^"]+)"', listed.group(1)))
+    folders = {name for name, path in package_modules().items() if path.name == "__init__.py"}
+    assert folders <= packages, sorted(folders - packages)
 
 
 def test_the_walk_sees_function_level_cycles_and_skips_type_checking(tmp_path: Path) -> None:
