@@ -17,12 +17,15 @@ def agent_home() -> Path:
 
 
 def default_db_path() -> Path:
+    """The session database."""
     return agent_home() / "sessions.sqlite"
 
 
 def default_kb_path() -> Path:
+    """The knowledge base behind SEARCH and LOAD (AGENT_KB overrides it, see agent.tools.kb)."""
     return agent_home() / "kb.sqlite"
 
 
 def history_path() -> Path:
+    """The REPL's input history."""
     return agent_home() / "repl_history"
