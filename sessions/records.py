@@ -1,0 +1,114 @@
+"""What the store's reads return: typed dicts (plain dicts at run time, so JSON export is a dump)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class SessionRow(TypedDict):
+    """A session as `SessionStore.get_session` returns it."""
+
+    id: str
+    created: str
+    model_id: str
+    weights_hash: str | None
+    title: str | None
+
+
+class SessionListing(SessionRow):
+    """A row of `SessionStore.list_sessions`: the session, its title or first question, and counts."""
+
+    updated: str
+    turns: int
+    messages: int
+
+
+class StoredMessage(TypedDict):
+    id: int
+    turn: int
+    role: str
+    text: str
+    created: str
+    interrupted: bool
+
+
+class SearchHit(TypedDict):
+    """A message matched by `SessionStore.search`, with its session's model and title."""
+
+    session_id: str
+    message_id: int
+    turn: int
+    role: str
+    text: str
+    created: str
+    model_id: str
+    title: str | None
+
+
+class StoredToolCall(TypedDict):
+    """A tool call as stored: `call_text` is the call as it appears in the response and
+    `island_text` the `\\n=> ...\\n` island after it (None in rows written without them)."""
+
+    tool: str
+    args: dict[str, Any]
+    result: str | None
+    error: str | None
+    seconds: float | None
+    pure: bool
+    speculative: bool
+    chosen: bool
+    call_text: str | None
+    island_text: str | None
+
+
+class StoredCandidate(TypedDict):
+    idx: int
+    parent: int | None
+    text: str
+    score: float | None
+    token_count: int | None
+    strategy: str | None
+    refined: bool
+    score_before: float | None
+    score_after: float | None
+    grad_steps: int | None
+    accepted: bool | None
+    chosen: bool
+
+
+class CandidateStats(TypedDict):
+    """A turn's candidates in brief: how many, the best score, how many refined and accepted."""
+
+    count: int
+    best_score: float | None
+    refined: int
+    accepted: int
+
+
+
+class TurnRecord(TypedDict):
+    """One recorded turn (`SessionStore.turn_records`): decoding config, timings, calls, candidates."""
+
+    turn: int
+    created: str
+    strategy: str | None
+    seed: int | None
+    budget: int | None
+    temperature: float | None
+    temperatures: list[float] | None
+    grammar_hash: str | None
+    config: dict[str, Any]
+    timings: dict[str, Any]
+    seconds: float | None
+    token_counts: dict[str, Any]
+    tool_calls: list[StoredToolCall]
+    candidates: list[StoredCandidate]
+    candidate_stats: CandidateStats
+
+
+class TranscriptTurn(TypedDict):
+    """A turn of `SessionStore.transcript`: its messages and records (turn 0 holds the system prompt)."""
+
+    turn: int
+    messages: list[StoredMessage]
+    records: list[TurnRecord]
