@@ -67,10 +67,10 @@ class DecodeConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "DecodeConfig":
+    def replace(self, **changes: Any) -> DecodeConfig:
         return dataclasses.replace(self, **changes)
 
-    def set_from_text(self, name: str, value: str) -> "DecodeConfig":
+    def set_from_text(self, name: str, value: str) -> DecodeConfig:
         """Return a copy with one field set from its text form (for `/set name=value`)."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         key = name.strip().replace("-", "_")

@@ -8,20 +8,25 @@ terminal in it, and the store it writes to takes plain records.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.tooling.records import ToolCallRecord
-from agent.decoding.decode import decode
 from agent.decoding.kv_cache import PrefixCache
-from agent.model.runtime import LoadedModel
-from agent.decoding.scoring import score_parts
+from agent.decoding.results import SearchResult, empty_refinement
+from agent.decoding.search import search_response
+from agent.decoding.strategies import strategy_for
+from agent.grammar.constraint import make_constraint
 from agent.grammar.system_prompt import build_system_prompt
+from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
+from agent.model.runtime import LoadedModel, load_model
+from agent.tooling.records import ToolCallRecord
+from agent.tooling.registry import ToolRegistry, build_registry
 
-SINGLE_PASS_STRATEGIES = ("greedy", "sample")
+if TYPE_CHECKING:
+    from agent.sessions.store import SessionStore
 
 
 @dataclass
@@ -37,13 +42,13 @@ class TurnResult:
     backward_passes: int = 0
     score: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
-    refinement: dict[str, Any] = field(default_factory=lambda: {"tried": 0, "improved": 0, "mean_gain": 0.0})
+    refinement: dict[str, Any] = field(default_factory=empty_refinement)
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0  # prompt tokens taken from the previous turn's KV cache
     grammar_hash: str | None = None  # the grammar the token masks came from (None: free text)
     turn: int = 0
     session_id: str | None = None
-    search: Any = None  # agent.search.SearchResult for search strategies (for /alts and /tree)
+    search: SearchResult | None = None  # what a branch-exploring strategy found (for /alts and /tree)
 
     @property
     def interrupted(self) -> bool:
@@ -56,12 +61,12 @@ class ChatSession:
     def __init__(
         self,
         lm: LoadedModel,
-        registry: Any = None,  # agent.tool_registry.ToolRegistry, or None for no tools
+        registry: ToolRegistry | None = None,  # None: no tools
         config: DecodeConfig | None = None,
         *,
         user_grammar: str | None = None,
         confirm: Callable[[ToolCallRecord], bool] | None = None,
-        store: Any = None,  # agent.sessions.store.SessionStore, or None to keep nothing
+        store: SessionStore | None = None,  # None: keep nothing
         session_id: str | None = None,
         system_prompt: str | None = None,
     ) -> None:
@@ -112,8 +117,6 @@ class ChatSession:
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
         if self.registry is None and self.user_grammar is None:
             return None
-        from agent.grammar.constraint import make_constraint
-
         return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
                                defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls)
 
@@ -143,10 +146,7 @@ class ChatSession:
         messages = self.messages + [{"role": "user", "content": user_text}]
         prompt_ids = prompt_token_ids(self.lm.tokenizer, messages)
         started = time.perf_counter()
-        if config.strategy in SINGLE_PASS_STRATEGIES:
-            result = self._single_pass(prompt_ids, config, on_token, should_stop)
-        else:
-            result = self._search(prompt_ids, config, on_token, should_stop)
+        result = self._decode(prompt_ids, config, on_token, should_stop)
         result.seconds = time.perf_counter() - started
         result.turn = turn
         result.session_id = self.session_id
@@ -156,48 +156,44 @@ class ChatSession:
             self._store_turn(turn, result)
         return result
 
-    def _single_pass(self, prompt_ids: list[int], config: DecodeConfig,
-                     on_token: Callable[[str], None] | None,
-                     should_stop: Callable[[], bool] | None) -> TurnResult:
-        constraint = self.make_constraint()
-        out = decode(self.lm, prompt_ids, config, constraint=constraint, on_token=on_token,
-                     prefix_cache=self.prefix_cache, should_stop=should_stop)
-        score = score_parts(out.logprobs, out.island_mask, out.token_ids, eos_logprob=out.eos_logprob,
-                            text=out.text).value
-        candidate = {"text": out.text, "score": score, "token_count": out.new_tokens,
-                     "strategy": config.strategy, "parent": None, "refined": False}
-        return TurnResult(response=out.text, tool_calls=out.tool_calls, finish_reason=out.finish_reason,
-                          new_tokens=out.new_tokens, seconds=out.seconds, forward_passes=out.forward_passes,
-                          score=score, candidates=[candidate], prompt_tokens=out.prompt_tokens,
-                          reused_prompt_tokens=out.reused_prompt_tokens,
-                          grammar_hash=getattr(constraint, "grammar_hash", None))
-
-    def _search(self, prompt_ids: list[int], config: DecodeConfig,
-                on_token: Callable[[str], None] | None,
+    def _decode(self, prompt_ids: list[int], config: DecodeConfig, on_token: Callable[[str], None] | None,
                 should_stop: Callable[[], bool] | None) -> TurnResult:
-        from agent.decoding.search import search_response
+        """Run the configured strategy (agent.decoding.strategies) and turn what it found into a TurnResult.
 
+        A streaming strategy (greedy, sample) sends text to on_token as it comes and keeps the KV
+        cache for the next turn; one that explores branches defers side-effect calls to the chosen
+        one, manages its own caches and emits its final text once.
+        """
+        strategy = strategy_for(config.strategy)
+        explores = strategy.explores_branches
         make = None
         hashes: list[str] = []
         if self.registry is not None or self.user_grammar is not None:
             def make() -> ResponseConstraint | None:
-                constraint = self.make_constraint(defer_side_effects=True)
-                hashes.append(constraint.grammar_hash)
+                constraint = self.make_constraint(defer_side_effects=explores)
+                if constraint is not None:
+                    hashes.append(constraint.grammar_hash)
                 return constraint
         try:
-            found = search_response(self.lm, prompt_ids, config, make_constraint=make, should_stop=should_stop)
+            found = search_response(self.lm, prompt_ids, config, make_constraint=make, should_stop=should_stop,
+                                    on_token=on_token if strategy.streams_tokens else None,
+                                    prefix_cache=self.prefix_cache if strategy.streams_tokens else None)
         except KeyboardInterrupt:
+            if strategy.streams_tokens:
+                raise  # the decode loop handles Ctrl-C itself; one outside it is not ours to swallow
             return TurnResult(response="", tool_calls=[], finish_reason="interrupted", new_tokens=0,
                               seconds=0.0, forward_passes=0)
-        self.prefix_cache.reset()  # the search managed its own caches
-        if on_token is not None and found.text:
-            on_token(found.text)
+        if not strategy.streams_tokens:
+            self.prefix_cache.reset()  # the search managed its own caches
+            if on_token is not None and found.text:
+                on_token(found.text)
         return TurnResult(
             response=found.text, tool_calls=list(found.tool_calls), finish_reason=found.finish_reason,
             new_tokens=found.new_tokens, seconds=found.seconds, forward_passes=found.forward_passes,
             backward_passes=found.backward_passes, score=found.best.score,
             candidates=[c.to_dict() for c in found.candidates], refinement=dict(found.refinement),
-            grammar_hash=hashes[0] if hashes else None, search=found,
+            prompt_tokens=found.prompt_tokens, reused_prompt_tokens=found.reused_prompt_tokens,
+            grammar_hash=hashes[0] if hashes else None, search=found if explores else None,
         )
 
     def tool_setup(self) -> dict[str, Any]:
@@ -208,6 +204,7 @@ class ChatSession:
         return {"tools": tools, "tool_files": files, "user_grammar": self.user_grammar}
 
     def _store_turn(self, turn: int, result: TurnResult) -> None:
+        assert self.store is not None and self.session_id is not None  # ask() stores only with a session
         self.store.add_message(self.session_id, turn, "assistant", result.response,
                                interrupted=result.interrupted)
         config = {**self.config.to_dict(), **self.tool_setup()}
@@ -227,9 +224,6 @@ class ChatSession:
 
 def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any]) -> str:
     """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config."""
-    from agent.model.runtime import load_model
-    from agent.tooling.registry import build_registry
-
     lm = _cached_model(model_id, load_model)
     known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}
     known.pop("grammar_hash", None)

@@ -149,10 +149,10 @@ def _walk(tree, text: str):
 def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tiny_lm) -> None:
     from agent.grammar.constraint import make_constraint
     from agent.decoding.results import SearchResult
-    from agent.decoding.search import _run_deferred_call
+    from agent.decoding.search import continue_deferred_call
     from agent.tooling.registry import ToolRegistry
     from agent.tooling.spec import tool
-    from agent.decoding.tree import TokenTree
+    from agent.decoding.token_tree import TokenTree
 
     bumps: list[int] = []
 
@@ -191,7 +191,7 @@ def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tin
     cand = tree.candidate(node, "tree")
     assert cand.finish_reason == "tool"
     result = SearchResult(best=cand, candidates=[cand], forward_passes=tree.forward_passes)
-    _run_deferred_call(tiny_lm, prompt, config, result, None)
+    result = continue_deferred_call(tiny_lm, prompt, config, result, None)
     assert bumps == [1]
     assert "=> bumped 1" in result.text
     assert [c.tool for c in result.tool_calls] == ["bump"] and not result.tool_calls[0].speculative

@@ -3,21 +3,22 @@
 Each step keeps the `beam_width` best continuations by summed log-prob (all rows have the same
 number of model tokens, so sum and mean rank alike); a beam that ends (EOS, grammar end, length)
 joins the finished hypotheses, and the search stops once there are `beam_width` of them (HF's
-early_stopping=True). Finished hypotheses are then ranked by the shared score (agent.scoring), so
+early_stopping=True). Finished hypotheses are then ranked by the shared score (agent.decoding.scoring), so
 with width 1 this is exactly greedy decoding. One forward pass per step, the batch is the beam.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.results import SearchResult
+from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
-from agent.decoding.tree import Node, TokenTree
 
 
 def beam_search(
@@ -27,12 +28,10 @@ def beam_search(
     *,
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-):  # -> agent.search.SearchResult
-    started = time.perf_counter()
+) -> SearchResult:
+    """Beam search of width config.beam_width within config.search_budget forward passes."""
     width = max(1, config.beam_width)
-    constraint = make_constraint() if make_constraint is not None else None
-    tree = TokenTree(lm, prompt_ids, config, constraint)
-    tree.start()
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint)
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
     interrupted = False
@@ -43,12 +42,13 @@ def beam_search(
         proposals: list[tuple[float, int, Node, int]] = []
         for index, beam in enumerate(beams):
             mask = tree.offer_mask(beam)
+            assert beam.next_logprobs is not None  # beams are evaluated nodes
             scores = beam.next_logprobs.masked_fill(~mask, float("-inf"))
             k = min(2 * width, int(mask.sum()))
             if k == 0:
                 continue
             top = torch.topk(scores, k)
-            for lp, token in zip(top.values.tolist(), top.indices.tolist()):
+            for lp, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 proposals.append((beam.sum_logprob + lp, index, beam, int(token)))
         proposals.sort(key=lambda p: (-p[0], p[1]))
         survivors: list[Node] = []
@@ -65,8 +65,20 @@ def beam_search(
         pending = survivors + [n for n in finished if n.pending_logprobs]
         tree.evaluate(pending)
         beams = [b for b in survivors if b.status == "open"]
-    finish = "interrupted" if interrupted else None
-    cands = [tree.candidate(n, "beam", finish) for n in finished]
-    if not cands:  # nothing finished within the budget: the unfinished beams are all there is
-        cands = [tree.candidate(n, "beam", finish or "budget") for n in beams if n is not tree.root]
-    return tree.result(cands, "beam", started, finish)
+    # Nothing finished within the budget: the unfinished beams are all there is.
+    unfinished = [] if finished else [n for n in beams if n is not tree.root]
+    return tree.result("beam", finished, unfinished, interrupted=interrupted)
+
+
+class BeamSearch:
+    """The `beam` strategy: explores branches, returns its candidates at the end (no streaming)."""
+
+    name = "beam"
+    streams_tokens = False
+    explores_branches = True
+
+    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
+            prefix_cache: PrefixCache | None = None) -> SearchResult:
+        return beam_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)

@@ -3,20 +3,22 @@
 The samples advance in lockstep on the tree search's shared KV (one forward pass per step for all
 of them), drawn with the decode loop's sampling math (temperature, top-k, top-p, min-p) under the
 grammar mask. Their log-probs are exact (the same numbers a fresh forward pass gives, see
-tests/test_scoring.py), so ranking them by agent.scoring is the exact rescoring.
+tests/test_scoring.py), so ranking them by agent.decoding.scoring is the exact rescoring.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.results import SearchResult
+from agent.decoding.sampling import choose_token
+from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
-from agent.decoding.tree import Node, TokenTree
 
 # A sample that steps into a loop redraws (the looping token is remembered) at most this often.
 MAX_REDRAWS = 3
@@ -29,13 +31,11 @@ def best_of_n(
     *,
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-):  # -> agent.search.SearchResult
-    started = time.perf_counter()
+) -> SearchResult:
+    """config.num_samples samples in lockstep within config.search_budget forward passes, ranked."""
     count = max(1, config.num_samples)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    constraint = make_constraint() if make_constraint is not None else None
-    tree = TokenTree(lm, prompt_ids, config, constraint)
-    tree.start()
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint)
     live: list[Node] = [tree.root] * count
     finished: list[Node] = []
     interrupted = False
@@ -50,7 +50,7 @@ def best_of_n(
                 token = _sample(tree, node, config, generator)
                 if token is None:
                     break
-                child = node.children.get(token) or tree.grow(node, token, config.temperature)
+                child = node.children.get(token) or tree.grow(node, token)
                 if child.status != "dead":
                     break
             else:
@@ -64,18 +64,14 @@ def best_of_n(
         pending = list(dict.fromkeys(n for n in grown + finished if tree.needs_evaluation(n)))
         tree.evaluate(pending)
         live = [n for n in grown if n.status == "open"]
-    finish = "interrupted" if interrupted else None
-    cands = [tree.candidate(n, "best-of-n", finish) for n in dict.fromkeys(finished)]
-    if not cands:  # nothing finished within the budget: the unfinished samples are all there is
-        cands = [tree.candidate(n, "best-of-n", finish or "budget") for n in dict.fromkeys(live)
-                 if n is not tree.root]
-    return tree.result(cands, "best-of-n", started, finish)
+    # Nothing finished within the budget: the unfinished samples are all there is.
+    unfinished = [] if finished else [n for n in dict.fromkeys(live) if n is not tree.root]
+    return tree.result("best-of-n", list(dict.fromkeys(finished)), unfinished, interrupted=interrupted)
 
 
 def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.Generator) -> int | None:
     """One draw from the node's distribution; unlike the tree, samples may repeat tokens already tried."""
-    from agent.decoding.sampling import choose_token
-
+    assert node.next_logprobs is not None  # only evaluated nodes are sampled from
     mask = node.allowed
     dead = [t for t, c in node.children.items() if c.status == "dead"]
     if dead:
@@ -87,3 +83,17 @@ def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.
         return choose_token(node.next_logprobs, config.replace(strategy="sample"), [], generator, mask)
     except RuntimeError:
         return None
+
+
+class BestOfN:
+    """The `best-of-n` strategy: explores branches, returns its candidates at the end (no streaming)."""
+
+    name = "best-of-n"
+    streams_tokens = False
+    explores_branches = True
+
+    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
+            prefix_cache: PrefixCache | None = None) -> SearchResult:
+        return best_of_n(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)

@@ -8,44 +8,24 @@ kept in a PrefixCache so the next turn of the session recomputes only what is ne
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.tooling.records import ToolCallRecord
 from agent.decoding.kv_cache import PrefixCache
-from agent.model.runtime import LoadedModel
+from agent.decoding.results import DecodeResult
 from agent.decoding.sampling import choose_token
-
-
-@dataclass
-class DecodeResult:
-    token_ids: list[int]  # the response: model tokens and islands, without the final EOS
-    island_mask: list[bool]  # True where the token was forced (island), not sampled
-    logprobs: list[float]  # the model's log p of each sampled token; 0.0 for islands
-    text: str
-    finish_reason: str  # "eos" | "stop" | "length" | "interrupted" | "grammar"
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    forward_passes: int = 0
-    prompt_tokens: int = 0
-    reused_prompt_tokens: int = 0
-    seconds: float = 0.0
-    eos_logprob: float | None = None  # log p of the end-of-sequence token when the model ended the response
-
-    @property
-    def new_tokens(self) -> int:
-        """Tokens the model generated itself (islands excluded)."""
-        return sum(1 for island in self.island_mask if not island)
+from agent.model.runtime import LoadedModel
+from agent.tooling.records import ToolCallRecord
 
 
 class StreamingDetokenizer:
     """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8."""
 
-    def __init__(self, tokenizer) -> None:  # noqa: ANN001 (any HF tokenizer)
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         self.emitted = ""
 
@@ -97,7 +77,6 @@ def decode(
     passes = 0
     eos_logprob: float | None = None
     pending = list(prompt_ids[reused:])
-    set_tokens_left = getattr(constraint, "set_tokens_left", None)
 
     def emit() -> None:
         if on_token is not None:
@@ -124,8 +103,7 @@ def decode(
                     break
                 allowed = None
                 if constraint is not None:
-                    if set_tokens_left is not None:
-                        set_tokens_left(config.max_new_tokens - model_tokens)
+                    constraint.set_tokens_left(config.max_new_tokens - model_tokens)
                     allowed = constraint.allowed_tokens()
                     if allowed is not None and allowed.device != logits.device:
                         allowed = allowed.to(logits.device)

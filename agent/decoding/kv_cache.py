@@ -34,7 +34,7 @@ class PrefixCache:
         if self.cache is None:
             return DynamicCache(), 0
         common = 0
-        for cached, new in zip(self.token_ids, prompt_ids):
+        for cached, new in zip(self.token_ids, prompt_ids, strict=False):
             if cached != new:
                 break
             common += 1

@@ -18,25 +18,28 @@ responses than the first ones a search keeps? For each candidate:
    the whole projection, each of its changes alone (largest theta gain first), and the single swaps
    the gradient at the hard sequence rates best to first order (HotFlip-style). Each is replayed
    through a fresh grammar constraint; islands must come out identical.
-4. Rescore every proposal exactly with agent.scoring (one full forward pass each). The best refined candidate replaces its parent
-   (ranks above it) only if its exact score is higher; either way it is recorded with score_before,
-   score_after, grad_steps and accepted.
+4. Rescore every proposal exactly with agent.decoding.scoring (one full forward pass each). The best
+   refined candidate replaces its parent (ranks above it) only if its exact score is higher; either
+   way it is recorded with score_before, score_after, grad_steps and accepted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.results import Candidate, SearchResult, rank
+from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
+from agent.decoding.tree import tree_search
 from agent.model.runtime import LoadedModel
-from agent.decoding.scoring import score_parts, sequence_logprobs
 
 INIT_MASS = 0.8  # share of the soft token's mass on the original token at the start
 TAU = 1.0  # softmax temperature of the relaxation
@@ -95,7 +98,7 @@ def _grammar_masks(make_constraint: Callable[[], ResponseConstraint | None] | No
 
 
 def replay_ok(make_constraint: Callable[[], ResponseConstraint | None] | None, token_ids: list[int],
-              island_mask: list[bool]) -> tuple[bool, Any]:
+              island_mask: list[bool]) -> tuple[bool, ResponseConstraint | None]:
     """Does a fresh constraint accept these model tokens and force exactly these islands? (ok, constraint)"""
     if make_constraint is None:
         return True, None
@@ -223,7 +226,8 @@ def refine_tokens(
     top = torch.topk(pred, k, dim=-1).indices
     choice_scores = torch.gather(theta, 1, top)
     projected = torch.gather(top, 1, choice_scores.argmax(dim=-1, keepdim=True)).squeeze(1)
-    changes = [(k, j, int(t)) for k, (j, t) in enumerate(zip(free, projected.tolist())) if int(t) != token_ids[j]]
+    changes = [(k, j, int(t)) for k, (j, t) in enumerate(zip(free, projected.tolist(), strict=True))
+               if int(t) != token_ids[j]]
     swaps = _first_order_swaps(last_logp["first_grad"], last_logp["first_pred"], allowed, free, token_ids)
     if not changes and not swaps:
         return RefineOutcome([], passes["forward"], passes["backward"], steps_done, "projection unchanged")
@@ -264,7 +268,7 @@ def _first_order_swaps(grad: torch.Tensor, pred: torch.Tensor, allowed: torch.Te
     gain = gain.masked_fill(top == current.unsqueeze(1), float("-inf"))
     flat = torch.topk(gain.flatten(), min(SINGLE_CHANGES, gain.numel()))
     swaps = []
-    for value, index in zip(flat.values.tolist(), flat.indices.tolist()):
+    for value, index in zip(flat.values.tolist(), flat.indices.tolist(), strict=True):
         if value == float("-inf"):
             continue
         row, col = divmod(index, k)
@@ -276,18 +280,20 @@ def refine_result(
     lm: LoadedModel,
     prompt_ids: list[int],
     config: DecodeConfig,
-    result,  # agent.search.SearchResult
+    result: SearchResult,
     *,
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-):  # -> agent.search.SearchResult
-    """Refine the top candidates (Langevin and HMC, config.grad_steps each); keep improvements only."""
-    from agent.decoding.results import Candidate, rank
+) -> SearchResult:
+    """Refine the top candidates (Langevin and HMC, config.grad_steps each); keep improvements only.
 
+    Returns a new SearchResult; `result` and its candidates are left as they were.
+    """
     started = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    forward_passes, backward_passes = result.forward_passes, result.backward_passes
     originals = list(result.candidates[: max(1, config.top_candidates)])
-    refined: list[Candidate] = []
+    refined: list[tuple[int, Candidate]] = []  # (index of the parent in originals, refined candidate)
     gains: list[float] = []
     tried = improved = 0
     for parent_index, cand in enumerate(originals):
@@ -298,7 +304,7 @@ def refine_result(
         tried += 1
         ended = cand.eos_logprob is not None
         best_ids: list[int] | None = None
-        best_parts = None
+        best_parts: ScoreParts | None = None
         best_lps: list[float] = []
         best_eos: float | None = None
         seen: set[tuple[int, ...]] = set()  # proposals already rescored (the two runs often agree)
@@ -307,8 +313,8 @@ def refine_result(
             outcome = refine_tokens(lm, prompt_ids, cand.token_ids, cand.island_mask, steps=config.grad_steps,
                                     method=method, ended_with_eos=ended, make_constraint=make_constraint,
                                     generator=generator)
-            result.forward_passes += outcome.forward_passes
-            result.backward_passes += outcome.backward_passes
+            forward_passes += outcome.forward_passes
+            backward_passes += outcome.backward_passes
             steps_total += outcome.grad_steps
             for proposal in outcome.proposals:
                 if tuple(proposal) in seen:
@@ -317,14 +323,14 @@ def refine_result(
                 text = lm.tokenizer.decode(proposal, skip_special_tokens=True)
                 lps, eos_lp = sequence_logprobs(lm, prompt_ids, proposal,
                                                 eos_id=min(lm.eos_token_ids) if ended else None)
-                lps = [0.0 if island else lp for lp, island in zip(lps, cand.island_mask)]
+                lps = [0.0 if island else lp for lp, island in zip(lps, cand.island_mask, strict=False)]
                 parts = score_parts(lps, cand.island_mask, proposal, eos_logprob=eos_lp, text=text)
-                result.forward_passes += 1
+                forward_passes += 1
                 if best_parts is None or parts.value > best_parts.value:
                     best_ids, best_parts, best_lps, best_eos = proposal, parts, lps, eos_lp
         if best_ids is None or best_parts is None:
-            cand.score_before, cand.score_after, cand.grad_steps, cand.accepted = cand.score, cand.score, \
-                steps_total, False
+            originals[parent_index] = dataclasses.replace(cand, score_before=cand.score, score_after=cand.score,
+                                                          grad_steps=steps_total, accepted=False)
             gains.append(0.0)
             continue
         accepted = best_parts.value > cand.score
@@ -333,32 +339,52 @@ def refine_result(
         if accepted:
             improved += 1
         text = lm.tokenizer.decode(best_ids, skip_special_tokens=True)
-        refined.append(Candidate(
+        refined.append((parent_index, Candidate(
             text=text, token_ids=best_ids, island_mask=list(cand.island_mask), logprobs=best_lps,
             score=best_parts.value, tool_calls=list(cand.tool_calls), strategy="tree+grad",
             parent=parent_index, refined=True, score_before=cand.score, score_after=best_parts.value,
             grad_steps=steps_total, accepted=accepted, finish_reason=cand.finish_reason,
             eos_logprob=best_eos,
             empty=best_parts.empty, degenerate=best_parts.degenerate, constraint=cand.constraint,
-        ))
+        )))
     # A refined candidate outranks its parent only when its exact score is higher; rejected ones are
     # kept for /alts but can never become the answer.
     # A refinement that lands on an answer the tree already had counts as an improvement of its
     # parent, but it is listed after the ranking so the answer is not shown twice as two candidates.
     known = {tuple(c.token_ids) for c in originals}
-    accepted_ones = [c for c in refined if c.accepted and tuple(c.token_ids) not in known]
-    others = [c for c in refined if not (c.accepted and tuple(c.token_ids) not in known)]
+
+    def is_new_answer(candidate: Candidate) -> bool:
+        return bool(candidate.accepted) and tuple(candidate.token_ids) not in known
+
+    accepted_ones = [c for _, c in refined if is_new_answer(c)]
+    others = [c for _, c in refined if not is_new_answer(c)]
     ranked = rank(originals + accepted_ones) + rank(others)
-    # Parents are indices into the candidate list as finally ordered.
-    for c in refined:
-        c.parent = next(i for i, x in enumerate(ranked) if x is originals[c.parent])
-    result.candidates = ranked
-    result.best = ranked[0]
-    result.refinement = {
+    # Parents are indices into the candidate list as finally ordered (the refined ones are ours to set).
+    for parent_index, c in refined:
+        c.parent = next(i for i, x in enumerate(ranked) if x is originals[parent_index])
+    refinement = {
         "tried": tried,
         "improved": improved,
         "mean_gain": round(sum(gains) / len(gains), 6) if gains else 0.0,
     }
-    result.strategy = "tree+grad"
-    result.seconds += time.perf_counter() - started
-    return result
+    return dataclasses.replace(result, best=ranked[0], candidates=ranked, forward_passes=forward_passes,
+                               backward_passes=backward_passes, refinement=refinement, strategy="tree+grad",
+                               seconds=result.seconds + time.perf_counter() - started)
+
+
+class TreeThenRefine:
+    """The `tree+grad` strategy: the tree search, then gradient refinement of its best candidates."""
+
+    name = "tree+grad"
+    streams_tokens = False
+    explores_branches = True
+
+    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
+            prefix_cache: PrefixCache | None = None) -> SearchResult:
+        result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
+        if result.best.finish_reason == "interrupted":
+            return result
+        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint,
+                             should_stop=should_stop)

@@ -72,7 +72,7 @@ def model_token_ids(token_ids: Sequence[int], island_mask: Sequence[bool]) -> li
     """The tokens the model produced itself (islands removed)."""
     if len(token_ids) != len(island_mask):
         raise ValueError(f"token_ids ({len(token_ids)}) and island_mask ({len(island_mask)}) differ in length")
-    return [t for t, island in zip(token_ids, island_mask) if not island]
+    return [t for t, island in zip(token_ids, island_mask, strict=False) if not island]
 
 
 def score_parts(
@@ -93,7 +93,7 @@ def score_parts(
             f"logprobs ({len(logprobs)}), island_mask ({len(island_mask)}) and token_ids "
             f"({len(token_ids)}) must have the same length"
         )
-    own = [lp for lp, island in zip(logprobs, island_mask) if not island]
+    own = [lp for lp, island in zip(logprobs, island_mask, strict=False) if not island]
     total = float(sum(own))
     count = len(own)
     if eos_logprob is not None:

@@ -1,0 +1,51 @@
+"""The strategies as one family: the `Strategy` protocol and the one registry, keyed by agent.config.STRATEGIES.
+
+Every strategy takes a prompt and returns a SearchResult whose candidates are ranked best first by
+the one shared score (agent.decoding.scoring). Two attributes tell the turn how to drive one:
+`streams_tokens` (text goes to on_token as it is decoded, and the session's PrefixCache is used)
+and `explores_branches` (several branches: side-effect calls wait until one is chosen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from agent.config import STRATEGIES, DecodeConfig
+from agent.decoding.beam import BeamSearch
+from agent.decoding.best_of_n import BestOfN
+from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.refine import TreeThenRefine
+from agent.decoding.results import SearchResult
+from agent.decoding.single import SinglePass
+from agent.decoding.tree import TreeSearch
+from agent.model.runtime import LoadedModel
+
+
+class Strategy(Protocol):
+    name: str
+    streams_tokens: bool  # pieces of text go to on_token as they are decoded; uses the prefix cache
+    explores_branches: bool  # several branches: side-effect calls are deferred to the chosen one
+
+    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
+            prefix_cache: PrefixCache | None = None) -> SearchResult:
+        """Search for responses to prompt_ids; the best candidate comes first."""
+
+
+STRATEGY_REGISTRY: dict[str, Strategy] = {
+    strategy.name: strategy
+    for strategy in (SinglePass("greedy"), SinglePass("sample"), BeamSearch(), BestOfN(), TreeSearch(),
+                     TreeThenRefine())
+}
+# The registry is keyed by the one list of names the CLI and DecodeConfig know.
+assert tuple(STRATEGY_REGISTRY) == STRATEGIES, "agent.config.STRATEGIES and the strategy registry disagree"
+
+
+def strategy_for(name: str) -> Strategy:
+    """The registered strategy of that name (a clear error naming the known ones otherwise)."""
+    if name not in STRATEGY_REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGY_REGISTRY[name]
