@@ -166,16 +166,17 @@ class ChatSession:
         """
         strategy = strategy_for(config.strategy)
         explores = strategy.explores_branches
-        make = None
-        hashes: list[str] = []
+        make_branch_constraint = None
+        hashes: list[str] = []  # the grammar of each constraint made (one grammar per turn)
         if self.registry is not None or self.user_grammar is not None:
-            def make() -> ResponseConstraint | None:
+            def make_branch_constraint() -> ResponseConstraint | None:
                 constraint = self.make_constraint(defer_side_effects=explores)
                 if constraint is not None:
                     hashes.append(constraint.grammar_hash)
                 return constraint
         try:
-            found = search_response(self.lm, prompt_ids, config, make_constraint=make, should_stop=should_stop,
+            found = search_response(self.lm, prompt_ids, config, make_constraint=make_branch_constraint,
+                                    should_stop=should_stop,
                                     on_token=on_token if strategy.streams_tokens else None,
                                     prefix_cache=self.prefix_cache if strategy.streams_tokens else None)
         except KeyboardInterrupt:

@@ -76,7 +76,7 @@ def test_what_the_repl_shows(tiny_lm) -> None:
     assert "candidates" in line and "forward" in line and f"{result.best.score:.3f}" in line
     console = Console(record=True, width=140)
     console.print(render_alts(result))
-    console.print(render_tree(result))
+    console.print(render_tree(result, tiny_lm.tokenizer))
     shown = console.export_text()
     for cand in result.candidates:
         assert f"{cand.score:.3f}" in shown

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from agent.model.chat_format import prompt_token_ids
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.decoding.kv_cache import PrefixCache
+from agent.model.chat_format import prompt_token_ids
 
 
 def prompt(lm, text: str = "hello there") -> list[int]:
@@ -70,7 +70,7 @@ def test_prefix_of_earlier_turn_is_reused_not_recomputed(tiny_lm) -> None:
     assert reused.reused_prompt_tokens == len(first_prompt) + len(first.token_ids)
     assert fresh.reused_prompt_tokens == 0
     assert reused.token_ids == fresh.token_ids
-    assert all(abs(a - b) < 1e-4 for a, b in zip(reused.logprobs, fresh.logprobs))
+    assert all(abs(a - b) < 1e-4 for a, b in zip(reused.logprobs, fresh.logprobs, strict=False))
 
 
 def test_should_stop_interrupts(tiny_lm) -> None:

@@ -7,8 +7,8 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.decoding.refine import refine_result, refine_tokens
-from agent.decoding.scoring import score_parts, score_sequence, sequence_logprobs
 from agent.decoding.results import Candidate, SearchResult
+from agent.decoding.scoring import score_parts, score_sequence, sequence_logprobs
 from agent.decoding.search import search_response
 
 
@@ -19,7 +19,7 @@ def _prompt(lm, text: str = "The quick brown fox") -> list[int]:
 
 def _candidate(lm, prompt: list[int], ids: list[int], islands: list[bool]) -> Candidate:
     lps, _ = sequence_logprobs(lm, prompt, ids)
-    lps = [0.0 if i else lp for lp, i in zip(lps, islands)]
+    lps = [0.0 if i else lp for lp, i in zip(lps, islands, strict=False)]
     text = lm.tokenizer.decode(ids, skip_special_tokens=True)
     parts = score_parts(lps, islands, ids, text=text)
     return Candidate(text=text, token_ids=ids, island_mask=islands, logprobs=lps, score=parts.value,
@@ -64,7 +64,8 @@ def test_islands_and_prompt_stay_fixed(tiny_lm) -> None:
         assert outcome.backward_passes == 5
         assert outcome.proposals
         for proposal in outcome.proposals:
-            assert [t for t, i in zip(proposal, islands) if i] == [t for t, i in zip(spoiled, islands) if i]
+            assert [t for t, i in zip(proposal, islands, strict=False) if i] == \
+                [t for t, i in zip(spoiled, islands, strict=False) if i]
             assert len(proposal) == len(spoiled)
 
 

@@ -7,8 +7,14 @@ import math
 import torch
 
 from agent.config import DecodeConfig
-from agent.decoding.sampling import (apply_repetition_penalty, choose_token, min_p_filter, processed_logits,
-                            top_k_filter, top_p_filter)
+from agent.decoding.sampling import (
+    apply_repetition_penalty,
+    choose_token,
+    min_p_filter,
+    processed_logits,
+    top_k_filter,
+    top_p_filter,
+)
 
 
 def kept(logits: torch.Tensor) -> list[int]:

@@ -59,7 +59,7 @@ def test_full_forward_scores_match_the_decode_loops_incremental_logprobs(tiny_lm
     out = decode(tiny_lm, prompt, DecodeConfig(strategy="sample", max_new_tokens=12, seed=3))
     lps, eos_lp = sequence_logprobs(tiny_lm, prompt, out.token_ids, eos_id=tiny_lm.tokenizer.eos_token_id)
     assert len(lps) == len(out.token_ids)
-    for fresh, incremental in zip(lps, out.logprobs):
+    for fresh, incremental in zip(lps, out.logprobs, strict=False):
         assert fresh == pytest.approx(incremental, abs=1e-4)
     assert eos_lp is not None and eos_lp < 0
     expected = score_parts(out.logprobs, out.island_mask, out.token_ids).value

@@ -147,12 +147,12 @@ def _walk(tree, text: str):
 
 
 def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tiny_lm) -> None:
-    from agent.grammar.constraint import make_constraint
     from agent.decoding.results import SearchResult
     from agent.decoding.search import continue_deferred_call
+    from agent.decoding.token_tree import TokenTree
+    from agent.grammar.constraint import make_constraint
     from agent.tooling.registry import ToolRegistry
     from agent.tooling.spec import tool
-    from agent.decoding.token_tree import TokenTree
 
     bumps: list[int] = []
 

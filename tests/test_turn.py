@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.model.chat_format import PLAIN_STOP, render_prompt
 from agent.config import DecodeConfig
+from agent.model.chat_format import PLAIN_STOP, render_prompt
 from agent.model.runtime import load_model
-from tiny_model import build_tiny_llama
 from agent.turn import ChatSession
+from tiny_model import build_tiny_llama
 
 
 def test_second_turn_reuses_the_first_turns_cache(tiny_lm) -> None:

@@ -124,28 +124,29 @@ class TokenTree:
         paths = [node.path() for node in nodes]
         past_lens = [len(self.prompt_ids) + sum(len(a.tokens) for a in path[:-1]) for path in paths]
         new_lens = [len(node.tokens) for node in nodes]
-        lp, ln, rows = max(past_lens), max(new_lens), len(nodes)
+        past_width, new_width, rows = max(past_lens), max(new_lens), len(nodes)
         device = self.lm.device
         cache = DynamicCache()
-        for layer_index, (k0, v0) in enumerate(self.root.kv):
-            heads, _, dim = k0.shape
-            keys = k0.new_zeros((rows, heads, lp, dim))
-            values = v0.new_zeros((rows, heads, lp, dim))
+        assert self.root.kv is not None  # start() ran the prompt
+        for layer_index, (prompt_keys, prompt_values) in enumerate(self.root.kv):
+            heads, _, dim = prompt_keys.shape
+            keys = prompt_keys.new_zeros((rows, heads, past_width, dim))
+            values = prompt_values.new_zeros((rows, heads, past_width, dim))
             for row, path in enumerate(paths):
-                ks = [k0] + [a.kv[layer_index][0] for a in path[:-1]]
-                vs = [v0] + [a.kv[layer_index][1] for a in path[:-1]]
-                keys[row, :, lp - past_lens[row]:] = torch.cat(ks, dim=1)
-                values[row, :, lp - past_lens[row]:] = torch.cat(vs, dim=1)
+                key_parts = [prompt_keys] + [a.kv[layer_index][0] for a in path[:-1]]
+                value_parts = [prompt_values] + [a.kv[layer_index][1] for a in path[:-1]]
+                keys[row, :, past_width - past_lens[row]:] = torch.cat(key_parts, dim=1)
+                values[row, :, past_width - past_lens[row]:] = torch.cat(value_parts, dim=1)
             cache.update(keys, values, layer_index)
-        input_ids = torch.full((rows, ln), self.pad_id, dtype=torch.long, device=device)
-        positions = torch.zeros((rows, ln), dtype=torch.long, device=device)
-        mask = torch.zeros((rows, lp + ln), dtype=torch.long, device=device)
+        input_ids = torch.full((rows, new_width), self.pad_id, dtype=torch.long, device=device)
+        positions = torch.zeros((rows, new_width), dtype=torch.long, device=device)
+        mask = torch.zeros((rows, past_width + new_width), dtype=torch.long, device=device)
         for row, node in enumerate(nodes):
             n = new_lens[row]
-            input_ids[row, ln - n:] = torch.tensor(node.tokens, dtype=torch.long, device=device)
-            positions[row, ln - n:] = torch.arange(past_lens[row], past_lens[row] + n, device=device)
-            mask[row, lp - past_lens[row]:lp] = 1
-            mask[row, lp + ln - n:] = 1
+            input_ids[row, new_width - n:] = torch.tensor(node.tokens, dtype=torch.long, device=device)
+            positions[row, new_width - n:] = torch.arange(past_lens[row], past_lens[row] + n, device=device)
+            mask[row, past_width - past_lens[row]:past_width] = 1
+            mask[row, past_width + new_width - n:] = 1
         with torch.inference_mode():
             out = self.lm.model(input_ids=input_ids, past_key_values=cache, attention_mask=mask,
                                 position_ids=positions, use_cache=True)
@@ -153,15 +154,15 @@ class TokenTree:
         logits = out.logits
         for row, node in enumerate(nodes):
             n = new_lens[row]
-            node.kv = [(layer.keys[row, :, lp + ln - n:].clone(), layer.values[row, :, lp + ln - n:].clone())
-                       for layer in cache.layers]
+            own = slice(past_width + new_width - n, None)  # this node's tokens in the row
+            node.kv = [(layer.keys[row, :, own].clone(), layer.values[row, :, own].clone()) for layer in cache.layers]
             self.token_evaluations += n
             if node.pending_logprobs:
                 # Forced tokens the model is scored on (grammar-forced text, not islands).
-                node_lp = torch.log_softmax(logits[row, ln - n:].float(), dim=-1)
+                node_logprobs = torch.log_softmax(logits[row, new_width - n:].float(), dim=-1)
                 for i in range(1, n):
                     if not node.island[i]:
-                        value = float(node_lp[i - 1, node.tokens[i]])
+                        value = float(node_logprobs[i - 1, node.tokens[i]])
                         node.logprobs[i] = value
                         node.sum_logprob += value
                 node.pending_logprobs = False
@@ -197,12 +198,12 @@ class TokenTree:
 
     @staticmethod
     def path_tokens(node: Node) -> tuple[int, ...]:
-        out: list[int] = []
-        for n in node.path():
-            out.extend(n.tokens)
-            if n.is_eos:
-                out.append(-1)
-        return tuple(out)
+        tokens: list[int] = []
+        for step in node.path():
+            tokens.extend(step.tokens)
+            if step.is_eos:
+                tokens.append(-1)  # EOS is not a token of the response; -1 marks where a path ended
+        return tuple(tokens)
 
     def token_logprob(self, node: Node, token: int) -> float:
         assert node.next_logprobs is not None
