@@ -1,8 +1,59 @@
-"""Everything rich draws: answers' summary lines, /alts, /tree, tool calls and stored sessions."""
+"""Everything rich draws: answers' summary lines, /alts, /tree, tool and session listings, stored sessions.
+
+Model, tool and user text reaches the terminal only through `printable` (control characters shown
+as harmless symbols) and only as `rich.text.Text` (never parsed as markup, so `[/x]` in a response
+prints as it is). The plain one-line forms of a stored tool call and a turn's candidates come from
+`agent.sessions.summary`, shared with the markdown export.
+"""
 
 from __future__ import annotations
 
-from agent.decoding.results import SearchResult
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from rich.console import Console
+from rich.segment import Segment, Segments
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from agent.sessions.records import SessionListing, StoredToolCall, TranscriptTurn
+from agent.sessions.summary import candidates_line, tool_call_line
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from agent.decoding.results import SearchResult
+    from agent.decoding.token_tree import Node
+    from agent.sessions.store import SessionStore
+    from agent.tooling.registry import ToolRegistry
+    from agent.turn import TurnResult
+
+# C0 controls (but tab and newline), DEL and C1 controls shown as harmless symbols, so text a model
+# or a tool produced can never drive the terminal (escape sequences, carriage returns, bells)
+_CONTROLS = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {0x7F: 0x2421} | {
+    c: 0xFFFD for c in range(0x80, 0xA0)}
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to a terminal: C0/C1 controls and DEL become visible symbols (␛, ␍, ␇ ...)."""
+    return text.translate(_CONTROLS)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Model, tool or user text as a rich Text: controls made printable, no markup parsed."""
+    return Text(printable(text), style=style)
+
+
+def one_line(text: str, width: int = 80) -> str:
+    """`text` flattened to one line (newlines shown as ⏎) and cut at `width` characters."""
+    flat = text.replace("\n", "⏎ ")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers: the line after each one, /alts, /tree
 
 
 def summary_line(result: SearchResult) -> str:
@@ -14,72 +65,59 @@ def summary_line(result: SearchResult) -> str:
         f"{result.forward_passes} forward{backward} passes",
         f"best score {result.best.score:.3f}/token",
     ]
-    ref = result.refinement or {}
-    if ref.get("tried"):
-        parts.append(f"refined {ref['improved']}/{ref['tried']} improved, mean gain {ref['mean_gain']:+.3f}")
+    refinement = result.refinement or {}
+    if refinement.get("tried"):
+        parts.append(f"refined {refinement['improved']}/{refinement['tried']} improved, "
+                     f"mean gain {refinement['mean_gain']:+.3f}")
     parts.append(f"{result.seconds:.2f}s")
     return " · ".join(parts)
 
 
-def _one_line(text: str, width: int = 80) -> str:
-    flat = text.replace("\n", "⏎ ")
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def answer_summary(result: TurnResult) -> str:
+    """The line the REPL prints after an answer: the search summary, else tokens, time and tool calls."""
+    if result.search is not None:
+        return summary_line(result.search)
+    calls = f", {len(result.tool_calls)} tool call(s)" if result.tool_calls else ""
+    return f"{result.new_tokens} tokens in {result.seconds:.2f}s{calls}"
 
 
-def render_alts(result: SearchResult):  # -> rich.table.Table
+def render_alts(result: SearchResult) -> Table:
     """The candidates of the last answer as a table, best first (for `/alts`)."""
-    from rich.table import Table
-
-    table = Table(title=f"candidates ({result.strategy or result.best.strategy})", show_lines=False)
+    table = Table(title=plain(f"candidates ({result.strategy or result.best.strategy})"), show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("tokens", justify="right")
     table.add_column("how")
     table.add_column("text")
-    for index, cand in enumerate(result.candidates):
-        how = cand.strategy
-        if cand.refined:
-            verdict = "accepted" if cand.accepted else "rejected"
-            how += f" (refined from #{cand.parent}, {cand.score_before:.3f}→{cand.score_after:.3f}, {verdict})"
-        flags = " [empty]" if cand.empty else (" [loop]" if cand.degenerate else "")
-        marker = "*" if cand is result.best else ""
-        table.add_row(f"{marker}{index}", f"{cand.score:.3f}", str(cand.new_tokens), how + flags,
-                      _one_line(cand.text))
+    for index, candidate in enumerate(result.candidates):
+        how = candidate.strategy
+        if candidate.refined:
+            verdict = "accepted" if candidate.accepted else "rejected"
+            how += (f" (refined from #{candidate.parent}, {candidate.score_before:.3f}→{candidate.score_after:.3f}, "
+                    f"{verdict})")
+        flags = " [empty]" if candidate.empty else (" [loop]" if candidate.degenerate else "")
+        marker = "*" if candidate is result.best else ""
+        table.add_row(f"{marker}{index}", f"{candidate.score:.3f}", str(candidate.new_tokens), plain(how + flags),
+                      plain(one_line(candidate.text)))
     return table
 
 
-def render_tree(result: SearchResult, max_nodes: int = 200, max_children: int = 6):  # -> rich.tree.Tree
+def render_tree(result: SearchResult, tokenizer: PreTrainedTokenizerBase, max_nodes: int = 200,
+                max_children: int = 6) -> Tree | Text:
     """The explored search tree (for `/tree`): each branch's text, mean log-prob and fate.
 
     Chains of single children are drawn as one line; the best answer's path is bold green, dead
     ends red; at most max_children children per node (the best) and max_nodes lines in all.
     """
-    from rich.text import Text
-    from rich.tree import Tree
-
     root = result.tree
     if root is None:
-        return Text(f"no search tree: strategy {result.strategy or result.best.strategy} explores none")
-    tokenizer = getattr(root, "tokenizer", None)
-    best_path = set()
-    node_id = result.best.node_id
-    by_id = {}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        by_id[node.id] = node
-        stack.extend(node.children.values())
-    while node_id is not None and node_id in by_id:
-        best_path.add(node_id)
-        parent = by_id[node_id].parent
-        node_id = parent.id if parent is not None else None
+        return plain(f"no search tree: strategy {result.strategy or result.best.strategy} explores none")
+    best_path = _best_path(root, result.best.node_id)
     shown = 0
-
     tree = Tree(Text(f"prompt ({result.forward_passes} passes, KV reuse {result.kv_reuse_ratio:.2f})"))
 
-    def add(branch, node) -> None:
+    def add(branch: Tree, node: Node) -> None:
         nonlocal shown
-        # Collapse single-child chains into one line so deep trees stay readable.
         children = sorted(node.children.values(), key=lambda n: (n.id not in best_path, -n.mean))
         for index, child in enumerate(children):
             if shown >= max_nodes:
@@ -88,22 +126,190 @@ def render_tree(result: SearchResult, max_nodes: int = 200, max_children: int = 
             if index >= max_children:
                 branch.add(Text(f"… {len(children) - index} more", style="dim"))
                 break
+            # Collapse single-child chains into one line so deep trees stay readable.
             chain = [child]
             while len(chain[-1].children) == 1 and chain[-1].status != "dead":
                 chain.append(next(iter(chain[-1].children.values())))
             last = chain[-1]
-            ids = [t for n in chain for t in n.tokens]
-            piece = tokenizer.decode(ids, skip_special_tokens=False) if tokenizer else str(ids)
+            piece = tokenizer.decode([t for n in chain for t in n.tokens], skip_special_tokens=False)
             if last.is_eos:
                 piece += "<eos>"
-            on_best = last.id in best_path
-            style = "bold green" if on_best else ("red" if last.status == "dead" else "")
-            text = Text(_one_line(piece, 60) or "·", style=style)
-            text.append(f"  {last.mean:.2f}", style="dim")
+            style = "bold green" if last.id in best_path else ("red" if last.status == "dead" else "")
+            line = plain(one_line(piece, 60) or "·", style)
+            line.append(f"  {last.mean:.2f}", style="dim")
             if last.status in ("dead", "complete"):
-                text.append(f" [{last.status}{': ' + last.reason if last.reason else ''}]", style="dim")
+                line.append(printable(f" [{last.status}{': ' + last.reason if last.reason else ''}]"), style="dim")
             shown += 1
-            add(branch.add(text), last)
+            add(branch.add(line), last)
 
     add(tree, root)
     return tree
+
+
+def _best_path(root: Node, node_id: int | None) -> set[int]:
+    """Ids of the nodes from the root to the best answer's node."""
+    by_id: dict[int, Node] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        by_id[node.id] = node
+        stack.extend(node.children.values())
+    path: set[int] = set()
+    while node_id is not None and node_id in by_id:
+        path.add(node_id)
+        parent = by_id[node_id].parent
+        node_id = parent.id if parent is not None else None
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Listings: tools and sessions
+
+
+def tools_table(registry: ToolRegistry) -> Table:
+    """`agent tools list`: call form, description, pure or asking, timeout."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column, justify in (("call", "left"), ("description", "left"), ("pure", "left"), ("timeout", "right")):
+        table.add_column(column, justify=justify)
+    for spec in registry:
+        table.add_row(plain(spec.call_signature), plain(spec.description), "yes" if spec.pure else "no (asks)",
+                      f"{spec.timeout:g}s")
+    return table
+
+
+def tool_lines(registry: ToolRegistry) -> Text:
+    """The REPL's `/tools`: one line per tool, its call form and description."""
+    return plain("\n".join(f"  {spec.call_signature} - {spec.description}" for spec in registry))
+
+
+def sessions_table(sessions: Iterable[SessionListing]) -> Table:
+    """`agent sessions list`: id, start, model, turns, title (or first question)."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "started", "model", "turns", "title"):
+        table.add_column(column, overflow="fold" if column == "title" else "ellipsis", no_wrap=column != "title")
+    for row in sessions:
+        model = row["model_id"] if len(row["model_id"]) <= 40 else "..." + row["model_id"][-37:]
+        table.add_row(row["id"], row["created"][:19].replace("T", " "), plain(model), str(row["turns"]),
+                      plain((row["title"] or "").replace("\n", " ")))
+    return table
+
+
+def session_lines(sessions: Iterable[SessionListing]) -> Text:
+    """The REPL's `/sessions`: id, start and title, one line each."""
+    return plain("\n".join(f"  {row['id']}  {row['created']}  {row['title'] or ''}" for row in sessions))
+
+
+# ---------------------------------------------------------------------------------------------
+# A stored session, turn by turn (`agent sessions show`, `agent replay`)
+
+STYLE = {
+    "header": "bold cyan",
+    "system": "dim",
+    "user": "bold",
+    "assistant": "",
+    "call": "bold yellow",
+    "island": "green",
+    "interrupted": "bold red",
+    "meta": "dim",
+    "error": "red",
+}
+_STYLES = {name: Style.parse(spec) if spec else None for name, spec in STYLE.items()}
+_ROLE_LABEL = {"system": Style.parse("dim bold"), "user": Style.parse("bold"), "assistant": Style.parse("bold")}
+
+SegmentKind = Literal["text", "call", "island"]
+
+
+def segments(text: str, tool_calls: Sequence[StoredToolCall]) -> list[tuple[SegmentKind, str]]:
+    """Split a response into ("text"|"call"|"island", piece) so calls and islands can be marked.
+
+    The calls are the chosen stored calls' `call_text`, found in order; the island is the stored
+    `island_text` right after it (the newline between them goes with the call). A call stored
+    without its text (an older row) stays plain text: nothing is guessed from the response.
+    """
+    pieces: list[tuple[SegmentKind, str]] = []
+    position = 0
+    for call in tool_calls:
+        call_text = call["call_text"]
+        if not call["chosen"] or not call_text:
+            continue
+        start = text.find(call_text, position)
+        if start < 0:
+            continue
+        end = start + len(call_text)
+        island = (call["island_text"] or "").strip("\n")
+        island_at = text.find(island, end) if island else -1
+        if start > position:
+            pieces.append(("text", text[position:start]))
+        if island_at >= 0 and not text[end:island_at].strip():
+            pieces += [("call", text[start:island_at]), ("island", island)]
+            position = island_at + len(island)
+        else:
+            pieces.append(("call", call_text))
+            position = end
+    if position < len(text):
+        pieces.append(("text", text[position:]))
+    return pieces
+
+
+def _line(text: str, style: str) -> Segment:
+    return Segment(printable(text) + "\n", _STYLES[style])
+
+
+def render_turn(turn: TranscriptTurn, out: list[Segment]) -> None:
+    """Append one turn (from `SessionStore.transcript`) to `out` as styled segments."""
+    records = turn["records"]
+    calls = [call for record in records for call in record["tool_calls"]]
+    meta = []
+    for record in records[-1:]:
+        meta.append(f"{record['strategy']} seed={record['seed']}")
+        if record["seconds"] is not None:
+            meta.append(f"{record['seconds']:.2f} s")
+        new_tokens = record["token_counts"].get("new_tokens")
+        if new_tokens is not None:
+            meta.append(f"{new_tokens} tokens")
+    header = "system" if turn["turn"] == 0 else f"turn {turn['turn']}"
+    out.append(Segment(f"── {header} " + ("· " + " · ".join(meta) + " " if meta else "") + "──\n",
+                       _STYLES["header"]))
+    for message in turn["messages"]:
+        role = message["role"]
+        out.append(Segment(f"{role}: ", _ROLE_LABEL.get(role)))
+        if role == "assistant":
+            for kind, piece in segments(message["text"], calls):
+                out.append(Segment(printable(piece), _STYLES[kind] if kind != "text" else None))
+        else:
+            out.append(Segment(printable(message["text"]), _STYLES.get(role)))
+        if message["interrupted"]:
+            out.append(Segment("  [interrupted]", _STYLES["interrupted"]))
+        out.append(Segment("\n"))
+    chosen = [call for call in calls if call["chosen"]]
+    for call in chosen:
+        out.append(_line("  " + tool_call_line(call), "error" if call["error"] else "meta"))
+    for record in records[-1:]:
+        if record["candidate_stats"]["count"] > 1:
+            out.append(_line("  " + candidates_line(record["candidate_stats"]), "meta"))
+    speculative = len(calls) - len(chosen)
+    if speculative:
+        out.append(_line(f"  (+{speculative} speculative tool call{'s' if speculative > 1 else ''} "
+                         "off the chosen path)", "meta"))
+
+
+def render_session(store: SessionStore, session_id: str, console: Console) -> int:
+    """Print the session turn by turn; returns the number of turns rendered."""
+    session = store.get_session(session_id)
+    out: list[Segment] = [Segment(f"session {session['id']}", Style(bold=True)),
+                          Segment(printable(f" · {session['model_id']} · {session['created']}"), _STYLES["meta"])]
+    if session["title"]:
+        out.append(Segment(printable(f" · {session['title']}")))
+    out.append(Segment("\n"))
+    turns = store.transcript(session_id)
+    for turn in turns:
+        render_turn(turn, out)
+    # pre-styled segments, printed once: no per-line layout work (1000 turns in ~0.1 s)
+    console.print(Segments(out), end="")
+    return len(turns)
+
+
+def snippet(text: str, width: int = 100) -> str:
+    """A message on one line (runs of whitespace as one space), cut at `width` characters."""
+    flat = " ".join(text.split())
+    return printable(flat[:width] + " ..." if len(flat) > width else flat)

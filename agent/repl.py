@@ -8,15 +8,27 @@ interrupted); Ctrl-C at the prompt clears the line; Ctrl-D exits.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import Completer, Completion, WordCompleter
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
+from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History
-from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
+from prompt_toolkit.shortcuts import confirm
 from rich.console import Console
+from rich.text import Text
 
 from agent.paths import history_path
+from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
+
+if TYPE_CHECKING:
+    from agent.model.runtime import LoadedModel
+    from agent.tooling.records import ToolCallRecord
+    from agent.turn import ChatSession
 
 COMMANDS: dict[str, str] = {
     "/help": "show this help",
@@ -41,7 +53,7 @@ class SlashCompleter(Completer):
         self.commands = WordCompleter(list(COMMANDS), sentence=True)
         self.tool_names = tool_names
 
-    def get_completions(self, document, complete_event):  # noqa: ANN001 (prompt_toolkit API)
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         text = document.text_before_cursor
         if text.startswith("/") and " " not in text:
             yield from self.commands.get_completions(document, complete_event)
@@ -58,19 +70,17 @@ def key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
     @bindings.add("escape", "enter")
-    def _newline(event) -> None:  # noqa: ANN001
+    def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
     return bindings
 
 
-def ask_confirmation(record: Any) -> bool:
+def ask_confirmation(record: ToolCallRecord) -> bool:
     """Ask before a tool with side effects runs (interactive sessions)."""
-    from prompt_toolkit.shortcuts import confirm
-
     args = ", ".join(f"{k}={v!r}" for k, v in record.args.items())
     try:
-        return confirm(f"Run {record.tool}({args})? It has side effects.")
+        return confirm(printable(f"Run {record.tool}({args})? It has side effects."))
     except (KeyboardInterrupt, EOFError):
         return False
 
@@ -78,11 +88,11 @@ def ask_confirmation(record: Any) -> bool:
 class Repl:
     def __init__(
         self,
-        session: Any,  # agent.turn.ChatSession
+        session: ChatSession,
         *,
-        model_loader: Callable[[str], Any] | None = None,
-        input: Any = None,  # prompt_toolkit Input (tests pass a pipe input)
-        output: Any = None,  # prompt_toolkit Output
+        model_loader: Callable[[str], LoadedModel] | None = None,
+        input: Input | None = None,  # tests pass a pipe input
+        output: Output | None = None,
         out: TextIO | None = None,  # where answers are written
         history: History | None = None,
     ) -> None:
@@ -106,8 +116,8 @@ class Repl:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
-        self.console.print(f"[bold]agent[/bold] on {self.session.lm.model_id} "
-                           f"({self.session.config.strategy}). /help for commands, Ctrl-D to exit.")
+        self.console.print(Text.assemble(("agent", "bold"), plain(
+            f" on {self.session.lm.model_id} ({self.session.config.strategy}). /help for commands, Ctrl-D to exit.")))
         while self.running:
             try:
                 text = self.prompt.prompt("> ")
@@ -127,29 +137,21 @@ class Repl:
 
     def answer(self, text: str) -> None:
         def write(piece: str) -> None:
-            self.out.write(piece)
+            self.out.write(printable(piece))
             self.out.flush()
 
         try:
             result = self.session.ask(text, on_token=write)
         except KeyboardInterrupt:
-            self.console.print("\n[yellow]\\[interrupted][/yellow]")
+            self.console.print(Text("\n[interrupted]", style="yellow"))
             return
         except Exception as exc:  # a failing turn must not end the REPL
-            self.console.print(f"\n[red]error:[/red] {exc}")
+            self.console.print(Text.assemble("\n", ("error:", "red"), " ", plain(str(exc))))
             return
         self.out.write("\n")
         if result.interrupted:
-            self.console.print("[yellow]\\[interrupted][/yellow] partial answer kept")
-        self.console.print(f"[dim]{self.summary(result)}[/dim]")
-
-    def summary(self, result: Any) -> str:
-        if result.search is not None:
-            from agent.render import summary_line
-
-            return summary_line(result.search)
-        calls = f", {len(result.tool_calls)} tool call(s)" if result.tool_calls else ""
-        return f"{result.new_tokens} tokens in {result.seconds:.2f}s{calls}"
+            self.console.print(Text.assemble(("[interrupted]", "yellow"), " partial answer kept"))
+        self.console.print(plain(answer_summary(result), "dim"))
 
     # -- slash commands ------------------------------------------------------------------------
     def command(self, text: str) -> None:
@@ -162,17 +164,17 @@ class Repl:
             "/tree": self.cmd_tree,
         }.get(name)
         if handler is None:
-            self.console.print(f"[red]unknown command {name}[/red]; /help lists the commands")
+            self.console.print(Text.assemble(plain(f"unknown command {name}", "red"), "; /help lists the commands"))
             return
         try:
             handler(arg)
-        except Exception as exc:
-            self.console.print(f"[red]{name}:[/red] {exc}")
+        except Exception as exc:  # a failing command must not end the REPL
+            self.console.print(Text.assemble(plain(f"{name}:", "red"), " ", plain(str(exc))))
 
     def cmd_help(self, arg: str) -> None:
         for name, text in COMMANDS.items():
-            self.console.print(f"  [bold]{name:<10}[/bold] {text}")
-        self.console.print(HELP_FOOTER)
+            self.console.print(Text.assemble(("  " + f"{name:<10}", "bold"), " ", text))
+        self.console.print(HELP_FOOTER, markup=False)
 
     def cmd_exit(self, arg: str) -> None:
         self.running = False
@@ -184,62 +186,57 @@ class Repl:
     def cmd_set(self, arg: str) -> None:
         if "=" not in arg:
             settings = ", ".join(f"{k}={v}" for k, v in self.session.config.to_dict().items())
-            self.console.print(f"usage: /set name=value   now: {settings}")
+            self.console.print(plain(f"usage: /set name=value   now: {settings}"))
             return
         name, value = arg.split("=", 1)
         self.session.config = self.session.config.set_from_text(name, value)
-        self.console.print(f"{name.strip()} = {getattr(self.session.config, name.strip().replace('-', '_'))}")
+        field = name.strip().replace("-", "_")
+        self.console.print(plain(f"{name.strip()} = {self.session.config.to_dict()[field]}"))
 
     def cmd_model(self, arg: str) -> None:
         if not arg:
             lm = self.session.lm
-            self.console.print(f"{lm.model_id} on {lm.device} ({str(lm.dtype).replace('torch.', '')})")
+            self.console.print(plain(f"{lm.model_id} on {lm.device} ({str(lm.dtype).replace('torch.', '')})"))
             return
         if self.model_loader is None:
             raise RuntimeError("this REPL cannot load another model")
         self.session.lm = self.model_loader(arg)
         self.session.clear()
-        self.console.print(f"loaded {self.session.lm.model_id}; conversation cleared")
+        self.console.print(plain(f"loaded {self.session.lm.model_id}; conversation cleared"))
 
     def cmd_tools(self, arg: str) -> None:
         registry = self.session.registry
         if registry is None:
             self.console.print("tools are off")
             return
-        for spec in registry:
-            self.console.print(f"  {spec.call_signature} - {spec.description}")
+        self.console.print(tool_lines(registry))
 
     def cmd_sessions(self, arg: str) -> None:
         store = self.session.store
         if store is None:
             self.console.print("sessions are not being saved (--no-save)")
             return
-        for row in store.list_sessions()[:20]:
-            self.console.print(f"  {row['id']}  {row.get('created', '')}  {row.get('title') or ''}")
+        self.console.print(session_lines(store.list_sessions()[:20]))
 
     def cmd_resume(self, arg: str) -> None:
         if not arg:
             raise ValueError("usage: /resume ID")
         self.session.resume(arg)
-        self.console.print(f"resumed {self.session.session_id} ({self.session.turn_index} turns)")
+        self.console.print(plain(f"resumed {self.session.session_id} ({self.session.turn_index} turns)"))
 
     def cmd_alts(self, arg: str) -> None:
         result = self.session.last_result
         if result is None:
             self.console.print("no answer yet")
         elif result.search is not None:
-            from agent.render import render_alts
-
             self.console.print(render_alts(result.search))
         else:
-            self.console.print(f"one candidate ({result.candidates[0]['strategy']}), score {result.score:.3f}; "
-                               "use /set strategy=tree for alternatives")
+            self.console.print(plain(f"one candidate ({result.candidates[0]['strategy']}), score {result.score:.3f}; "
+                                     "use /set strategy=tree for alternatives"))
 
     def cmd_tree(self, arg: str) -> None:
         result = self.session.last_result
         if result is None or result.search is None:
             self.console.print("no search tree: the last answer was not made by a search strategy")
             return
-        from agent.render import render_tree
-
-        self.console.print(render_tree(result.search))
+        self.console.print(render_tree(result.search, self.session.lm.tokenizer))

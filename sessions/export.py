@@ -6,7 +6,9 @@ import json
 import re
 from typing import Any
 
+from .records import TurnRecord
 from .store import SessionStore
+from .summary import candidates_line, tool_call_line
 
 FORMATS = ("json", "markdown")
 EXPORT_FORMAT = "agent-session"
@@ -35,20 +37,7 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _call_line(tc: dict[str, Any]) -> str:
-    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in (tc.get("args") or {}).items())
-    outcome = f"error: {tc['error']}" if tc.get("error") else (tc.get("result") or "")
-    if len(outcome) > 200:
-        outcome = outcome[:200] + " ..."
-    flags = [f"{tc['seconds']:.3f} s" if tc.get("seconds") is not None else None,
-             "pure" if tc.get("pure") else "side effects",
-             "speculative" if tc.get("speculative") else None,
-             None if tc.get("chosen", True) else "not on the chosen path"]
-    outcome = outcome.replace("`", "'")
-    return f"- `{tc['tool']}({args})` → `{outcome}` ({', '.join(f for f in flags if f)})"
-
-
-def _config_line(rec: dict[str, Any]) -> str:
+def _config_line(rec: TurnRecord) -> str:
     parts = [f"strategy {rec.get('strategy')}", f"seed {rec.get('seed')}"]
     if rec.get("temperature") is not None:
         parts.append(f"temperature {rec['temperature']:g}")
@@ -73,7 +62,8 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
     heading = sess["title"] or " ".join(first_question.split())[:60] or f"Session {sess['id']}"
     out = [f"# {heading}", ""]
     out.append(f"- session: `{sess['id']}`")
-    out.append(f"- model: `{sess['model_id']}`" + (f" (weights `{sess['weights_hash']}`)" if sess["weights_hash"] else ""))
+    weights = f" (weights `{sess['weights_hash']}`)" if sess["weights_hash"] else ""
+    out.append(f"- model: `{sess['model_id']}`{weights}")
     out.append(f"- started: {sess['created']}")
     out.append("")
     for t in transcript:
@@ -89,15 +79,10 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
             if rec["tool_calls"]:
                 out.append("Tool calls:")
                 out.append("")
-                out += [_call_line(tc) for tc in rec["tool_calls"]]
+                out += [tool_call_line(call, markdown=True) for call in rec["tool_calls"]]
                 out.append("")
-            cands = rec["candidates"]
-            if cands:
-                scored = [c["score"] for c in cands if c["score"] is not None]
-                refined = sum(1 for c in cands if c["refined"])
-                accepted = sum(1 for c in cands if c["accepted"])
-                best = f", best score {max(scored):.4f}" if scored else ""
-                out.append(f"{len(cands)} candidates{best}; {refined} refined, {accepted} accepted.")
+            if rec["candidate_stats"]["count"]:
+                out.append(candidates_line(rec["candidate_stats"], markdown=True))
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
 

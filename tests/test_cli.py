@@ -84,7 +84,7 @@ def test_every_command_help_has_an_example() -> None:
 
 def test_no_model_and_no_demo_model_explains_how_to_name_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import agent.demo_model as demo
-    from agent.cli import resolve_model
+    from agent.cli.options import resolve_model
 
     monkeypatch.setattr(demo, "demo_model_dir", lambda: tmp_path / "absent")
     with pytest.raises(click.ClickException, match="--model PATH"):

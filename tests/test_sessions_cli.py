@@ -14,7 +14,7 @@ from rich.console import Console
 
 from agent.cli.sessions import replay_command, sessions_command_group
 from agent.config import DecodeConfig
-from agent.sessions.replay import render_session, segments
+from agent.render import render_session, segments
 from agent.sessions.store import SessionStore
 
 REPLY = 'SEARCH("capital of France")\n=> [3] France: The capital of France is Paris.\nThe capital of France is Paris.'
@@ -89,15 +89,17 @@ def test_render_styles_calls_and_islands_apart_from_model_text(tmp_path: Path) -
     console = Console(record=True, force_terminal=True, color_system="truecolor", width=200)
     with SessionStore.open(db) as store:
         render_session(store, sid, console)
+        calls = store.turn_records(sid)[0]["tool_calls"]  # the response's calls, as stored
     html = console.export_html(inline_styles=True)
     # the island and the call carry their own colours; the model's own sentence does not
     assert "color: #008000" in html.split("=&gt; [3] France")[0].rsplit("<span", 1)[1]
     assert "color: #808000" in html.split('SEARCH(&quot;capital')[0].rsplit("<span", 1)[1]
-    assert segments(REPLY) == [("call", 'SEARCH("capital of France")\n'),
+    assert segments(REPLY, calls) == [("call", 'SEARCH("capital of France")\n'),
                                ("island", "=> [3] France: The capital of France is Paris."),
                                ("text", "\nThe capital of France is Paris.")]
     text = 'CALL(note, text="a ) tricky \\" one")\n=> saved\nok => not an island'
-    assert [k for k, _ in segments(text)] == ["call", "island", "text"]
+    note = {"call_text": 'CALL(note, text="a ) tricky \\" one")', "island_text": "\n=> saved\n", "chosen": True}
+    assert [k for k, _ in segments(text, [note])] == ["call", "island", "text"]
 
 
 def test_render_never_passes_terminal_control_codes_through(tmp_path: Path) -> None:

@@ -11,21 +11,22 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from agent.cli.options import CONTEXT
+from agent.paths import default_db_path
+from agent.render import printable, render_session, sessions_table, snippet
 from agent.sessions.export import FORMATS, export_session
-from agent.sessions.replay import RunTurn, TurnResult, render_session, rerun
+from agent.sessions.replay import RerunOutcome, RunTurn, rerun
 from agent.sessions.store import SessionStore, StoreError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+Command = TypeVar("Command", bound=Callable[..., object])
 
 
-def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def db_option(func: Command) -> Command:
     return click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -37,8 +38,6 @@ def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @contextmanager
 def opened(db: Path | None) -> Iterator[SessionStore]:
     """The store at --db (or the default path); StoreError becomes a clean CLI error."""
-    from agent.paths import default_db_path
-
     try:
         store = SessionStore.open(db if db is not None else default_db_path())
     except StoreError as e:
@@ -87,17 +86,7 @@ def list_cmd(as_json: bool, db: Path | None) -> None:
     if not rows:
         click.echo("no sessions yet (start one with: agent chat)")
         return
-    table = Table(box=None, pad_edge=False)
-    for col in ("id", "started", "model", "turns", "title"):
-        table.add_column(col, overflow="fold" if col == "title" else "ellipsis", no_wrap=col != "title")
-    for r in rows:
-        table.add_row(r["id"], r["created"][:19].replace("T", " "), escape(_short_model(r["model_id"])),
-                      str(r["turns"]), escape((r["title"] or "").replace("\n", " ")))
-    _console().print(table)
-
-
-def _short_model(model_id: str) -> str:
-    return model_id if len(model_id) <= 40 else "..." + model_id[-37:]
+    _console().print(sessions_table(rows))
 
 
 @sessions_command_group.command("show", context_settings=CONTEXT)
@@ -131,7 +120,8 @@ def export_cmd(session_id: str, fmt: str, output: Path | None, db: Path | None) 
     with opened(db) as store:
         text = export_session(store, store.resolve_id(session_id), fmt)
     if output is None:
-        click.echo(text, nl=False)
+        # the markdown transcript is verbatim model text: a terminal gets it with controls made printable
+        click.echo(printable(text) if fmt == "markdown" and sys.stdout.isatty() else text, nl=False)
         return
     try:
         output.write_text(text, encoding="utf-8")
@@ -158,13 +148,10 @@ def search_cmd(text: str, as_json: bool, limit: int, db: Path | None) -> None:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     if not rows:
-        click.echo(f"no message matches {text!r}")
+        click.echo(printable(f"no message matches {text!r}"))
         return
-    for r in rows:
-        snippet = " ".join(r["text"].split())
-        if len(snippet) > 100:
-            snippet = snippet[:100] + " ..."
-        click.echo(f"{r['session_id']}  turn {r['turn']}  {r['role']}: {snippet}")
+    for hit in rows:
+        click.echo(f"{hit['session_id']}  turn {hit['turn']}  {hit['role']}: {snippet(hit['text'])}")
 
 
 @sessions_command_group.command("delete", context_settings=CONTEXT)
@@ -179,13 +166,13 @@ def delete_cmd(session_id: str, yes: bool, db: Path | None) -> None:
       agent sessions delete 3f2a9c --yes
     """
     with opened(db) as store:
-        sid = store.resolve_id(session_id)
-        sess = store.get_session(sid)
+        full_id = store.resolve_id(session_id)
+        session = store.get_session(full_id)
         if not yes:
-            title = sess["title"] or next((r["title"] for r in store.list_sessions() if r["id"] == sid), None)
-            click.confirm(f"delete session {sid} ({title or 'untitled'})?", abort=True)
-        store.delete(sid)
-    click.echo(f"deleted {sid}")
+            title = session["title"] or next((r["title"] for r in store.list_sessions() if r["id"] == full_id), None)
+            click.confirm(printable(f"delete session {full_id} ({title or 'untitled'})?"), abort=True)
+        store.delete(full_id)
+    click.echo(f"deleted {full_id}")
 
 
 @click.command("replay", context_settings=CONTEXT)
@@ -204,15 +191,15 @@ def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, d
       agent replay 3f2a9c --rerun
     """
     with opened(db) as store:
-        sid = store.resolve_id(session_id)
+        full_id = store.resolve_id(session_id)
         if not rerun_requested:
-            render_session(store, sid, _console())
+            render_session(store, full_id, _console())
             return
-        results = rerun(store, sid, _runner(ctx), on_result=_print_result)
-    identical = sum(r.status == "identical" for r in results)
-    failed = [r for r in results if not r.ok]
-    skipped = sum(r.status == "skipped" for r in results)
-    click.echo(f"{identical} identical, {len(failed)} not, {skipped} skipped, of {len(results)} turns")
+        outcomes = rerun(store, full_id, _runner(ctx), on_result=_print_outcome)
+    identical = sum(o.status == "identical" for o in outcomes)
+    failed = [o for o in outcomes if not o.ok]
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    click.echo(f"{identical} identical, {len(failed)} not, {skipped} skipped, of {len(outcomes)} turns")
     if failed:
         sys.exit(1)
 
@@ -222,17 +209,17 @@ def _runner(ctx: click.Context) -> RunTurn:
     if isinstance(ctx.obj, dict) and ctx.obj.get("run_turn") is not None:
         return ctx.obj["run_turn"]
     try:
-        from agent.turn import rerun_turn
+        from agent.turn import rerun_turn  # torch: only when a turn is re-run
     except ImportError as e:
         raise click.ClickException(f"--rerun needs the model stack (agent.turn.rerun_turn): {e}") from e
     return rerun_turn
 
 
-def _print_result(r: TurnResult) -> None:
-    if r.status == "identical":
-        click.echo(f"turn {r.turn}: identical")
-    elif r.status == "different":
-        click.echo(f"turn {r.turn}: different")
-        click.echo(r.diff, nl=False)
+def _print_outcome(outcome: RerunOutcome) -> None:
+    if outcome.status == "identical":
+        click.echo(f"turn {outcome.turn}: identical")
+    elif outcome.status == "different":
+        click.echo(f"turn {outcome.turn}: different")
+        click.echo(printable(outcome.diff), nl=False)  # the diff is model text
     else:
-        click.echo(f"turn {r.turn}: {r.status}: {r.detail}")
+        click.echo(printable(f"turn {outcome.turn}: {outcome.status}: {outcome.detail}"))

@@ -1,6 +1,7 @@
 """`agent tools list`, `agent kb add/search`, `agent grammar check`: thin shells over the tool modules.
 
-Nothing here imports torch: these commands are quick.
+Nothing here imports torch: these commands are quick. The tool registry (lark) and the grammar
+checker (llguidance, lark) load inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from agent.cli.options import CONTEXT
+from agent.render import printable, tools_table
+from agent.tools import kb
+from agent.tools.search import search
 
 
 def _console() -> Console:
@@ -49,7 +51,7 @@ def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
       agent tools list --tools ./weather_tools.py
       agent tools list --json | python -m json.tool
     """
-    from agent.tooling.registry import build_registry
+    from agent.tooling.registry import build_registry  # the built-in tools load lark
     from agent.tooling.spec import ToolError
 
     try:
@@ -59,15 +61,7 @@ def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([spec.to_json() for spec in registry], ensure_ascii=False, default=str))
         return
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("call")
-    table.add_column("description")
-    table.add_column("pure")
-    table.add_column("timeout", justify="right")
-    for spec in registry:
-        table.add_row(escape(spec.call_signature), escape(spec.description), "yes" if spec.pure else "no (asks)",
-                      f"{spec.timeout:g}s")
-    _console().print(table)
+    _console().print(tools_table(registry))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,14 +89,12 @@ def kb_add(paths: tuple[Path, ...]) -> None:
       agent kb add README.md
       agent kb add ~/notes docs/guide.md
     """
-    from agent.tools import kb
-
     try:
         docs = kb.add_paths(paths)
     except kb.KBError as exc:
         raise click.ClickException(str(exc)) from exc
     for doc in docs:
-        click.echo(f"[{doc.id}] {doc.title}")
+        click.echo(printable(f"[{doc.id}] {doc.title}"))
     click.echo(f"indexed {len(docs)} document{'s' if len(docs) != 1 else ''} into {kb.kb_path()}")
 
 
@@ -115,11 +107,8 @@ def kb_search(text: str) -> None:
     Examples:
       agent kb search "capital of France"
     """
-    from agent.tools import kb
-    from agent.tools.search import search
-
     try:
-        click.echo(search(text))
+        click.echo(printable(search(text)))
     except kb.KBError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -148,7 +137,7 @@ def grammar_check(file: Path) -> None:
       agent grammar check grammars/json.lark
       agent grammar check my.lark && agent run "..." --grammar my.lark
     """
-    from agent.grammar.constraint import check_grammar
+    from agent.grammar.checking import check_grammar  # llguidance and lark: only for this command
 
     try:
         text = file.read_text(encoding="utf-8")

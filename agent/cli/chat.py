@@ -1,0 +1,85 @@
+"""`agent chat` (the REPL) and `agent run` (one answer, streamed or as JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from agent.cli.options import CONTEXT, build_session, decoding_options, load_lm
+from agent.render import printable
+
+if TYPE_CHECKING:
+    from agent.tooling.records import ToolCallRecord
+
+
+def _always_yes(record: ToolCallRecord) -> bool:
+    return True
+
+
+@click.command(context_settings=CONTEXT)
+@decoding_options
+@click.option("--session", "session_id", default=None, help="Continue a saved session (see `agent sessions list`).")
+def chat(session_id: str | None, **opts: Any) -> None:
+    """Chat in the REPL. Enter sends; Esc then Enter (or Alt+Enter) starts a new line.
+
+    \b
+    Slash commands: /help /exit /clear /set name=value /model /tools /sessions /resume ID /alts /tree.
+    Ctrl-C stops a generation (the partial answer is kept); Ctrl-D exits.
+
+    \b
+    Examples:
+      agent chat
+      agent chat --model ~/models/qwen2.5-0.5b-instruct --strategy tree --budget 64
+      agent chat --session 3f2a9c
+    """
+    from agent.repl import Repl, ask_confirmation  # prompt_toolkit: only for the REPL
+
+    session = build_session(opts, _always_yes if opts.get("yes") else ask_confirmation, session_id)
+    Repl(session, model_loader=lambda name: load_lm({**opts, "model": name})).run()
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("prompt")
+@decoding_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the response and its figures.")
+@click.option("--session", "session_id", default=None, help="Continue a saved session.")
+def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None:
+    """Answer PROMPT once and exit (tools with side effects need --yes).
+
+    \b
+    Examples:
+      agent run "What is 1234 * 5678?"
+      agent run "hello" --model ./my-model --json
+      agent run "Give me a JSON object" --grammar grammars/json.lark --strategy sample -t 0.8
+    """
+    session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
+    result = session.ask(prompt, on_token=None if as_json else _write_to_stdout)
+    if not as_json:
+        click.echo("")
+        return
+    payload = {
+        "response": result.response,
+        "model": session.lm.model_id,
+        "strategy": session.config.strategy,
+        "seed": session.config.seed,
+        "new_tokens": result.new_tokens,
+        "seconds": round(result.seconds, 4),
+        "finish_reason": result.finish_reason,
+        "tool_calls": [call.to_dict() for call in result.tool_calls],
+        "session_id": result.session_id,
+        "candidates": result.candidates,
+        "forward_passes": result.forward_passes,
+        "backward_passes": result.backward_passes,
+        "score": result.score,
+        "refinement": result.refinement,
+    }
+    click.echo(json.dumps(payload, ensure_ascii=False))  # JSON escapes control characters itself
+
+
+def _write_to_stdout(piece: str) -> None:
+    """Stream a piece of the answer, control characters made printable (CliRunner swaps sys.stdout)."""
+    sys.stdout.write(printable(piece))
+    sys.stdout.flush()
