@@ -55,30 +55,49 @@ print("exit", flush=True)
 """
 
 
-def _spawn(db: Path, sid: str, count: int, n_cands: int = CANDIDATES) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db), sid, str(count), str(n_cands)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    lines: list[str] = []
+class Child:
+    """A child writer process and the lines it printed, read by a pump thread as they come."""
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
+    def __init__(self, db: Path, sid: str, count: int, n_cands: int = CANDIDATES) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(db), sid, str(count), str(n_cands)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: list[str] = []
+        self.ended = False  # the child's output is closed: nothing more will be printed
+        self.printed = threading.Condition()
+        self.pump = threading.Thread(target=self._read, daemon=True)
+        self.pump.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             if line.endswith("\n"):  # a line cut short by the kill was not reported
-                lines.append(line.strip())
+                with self.printed:
+                    self.lines.append(line.strip())
+                    self.printed.notify_all()
+        with self.printed:  # end of output: wake a waiter so it can see the child is gone
+            self.ended = True
+            self.printed.notify_all()
 
-    threading.Thread(target=pump, daemon=True).start()
-    return proc, lines
+    def wait_for(self, word: str, timeout: float = 60.0) -> None:
+        """Block until the child prints a line starting with `word`."""
+        def seen() -> bool:
+            return any(line.startswith(word) for line in self.lines)
 
+        with self.printed:
+            self.printed.wait_for(lambda: seen() or self.ended, timeout=timeout)
+            found, ended = seen(), self.ended
+        assert found, f"child exited early: {self.stderr()}" if ended else f"child never printed {word!r}"
 
-def _wait_for(lines: list[str], word: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(line.startswith(word) for line in lines):
-        assert proc.poll() is None or any(line.startswith(word) for line in lines), (
-            f"child exited early: {proc.stderr.read() if proc.stderr else ''}")
-        assert time.monotonic() < deadline, f"child never printed {word!r}"
-        time.sleep(0.005)
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for the child to end and for the pump to have read all it printed; its exit status."""
+        status = self.proc.wait(timeout=timeout)
+        self.pump.join(timeout=timeout)
+        return status
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read() if self.proc.stderr else ""
 
 
 def _check(db: Path, sid: str, reported: set[int]) -> tuple[set[int], set[int]]:
@@ -121,15 +140,14 @@ def test_sigkill_at_random_moments_never_loses_a_completed_turn(tmp_path: Path) 
     mid_turn = 0
     partial_before = 0
     while kills < 24:
-        proc, lines = _spawn(db, sid, count=10_000)
-        _wait_for(lines, "ready", proc)
+        child = Child(db, sid, count=10_000)
+        child.wait_for("ready")
+        # not synchronisation: a random delay, so the kill lands at a random point of a turn
         time.sleep(rng.uniform(0.0, 0.4))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        time.sleep(0.05)  # let the pump read what the child printed before it died
-        assert proc.returncode == -signal.SIGKILL
+        os.kill(child.proc.pid, signal.SIGKILL)
+        assert child.finish(timeout=30) == -signal.SIGKILL
         kills += 1
-        done = {int(line.split()[1]) for line in lines if line.startswith("done")}
+        done = {int(line.split()[1]) for line in child.lines if line.startswith("done")}
         reported |= done
         recorded, users = _check(db, sid, reported)
         partial = len(users - recorded)
@@ -151,13 +169,12 @@ def test_two_writers_on_one_database_lose_nothing(tmp_path: Path) -> None:
     db = tmp_path / "shared.sqlite"
     with SessionStore.open(db) as store:
         sids = [store.create_session("demo-model", None) for _ in range(2)]
-    procs = [_spawn(db, sid, count=25) for sid in sids]
-    for proc, _ in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-    time.sleep(0.05)
-    for (proc, lines), sid in zip(procs, sids):
-        assert lines[-1] == "exit"
-        reported = {int(line.split()[1]) for line in lines if line.startswith("done")}
+    children = [Child(db, sid, count=25) for sid in sids]
+    for child in children:
+        assert child.finish() == 0, child.stderr()
+    for child, sid in zip(children, sids, strict=True):
+        assert child.lines[-1] == "exit"
+        reported = {int(line.split()[1]) for line in child.lines if line.startswith("done")}
         assert reported == set(range(1, 26))
         assert _check(db, sid, reported) == (reported, reported)
     with SessionStore.open(db) as store:
@@ -166,13 +183,12 @@ def test_two_writers_on_one_database_lose_nothing(tmp_path: Path) -> None:
 
 def test_processes_creating_the_database_at_once_all_succeed(tmp_path: Path) -> None:
     db = tmp_path / "fresh" / "new.sqlite"  # neither the file nor its directory exists yet
-    procs = [_spawn(db, "new", count=3, n_cands=10) for _ in range(3)]
+    children = [Child(db, "new", count=3, n_cands=10) for _ in range(3)]
     sids = []
-    for proc, lines in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.05)
-        sids.append(next(line.split()[1] for line in lines if line.startswith("session")))
-        assert [line for line in lines if line.startswith("done")] == ["done 1", "done 2", "done 3"]
+    for child in children:
+        assert child.finish() == 0, child.stderr()
+        sids.append(next(line.split()[1] for line in child.lines if line.startswith("session")))
+        assert [line for line in child.lines if line.startswith("done")] == ["done 1", "done 2", "done 3"]
     with SessionStore.open(db) as store:
         assert sorted(s["id"] for s in store.list_sessions()) == sorted(sids)
         assert store.schema_version() == schema.all_names()  # each migration applied exactly once
