@@ -96,7 +96,8 @@ def test_plain_sqlite_sees_wal_tables_and_migrations(tmp_path: Path) -> None:
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"sessions", "messages", "turns", "tool_calls", "candidate_sets", "messages_fts", "_migrations"} <= tables
+        assert {"sessions", "messages", "turns", "tool_calls", "candidate_sets", "messages_fts",
+                "_migrations"} <= tables
         views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
         assert "candidates" in views  # one row per candidate, unpacked from candidate_sets
         names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY id")]

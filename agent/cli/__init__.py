@@ -1,6 +1,6 @@
 """The `agent` command line: chat (the REPL), run (one answer), and the tool/session/grammar groups.
 
-One module per command group: `chat` (chat, run), `sessions` (sessions, replay), `tools` (tools,
+One module per command group: `conversation` (chat, run), `sessions` (sessions, replay), `tools` (tools,
 kb, grammar); `options` holds what chat and run share.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.chat import chat, run
+from agent.cli.conversation import chat, run
 from agent.cli.options import CONTEXT
 from agent.cli.sessions import replay_command, sessions_command_group
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group

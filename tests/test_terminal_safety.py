@@ -1,0 +1,162 @@
+"""Model, tool and user text reaches the terminal filtered: no control characters, no rich markup.
+
+A response can hold anything a model emits: escape sequences (clear screen, set title), bells,
+carriage returns, C1 controls, and text that looks like rich markup (`[/x]` would crash a markup
+parse). Every path that prints such text is driven here end to end and must neither pass a control
+character through nor crash.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
+
+from agent.cli import main
+from agent.config import DecodeConfig
+from agent.decoding.results import Candidate, SearchResult
+from agent.render import printable, render_alts
+from agent.repl import Repl
+from agent.sessions.store import SessionStore
+
+HOSTILE = "sure\x1b[2J\x1b]0;owned\x07\rdone [/x] [bold]not bold\x9b\x7f"
+SHOWN = "sure␛[2J␛]0;owned␇␍done [/x] [bold]not bold\ufffd␡"
+CONTROLS = [chr(c) for c in range(32) if c not in (9, 10)] + ["\x7f"] + [chr(c) for c in range(0x80, 0xA0)]
+
+
+def assert_clean(text: str) -> None:
+    leaked = sorted({repr(c) for c in text if c in CONTROLS})
+    assert not leaked, f"control characters reached the terminal: {leaked}"
+
+
+def test_printable_maps_every_control_but_tab_and_newline() -> None:
+    assert printable(HOSTILE) == SHOWN
+    assert printable("a\tb\nc") == "a\tb\nc"
+    assert_clean(printable("".join(CONTROLS)))
+
+
+def _hostile_session(db: Path) -> str:
+    with SessionStore.open(db) as store:
+        sid = store.create_session("model [/x]\x1b[31m", None, title="title \x1b[5m[/x]")
+        store.add_message(sid, 1, "user", "question [/x] \x1b[1m")
+        call_text = 'SEARCH("\x1b[2J")'
+        store.add_message(sid, 1, "assistant", f"{call_text}\n=> found \x1b[31m[/x]\n{HOSTILE}")
+        store.record_turn(
+            sid, 1, config={"strategy": "tree", "seed": 1},
+            tool_calls=[{"tool": "search", "args": {"query": "\x1b[2J"}, "result": "found \x1b[31m[/x]",
+                         "error": None, "seconds": 0.01, "pure": True, "speculative": False,
+                         "call_text": call_text, "island_text": "\n=> found \x1b[31m[/x]\n"},
+                        {"tool": "note", "args": {"text": "[/x]"}, "result": None, "error": "boom \x07[/x]",
+                         "seconds": None, "pure": False, "speculative": False, "call_text": None}],
+            candidates=[{"text": HOSTILE, "score": -0.5}, {"text": "other \x1b[0m", "score": -1.0}],
+            timings={"total": 0.1}, token_counts={"new_tokens": 7},
+        )
+    return sid
+
+
+@pytest.mark.parametrize("command", [["sessions", "show"], ["replay"], ["sessions", "list"],
+                                     ["sessions", "search", "done"], ["sessions", "search", "question"],
+                                     ["sessions", "export", "--format", "markdown"]])
+def test_stored_text_is_shown_filtered_by_every_sessions_command(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "s.sqlite"
+    sid = _hostile_session(db)
+    args = [*command, sid] if command[-1] in ("show", "replay", "markdown") else command
+    result = CliRunner().invoke(main, [*args, "--db", str(db)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    if command[-1] == "markdown":  # to a pipe (CliRunner's output) the transcript is data, kept as written
+        assert "[/x]" in result.output
+        return
+    assert_clean(result.output)
+    assert "[/x]" in result.output  # printed as text, not parsed as markup
+    if command[-1] in ("show", "replay"):
+        assert SHOWN in result.output
+        assert "tool call: search(query='\\x1b[2J') -> found ␛[31m[/x]" in result.output
+        assert "error: boom ␇[/x]" in result.output
+
+
+def test_tools_list_filters_a_tool_description(tmp_path: Path) -> None:
+    tools_file = tmp_path / "hostile_tools.py"
+    tools_file.write_text(
+        "from agent.tooling import tool\n\n\n"
+        "@tool\n"
+        "def shout(text: str) -> str:\n"
+        '    """Say it loud \\x1b[5m[/x] [red]."""\n'
+        "    return text\n"
+    )
+    result = CliRunner().invoke(main, ["tools", "list", "--tools", str(tools_file)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert_clean(result.output)
+    assert "Say it loud ␛[5m[/x] [red]." in result.output
+
+
+@dataclass
+class HostileAnswer:
+    """What `ChatSession.ask` returns, as far as the REPL and `agent run` read it."""
+
+    response: str = HOSTILE
+    interrupted: bool = False
+    search: SearchResult | None = None
+    new_tokens: int = 3
+    seconds: float = 0.01
+    tool_calls: list = field(default_factory=list)
+
+
+class HostileSession:
+    """A session whose model streams control characters and markup, and whose errors quote them."""
+
+    def __init__(self) -> None:
+        self.lm = SimpleNamespace(model_id="hostile [/x]\x1b[31m", device="cpu", dtype="float32", tokenizer=None)
+        self.config = DecodeConfig()
+        self.registry = None
+        self.store = None
+        self.last_result: HostileAnswer | None = None
+
+    def ask(self, text: str, on_token: Callable[[str], None] | None = None) -> HostileAnswer:
+        if text == "fail":
+            raise ValueError(f"bad call {HOSTILE}")
+        for piece in ("sure\x1b[2J", "\x1b]0;owned\x07", "\rdone [/x] ", "[bold]not bold\x9b\x7f"):
+            if on_token is not None:
+                on_token(piece)
+        self.last_result = HostileAnswer()
+        return self.last_result
+
+
+def test_the_repl_filters_streamed_answers_errors_and_commands() -> None:
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("hello\rfail\r/[/x]\r/set [/x]=1\r/model\r/exit\r")
+        Repl(HostileSession(), input=pipe, output=DummyOutput(), out=out, history=InMemoryHistory()).run()
+    text = out.getvalue()
+    assert_clean(text)
+    assert SHOWN in text  # the streamed answer
+    assert f"error: bad call {SHOWN}" in text
+    assert "unknown command /[/x]" in text and "[/x]" in text
+
+
+def test_agent_run_streams_the_answer_filtered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.cli.conversation.build_session", lambda opts, confirm, session_id: HostileSession())
+    result = CliRunner().invoke(main, ["run", "hello"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert_clean(result.output)
+    assert SHOWN in result.output
+
+
+def test_alts_table_shows_candidate_text_filtered() -> None:
+    best = Candidate(text=HOSTILE, token_ids=[1, 2], island_mask=[False, False], logprobs=[-0.1, -0.2],
+                     score=-0.15, strategy="tree [/x]")
+    other = Candidate(text="other \x1b[0m[/x]", token_ids=[3], island_mask=[False], logprobs=[-1.0], score=-1.0,
+                      strategy="tree")
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    console.print(render_alts(SearchResult(best=best, candidates=[best, other], strategy="tree")))
+    text = console.file.getvalue()
+    assert_clean(text)
+    assert "tree [/x]" in text and "other ␛[0m[/x]" in text
