@@ -1,1 +1,3 @@
-"""Persistence: SQLite schema, store, export and replay."""
+"""Persistence, installed as `agent.sessions`: the SQLite schema (`schema`), the store (`store`, with
+`rows`, `records`, `errors`, `checkpoint`), export (`export`), the plain one-line summaries
+(`summary`) and re-running a stored session (`replay`). Nothing here draws on a terminal."""

@@ -37,17 +37,17 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _config_line(rec: TurnRecord) -> str:
-    parts = [f"strategy {rec.get('strategy')}", f"seed {rec.get('seed')}"]
-    if rec.get("temperature") is not None:
-        parts.append(f"temperature {rec['temperature']:g}")
-    if rec.get("budget") is not None:
-        parts.append(f"budget {rec['budget']}")
-    if rec.get("grammar_hash"):
-        parts.append(f"grammar {rec['grammar_hash'][:12]}")
-    if rec.get("seconds") is not None:
-        parts.append(f"{rec['seconds']:.2f} s")
-    new = (rec.get("token_counts") or {}).get("new_tokens")
+def _config_line(record: TurnRecord) -> str:
+    parts = [f"strategy {record.get('strategy')}", f"seed {record.get('seed')}"]
+    if record.get("temperature") is not None:
+        parts.append(f"temperature {record['temperature']:g}")
+    if record.get("budget") is not None:
+        parts.append(f"budget {record['budget']}")
+    if record.get("grammar_hash"):
+        parts.append(f"grammar {record['grammar_hash'][:12]}")
+    if record.get("seconds") is not None:
+        parts.append(f"{record['seconds']:.2f} s")
+    new = (record.get("token_counts") or {}).get("new_tokens")
     if new is not None:
         parts.append(f"{new} new tokens")
     return "*" + " · ".join(parts) + "*"
@@ -56,38 +56,39 @@ def _config_line(rec: TurnRecord) -> str:
 def export_markdown(store: SessionStore, session_id: str) -> str:
     """A readable transcript: turns, messages verbatim (islands `=> ...` included), tool calls,
     the decoding configuration and the candidates' best scores."""
-    sess = store.get_session(session_id)
+    session = store.get_session(session_id)
     transcript = store.transcript(session_id, with_candidates=True)
     first_question = next((m["text"] for t in transcript for m in t["messages"] if m["role"] == "user"), "")
-    heading = sess["title"] or " ".join(first_question.split())[:60] or f"Session {sess['id']}"
+    heading = session["title"] or " ".join(first_question.split())[:60] or f"Session {session['id']}"
     out = [f"# {heading}", ""]
-    out.append(f"- session: `{sess['id']}`")
-    weights = f" (weights `{sess['weights_hash']}`)" if sess["weights_hash"] else ""
-    out.append(f"- model: `{sess['model_id']}`{weights}")
-    out.append(f"- started: {sess['created']}")
+    out.append(f"- session: `{session['id']}`")
+    weights = f" (weights `{session['weights_hash']}`)" if session["weights_hash"] else ""
+    out.append(f"- model: `{session['model_id']}`{weights}")
+    out.append(f"- started: {session['created']}")
     out.append("")
-    for t in transcript:
-        out.append("## System" if t["turn"] == 0 else f"## Turn {t['turn']}")
+    for turn in transcript:
+        out.append("## System" if turn["turn"] == 0 else f"## Turn {turn['turn']}")
         out.append("")
-        for m in t["messages"]:
-            label = f"**{m['role']}**" + (" *(interrupted)*" if m["interrupted"] else "")
-            fence = _fence(m["text"])
-            out += [label, "", fence + "text", m["text"], fence, ""]
-        for rec in t["records"]:
-            out.append(_config_line(rec))
+        for message in turn["messages"]:
+            label = f"**{message['role']}**" + (" *(interrupted)*" if message["interrupted"] else "")
+            fence = _fence(message["text"])
+            out += [label, "", fence + "text", message["text"], fence, ""]
+        for record in turn["records"]:
+            out.append(_config_line(record))
             out.append("")
-            if rec["tool_calls"]:
+            if record["tool_calls"]:
                 out.append("Tool calls:")
                 out.append("")
-                out += [tool_call_line(call, markdown=True) for call in rec["tool_calls"]]
+                out += [tool_call_line(call, markdown=True) for call in record["tool_calls"]]
                 out.append("")
-            if rec["candidate_stats"]["count"]:
-                out.append(candidates_line(rec["candidate_stats"], markdown=True))
+            if record["candidate_stats"]["count"]:
+                out.append(candidates_line(record["candidate_stats"], markdown=True))
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
 def export_session(store: SessionStore, session_id: str, fmt: str) -> str:
+    """The session in one of FORMATS."""
     if fmt == "json":
         return export_json(store, session_id)
     if fmt == "markdown":
