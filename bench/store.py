@@ -5,7 +5,7 @@
 1. write: one turn with N candidates (user + assistant messages, then `record_turn` with 1
    tool call and N candidates), p50 / p99 over --turns turns, against the naive baseline in the
    same run: the same rows written with sqlite-utils one row per commit (one row per candidate).
-2. render: `replay.render_session` of a session of --render-turns turns (island, tool call,
+2. render: `agent.render.render_session` of a session of --render-turns turns (island, tool call,
    8 candidates each) into a 100-column console, median of 5, against the naive baseline:
    one query per turn and a rich Panel per message.
 3. bytes per turn: file size (after the final checkpoint) divided by turns, for both sessions.
@@ -32,7 +32,7 @@ from rich.panel import Panel
 from rich.text import Text
 from sqlite_utils import Database
 
-from agent.sessions.replay import render_session
+from agent.render import render_session
 from agent.sessions.store import SessionStore
 
 WORDS = ("the capital of France is Paris and the search result says that it has been since the "
