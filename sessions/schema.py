@@ -17,6 +17,9 @@ Tables (all readable with any SQLite tool):
 
 from __future__ import annotations
 
+import json
+import math
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -163,9 +166,6 @@ def m006_candidate_sets(db: Database) -> None:
     """Candidates packed one row per turn: a search writes up to thousands at once and they are
     always read per turn, so one row (a JSON object of columns: {"text": [...], "score": [...], ...})
     replaces a thousand row inserts (the p99 of a turn's write). The `candidates` view unpacks them."""
-    import json
-    import math
-
     db.table("candidate_sets").create(
         {
             "turn_id": int,

@@ -16,6 +16,7 @@ from agent import demo_model
 from agent.config import STRATEGIES, DecodeConfig
 from agent.paths import default_db_path
 from agent.sessions.store import SessionStore, StoreError
+from agent.tooling.spec import ToolError
 
 if TYPE_CHECKING:
     from agent.model.runtime import LoadedModel
@@ -114,7 +115,6 @@ def load_registry(opts: Options) -> ToolRegistry | None:
             raise click.UsageError("--tools and --no-tools cannot be used together")
         return None
     from agent.tooling.registry import build_registry  # the built-in tools load lark
-    from agent.tooling.spec import ToolError
 
     try:
         return build_registry(tuple(opts.get("tool_files") or ()))

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from agent.cli.options import CONTEXT
 from agent.render import printable, tools_table
+from agent.tooling.spec import ToolError
 from agent.tools import kb
 from agent.tools.search import search
 
@@ -52,7 +53,6 @@ def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
       agent tools list --json | python -m json.tool
     """
     from agent.tooling.registry import build_registry  # the built-in tools load lark
-    from agent.tooling.spec import ToolError
 
     try:
         registry = build_registry(tool_files)
