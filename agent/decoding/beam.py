@@ -15,7 +15,6 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
@@ -68,17 +67,3 @@ def beam_search(
     # Nothing finished within the budget: the unfinished beams are all there is.
     unfinished = [] if finished else [n for n in beams if n is not tree.root]
     return tree.result("beam", finished, unfinished, interrupted=interrupted)
-
-
-class BeamSearch:
-    """The `beam` strategy: explores branches, returns its candidates at the end (no streaming)."""
-
-    name = "beam"
-    streams_tokens = False
-    explores_branches = True
-
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
-            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        return beam_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)

@@ -14,7 +14,6 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult
 from agent.decoding.sampling import choose_token
 from agent.decoding.token_tree import Node, TokenTree
@@ -83,17 +82,3 @@ def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.
         return choose_token(node.next_logprobs, config.replace(strategy="sample"), [], generator, mask)
     except RuntimeError:
         return None
-
-
-class BestOfN:
-    """The `best-of-n` strategy: explores branches, returns its candidates at the end (no streaming)."""
-
-    name = "best-of-n"
-    streams_tokens = False
-    explores_branches = True
-
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
-            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        return best_of_n(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)

@@ -35,7 +35,6 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
 from agent.decoding.tree import tree_search
@@ -83,7 +82,7 @@ def _grammar_masks(make_constraint: Callable[[], ResponseConstraint | None] | No
         masks.append(allowed)
         try:
             step = constraint.accept(token_ids[i])
-        except Exception:  # noqa: BLE001 (any constraint's refusal) e.g. a side-effect call pending: the rest goes unmasked, replay_ok judges
+        except Exception:  # e.g. a side-effect call pending: the rest goes unmasked, replay_ok judges
             break
         if not step.forced_is_island:  # grammar-forced text is scored but cannot change
             for forced in step.forced_token_ids:
@@ -114,7 +113,7 @@ def replay_ok(make_constraint: Callable[[], ResponseConstraint | None] | None, t
             return False, None
         try:
             step = constraint.accept(token_ids[i])
-        except Exception:  # noqa: BLE001 (constraints raise their own error types) the grammar refused
+        except Exception:  # the grammar refused
             return False, None
         forced = list(step.forced_token_ids)
         i += 1
@@ -372,19 +371,11 @@ def refine_result(
                                seconds=result.seconds + time.perf_counter() - started)
 
 
-class TreeThenRefine:
-    """The `tree+grad` strategy: the tree search, then gradient refinement of its best candidates."""
-
-    name = "tree+grad"
-    streams_tokens = False
-    explores_branches = True
-
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
-            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
-        if result.best.finish_reason == "interrupted":
-            return result
-        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint,
-                             should_stop=should_stop)
+def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+                     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> SearchResult:
+    """Strategy `tree+grad`: the tree search, then gradient refinement of its best candidates."""
+    result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
+    if result.best.finish_reason == "interrupted":
+        return result
+    return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint, should_stop=should_stop)

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.config import STRATEGIES, DecodeConfig
-from agent.decoding.beam import BeamSearch
-from agent.decoding.best_of_n import BestOfN
+from agent.decoding.beam import beam_search
+from agent.decoding.best_of_n import best_of_n
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
-from agent.decoding.refine import TreeThenRefine
+from agent.decoding.refine import tree_then_refine
 from agent.decoding.results import SearchResult
 from agent.decoding.single import SinglePass
-from agent.decoding.tree import TreeSearch
+from agent.decoding.tree import tree_search
 from agent.model.runtime import LoadedModel
 
 
@@ -35,10 +35,36 @@ class Strategy(Protocol):
         """Search for responses to prompt_ids; the best candidate comes first."""
 
 
+class Search(Protocol):
+    """A strategy that explores branches: what beam, best-of-n, tree and tree+grad implement."""
+
+    def __call__(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+                 make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> SearchResult: ...
+
+
+class BranchingSearch:
+    """A strategy over several branches: no streaming (the answer comes at the end), side effects deferred."""
+
+    streams_tokens = False
+    explores_branches = True
+
+    def __init__(self, name: str, search: Search) -> None:
+        self.name = name
+        self.search = search
+
+    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
+            prefix_cache: PrefixCache | None = None) -> SearchResult:
+        return self.search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
+
+
 STRATEGY_REGISTRY: dict[str, Strategy] = {
     strategy.name: strategy
-    for strategy in (SinglePass("greedy"), SinglePass("sample"), BeamSearch(), BestOfN(), TreeSearch(),
-                     TreeThenRefine())
+    for strategy in (SinglePass("greedy"), SinglePass("sample"), BranchingSearch("beam", beam_search),
+                     BranchingSearch("best-of-n", best_of_n), BranchingSearch("tree", tree_search),
+                     BranchingSearch("tree+grad", tree_then_refine))
 }
 # The registry is keyed by the one list of names the CLI and DecodeConfig know.
 assert tuple(STRATEGY_REGISTRY) == STRATEGIES, "agent.config.STRATEGIES and the strategy registry disagree"

@@ -238,7 +238,7 @@ class TokenTree:
             child.constraint = parent.constraint.fork()
             try:
                 step = child.constraint.accept(token)
-            except Exception as exc:  # noqa: BLE001 (constraints raise their own types): a dead end
+            except Exception as exc:  # constraints raise their own types: a dead end
                 self.kill(child, f"grammar: {exc}")
                 return child
             if step.tool_call is not None:

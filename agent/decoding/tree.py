@@ -37,7 +37,6 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree, draw_tokens
 from agent.model.runtime import LoadedModel
@@ -201,17 +200,3 @@ def tree_search(
     partial.sort(key=lambda n: (-n.model_tokens, -n.mean))
     return tree.result("tree", ranked_complete, partial[: max(0, keep - len(ranked_complete))],
                        interrupted=state["interrupted"], keep=keep)
-
-
-class TreeSearch:
-    """The `tree` strategy: explores branches, returns its candidates at the end (no streaming)."""
-
-    name = "tree"
-    streams_tokens = False
-    explores_branches = True
-
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
-            make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-            should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        return tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
