@@ -8,9 +8,10 @@ digits and no trailing zeros. `**` is right-associative and binds tighter than u
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark import Lark, Tree
+from lark.exceptions import UnexpectedInput
 
 from agent.tooling import ToolFailure, tool
 
@@ -43,79 +44,119 @@ FLOAT: /[0-9]+\.[0-9]*([eE][+-]?[0-9]+)?/ | /\.[0-9]+([eE][+-]?[0-9]+)?/ | /[0-9
 
 _parser = Lark(GRAMMAR, parser="lalr")
 
-MAX_INT_BITS = 100_000  # refuse results beyond ~30,000 digits instead of hanging
+# Python refuses to print (or parse) ints over 4,300 digits by default (`sys.set_int_max_str_digits`);
+# calc keeps the same limit on every Python version so that the message is ours, not the interpreter's.
+MAX_DIGITS = 4300
+MAX_INT_BITS = math.ceil(MAX_DIGITS * math.log2(10))  # refuse results beyond MAX_DIGITS before computing them
+
+TOO_LARGE = "result too large"
 
 
 def _check(value: Number) -> Number:
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        raise ToolFailure("result too large")
+        raise ToolFailure(TOO_LARGE)
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise ToolFailure("result too large")
+        raise ToolFailure(TOO_LARGE)
     return value
 
 
-@v_args(inline=True)
-class _Eval(Transformer):
-    def int(self, tok) -> int:
-        return int(tok)
+def _int(text: str) -> int:
+    if len(text) > MAX_DIGITS:  # int() itself would refuse it with the interpreter's message
+        raise ToolFailure(f"number too long (more than {MAX_DIGITS} digits): {text[:20]}...")
+    return int(text)
 
-    def float(self, tok) -> float:
-        return float(tok)
 
-    def add(self, a: Number, b: Number) -> Number:
-        return _check(a + b)
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ToolFailure(f"number too large: {text}")
+    return value
 
-    def sub(self, a: Number, b: Number) -> Number:
-        return _check(a - b)
 
-    def mul(self, a: Number, b: Number) -> Number:
-        if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS:
-            raise ToolFailure("result too large")
-        return _check(a * b)
+def _add(a: Number, b: Number) -> Number:
+    return _check(a + b)
 
-    def div(self, a: Number, b: Number) -> Number:
-        if b == 0:
-            raise ToolFailure("division by zero")
-        try:
-            return _check(a / b)
-        except OverflowError:
-            raise ToolFailure("result too large") from None
 
-    def floordiv(self, a: Number, b: Number) -> Number:
-        if b == 0:
-            raise ToolFailure("division by zero")
-        return _check(a // b)
+def _sub(a: Number, b: Number) -> Number:
+    return _check(a - b)
 
-    def mod(self, a: Number, b: Number) -> Number:
-        if b == 0:
-            raise ToolFailure("division by zero")
-        return _check(a % b)
 
-    def neg(self, a: Number) -> Number:
-        return -a
+def _mul(a: Number, b: Number) -> Number:
+    if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS:
+        raise ToolFailure(TOO_LARGE)
+    return _check(a * b)
 
-    def pos(self, a: Number) -> Number:
-        return a
 
-    def pow(self, a: Number, b: Number) -> Number:
-        if a == 0 and b < 0:
-            raise ToolFailure("division by zero")
-        if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
-            if b * math.log2(abs(a)) > MAX_INT_BITS:
-                raise ToolFailure("result too large")
-        try:
-            result = a ** b
-        except OverflowError:
-            raise ToolFailure("result too large") from None
-        if isinstance(result, complex):
-            raise ToolFailure("result is not a real number (negative base with a fractional exponent)")
-        return _check(result)
+def _div(a: Number, b: Number) -> Number:
+    if b == 0:
+        raise ToolFailure("division by zero")
+    return _check(a / b)
+
+
+def _floordiv(a: Number, b: Number) -> Number:
+    if b == 0:
+        raise ToolFailure("division by zero")
+    return _check(a // b)
+
+
+def _mod(a: Number, b: Number) -> Number:
+    if b == 0:
+        raise ToolFailure("division by zero")
+    return _check(a % b)
+
+
+def _pow(a: Number, b: Number) -> Number:
+    if a == 0 and b < 0:
+        raise ToolFailure("division by zero")
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
+        if b * math.log2(abs(a)) > MAX_INT_BITS:
+            raise ToolFailure(TOO_LARGE)
+    result = a ** b
+    if isinstance(result, complex):
+        raise ToolFailure("result is not a real number (negative base with a fractional exponent)")
+    return _check(result)
+
+
+_OPERATIONS: dict[str, Callable[..., Number]] = {
+    "add": _add, "sub": _sub, "mul": _mul, "div": _div, "floordiv": _floordiv, "mod": _mod, "pow": _pow,
+    "neg": lambda a: -a, "pos": lambda a: a,
+}
+
+
+def _value(tree: Tree) -> Number:
+    """Evaluate the parse tree bottom-up with an explicit stack.
+
+    Not lark's Transformer: it recurses once per nesting level, so ~1,000 chained operators hit
+    Python's recursion limit. Here depth costs list entries, not stack frames.
+    """
+    values: list[Number] = []
+    todo: list[tuple[Tree, bool]] = [(tree, False)]
+    while todo:
+        node, children_done = todo.pop()
+        if node.data in ("int", "float"):
+            text = str(node.children[0])
+            values.append(_int(text) if node.data == "int" else _float(text))
+        elif not children_done:
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(node.children))
+        else:
+            count = len(node.children)
+            operands = values[-count:]
+            del values[-count:]
+            values.append(_OPERATIONS[str(node.data)](*operands))
+    return values[0]
 
 
 def format_number(value: Number) -> str:
     """Ints exactly; floats with 10 significant digits, no trailing zeros (2.0 -> 2)."""
     if isinstance(value, int):
-        return str(value)
+        try:
+            text = str(value)
+        except ValueError:  # over the interpreter's int-str limit (Python 3.11+)
+            raise ToolFailure(TOO_LARGE) from None
+        if len(text.lstrip("-")) > MAX_DIGITS:  # the same limit where Python has none
+            raise ToolFailure(TOO_LARGE)
+        return text
     text = f"{value:.10g}"
     return "0" if text == "-0" else text
 
@@ -129,11 +170,9 @@ def evaluate(expr: str) -> Number:
     except UnexpectedInput as exc:
         raise ToolFailure(f"cannot parse the expression at column {exc.column}: {expr!r}") from None
     try:
-        return _Eval().transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, ToolFailure):
-            raise exc.orig_exc from None
-        raise
+        return _value(tree)
+    except OverflowError:  # an int too large to become a float, a float power out of range
+        raise ToolFailure(TOO_LARGE) from None
 
 
 @tool(pure=True, timeout=5.0)
