@@ -38,14 +38,14 @@ def huge(n: int) -> str:
     return "y" * n
 
 
-@tool
+@tool(in_process=True)  # records its calls in this process's memory
 def echo(text: str) -> str:
     """Return the text as the result."""
     calls.append(text)
     return text
 
 
-@tool(pure=False)
+@tool(pure=False, in_process=True)  # records its calls in this process's memory
 def launch(target: str) -> str:
     """Has a side effect."""
     calls.append("launched " + target)

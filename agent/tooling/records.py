@@ -12,7 +12,9 @@ class ToolCallRecord:
     """One executed (or refused) tool call, as shown in `--json` and stored in the session.
 
     `island_text` is what the response shows after the call: written by the ToolRunner with
-    `agent.grammar.protocol.format_island`, the one island formatter.
+    `agent.grammar.protocol.format_island`, the one island formatter. `output` is what the tool
+    printed (stdout and stderr together, cut at `agent.tooling.outcome.OUTPUT_LIMIT`): kept here,
+    never written to the terminal, so it cannot mix with an answer or `--json` output.
     """
 
     tool: str
@@ -24,6 +26,7 @@ class ToolCallRecord:
     speculative: bool = False
     call_text: str = ""
     island_text: str = ""
+    output: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +37,7 @@ class ToolCallRecord:
             "seconds": round(self.seconds, 4),
             "pure": self.pure,
             "speculative": self.speculative,
+            "output": self.output,
         }
 
 

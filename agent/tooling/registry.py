@@ -8,6 +8,7 @@ exactly as a user's tools do, so importing them here makes no cycle.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import types
@@ -95,7 +96,13 @@ class ToolRegistry:
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
         try:
-            spec.loader.exec_module(module)
+            # what the file prints while imported goes to stderr: stdout carries answers and --json
+            with contextlib.redirect_stdout(sys.stderr):
+                spec.loader.exec_module(module)
+        except SystemExit as exc:  # not an Exception: it would end the agent with no answer
+            sys.modules.pop(mod_name, None)
+            raise ToolError(f"tools file {str(file)!r} called sys.exit({exc.code!r}) while being imported; "
+                            "a tools file should only define tools") from None
         except ToolError as exc:
             sys.modules.pop(mod_name, None)
             raise ToolError(f"{file}: {exc}") from exc
@@ -112,7 +119,11 @@ class ToolRegistry:
         found: list[ToolSpec] = []
         for ep in metadata.entry_points(group=group):
             try:
-                obj = ep.load()
+                with contextlib.redirect_stdout(sys.stderr):  # as for tools files: stdout is for answers
+                    obj = ep.load()
+            except SystemExit as exc:
+                raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} called "
+                                f"sys.exit({exc.code!r}) while being imported") from None
             except Exception as exc:  # a broken plug-in: say which one
                 raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} "
                                 f"failed to load: {exc}") from exc

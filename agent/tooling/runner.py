@@ -1,9 +1,12 @@
 """Runs one tool call safely: checked arguments, a timeout, a size cap, errors as results, a cache.
 
-A tool runs in its own daemon thread, so a tool that hangs cannot hang the caller: after the
-timeout the caller gets an error and moves on (the stuck thread is abandoned; Python cannot
-kill a thread). Pure tools are cached by (name, arguments), which makes running them
-speculatively on search branches cheap. Tools with side effects run only after
+A tool runs in a worker process (`agent.tooling.worker`) that is killed at its timeout or on
+Ctrl-C, so a hanging tool cannot hang the caller, keep running afterwards, or slow later turns;
+only tools that opt in (`@tool(in_process=True)`), and every tool where processes cannot be forked,
+run in the agent's own process (`agent.tooling.inprocess`), where they cannot be stopped. What a
+tool prints goes into its record. Pure tools are cached by (name, arguments) for the runner's
+life (one turn), timeouts included, which makes running them speculatively on search branches
+cheap and runs a hanging one once, not once per branch. Tools with side effects run only after
 `confirm(record)` says yes; without a confirm callback they are refused.
 """
 
@@ -12,19 +15,26 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, format_island
+from agent.tooling.inprocess import run_in_process
+from agent.tooling.outcome import Outcome, valid_text
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
-from agent.tooling.spec import ToolFailure, ToolSpec
+from agent.tooling.spec import ToolSpec
+from agent.tooling.worker import can_fork, run_in_worker
 
 Confirm = Callable[[ToolCallRecord], bool]
 
 # Keep at most this many characters of a raw result before escaping and cutting (a tool may
 # return megabytes; only `limit` characters reach the island anyway).
 RAW_CAP_FACTOR = 4
+
+NO_FORK_WARNING = ("tools run in the agent's own process on this platform (no os.fork): a tool that "
+                   "times out cannot be stopped and keeps running")
 
 
 class ArgumentError(ValueError):
@@ -49,42 +59,18 @@ def check_args(spec: ToolSpec, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def result_text(value: Any) -> str:
-    """A tool's return value as text: str as is, None as "done", lists/dicts as JSON, else str()."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "done"
-    if isinstance(value, (list, dict, tuple)):
-        try:
-            return json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
-
-
 def _cache_key(name: str, args: dict[str, Any]) -> str:
     return name + "\x00" + json.dumps(args, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def run_with_timeout(func: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> tuple[bool, Any]:
-    """(finished, value-or-exception). finished=False when the call is still running after `timeout`."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = func(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - reported as an error island
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"tool-{getattr(func, '__name__', 'call')}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return False, None
-    if "error" in box:
-        return True, box["error"]
-    return True, box.get("value")
+def execute(spec: ToolSpec, args: dict[str, Any], cap: int) -> Outcome:
+    """Run the tool once, in a worker process where possible; results and errors cut to `cap` characters."""
+    if spec.in_process:
+        return run_in_process(spec.name, spec.func, args, spec.timeout, cap)
+    if not can_fork():
+        warnings.warn(NO_FORK_WARNING, RuntimeWarning, stacklevel=2)  # shown once per place by default
+        return run_in_process(spec.name, spec.func, args, spec.timeout, cap)
+    return run_in_worker(spec.name, spec.func, args, spec.timeout, cap)
 
 
 class ToolRunner:
@@ -168,27 +154,21 @@ class ToolRunner:
                 return self._finish(record, start)
 
         self.executions += 1
-        finished, value = run_with_timeout(spec.func, typed, spec.timeout)
-        cacheable = True
-        if not finished:
-            record.error = f"{name} timed out after {spec.timeout:g} s"
-            cacheable = False
-        elif isinstance(value, ToolFailure):
-            record.error = str(value) or type(value).__name__
-        elif isinstance(value, BaseException):
-            record.error = f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
-            cacheable = False
-        else:
-            text = result_text(value)
-            # cap > limit, so a cut raw result still ends in the island's truncation marker
-            cap = max(self.result_limit, 1) * RAW_CAP_FACTOR
-            record.result = text if len(text) <= cap else text[:cap]
-        if spec.pure and self.use_cache and cacheable:
+        # cap > limit, so a cut raw result still ends in the island's truncation marker
+        outcome = execute(spec, typed, max(self.result_limit, 1) * RAW_CAP_FACTOR)
+        record.result, record.error, record.output = outcome.result, outcome.error, outcome.output
+        # A timed-out pure call is cached too: under tree search a hanging tool then costs one
+        # timeout per turn, not one per branch (a new turn has a new runner and tries again).
+        if spec.pure and self.use_cache and outcome.cacheable:
             with self._lock:
                 self._cache[key] = (record.result, record.error)
         return self._finish(record, start)
 
     def _finish(self, record: ToolCallRecord, start: float) -> ToolCallRecord:
+        # Valid UTF-8 from here on: a lone surrogate in a result or message would otherwise make
+        # the island unencodable and lose the turn when it is stored or shown.
+        record.result = None if record.result is None else valid_text(record.result)
+        record.error = None if record.error is None else valid_text(record.error)
         record.seconds = time.perf_counter() - start
         record.island_text = format_island(record.result, record.error, self.result_limit)
         return record

@@ -129,6 +129,8 @@ class ToolSpec:
     pure: bool = True
     timeout: float = 10.0
     source: str = ""  # where it came from: "builtin", a file path, or an entry point
+    # Run in the agent's own process instead of a worker process: the timeout cannot stop it.
+    in_process: bool = False
     call_signature: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -150,6 +152,7 @@ class ToolSpec:
             "description": self.description,
             "pure": self.pure,
             "timeout": self.timeout,
+            "in_process": self.in_process,
             "params": [p.to_json() for p in self.params],
             "source": self.source,
         }
@@ -199,7 +202,7 @@ def _param_type(hint: Any, where: str) -> ParamType:
 
 
 def make_spec(func: Callable[..., Any], name: str | None = None, pure: bool = True,
-              timeout: float = 10.0, source: str = "") -> ToolSpec:
+              timeout: float = 10.0, source: str = "", in_process: bool = False) -> ToolSpec:
     """Build a ToolSpec from a function's name, docstring and annotated signature."""
     tool_name = name or func.__name__
     where = f"tool {tool_name!r} ({getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')})"
@@ -234,7 +237,7 @@ def make_spec(func: Callable[..., Any], name: str | None = None, pure: bool = Tr
                 raise ToolError(f"{pwhere}: default {default!r} does not match the type: {exc}") from exc
         params.append(Param(p.name, ptype, required, default))
     return ToolSpec(name=tool_name, description=description, params=tuple(params), func=func,
-                    pure=pure, timeout=float(timeout), source=source)
+                    pure=pure, timeout=float(timeout), source=source, in_process=in_process)
 
 
 _SPEC_ATTR = "__agent_tool__"
@@ -245,20 +248,25 @@ def tool(func: ToolFunction) -> ToolFunction: ...
 
 
 @overload
-def tool(*, name: str | None = None, pure: bool = True,
-         timeout: float = 10.0) -> Callable[[ToolFunction], ToolFunction]: ...
+def tool(*, name: str | None = None, pure: bool = True, timeout: float = 10.0,
+         in_process: bool = False) -> Callable[[ToolFunction], ToolFunction]: ...
 
 
 def tool(func: ToolFunction | None = None, *, name: str | None = None, pure: bool = True,
-         timeout: float = 10.0) -> ToolFunction | Callable[[ToolFunction], ToolFunction]:
-    """Mark a function as a tool. Use as `@tool` or `@tool(name=..., pure=..., timeout=...)`.
+         timeout: float = 10.0, in_process: bool = False) -> ToolFunction | Callable[[ToolFunction], ToolFunction]:
+    """Mark a function as a tool. Use as `@tool` or `@tool(name=..., pure=..., timeout=..., in_process=...)`.
 
     The function stays callable as before; its ToolSpec is attached as `func.__agent_tool__`
     and picked up by `ToolRegistry.load_file`/`load_module`.
+
+    A tool runs in a worker process that is killed at its timeout. `in_process=True` runs it in
+    the agent's own process instead (for a tool that must change the agent's memory): then a tool
+    that times out cannot be stopped and keeps running.
     """
 
     def wrap(f: ToolFunction) -> ToolFunction:
-        setattr(f, _SPEC_ATTR, make_spec(f, name=name, pure=pure, timeout=timeout, source=f.__module__))
+        setattr(f, _SPEC_ATTR, make_spec(f, name=name, pure=pure, timeout=timeout, source=f.__module__,
+                                         in_process=in_process))
         return f
 
     if func is not None:
