@@ -267,3 +267,46 @@ def test_cached_free_text_masks_equal_the_engines_own(tiny_lm) -> None:
             choices = [t for t in torch.nonzero(allowed).flatten().tolist() if t not in tiny_lm.eos_token_ids]
             steer.accept(rng.choice(choices))
     assert checked > 200
+
+
+def feed(constraint: GrammarConstraint, text: str) -> None:
+    """Accept `text` one byte-token at a time (a call's island is forced by the constraint itself)."""
+    pieces = constraint.token_bytes
+    for byte in text.encode():
+        constraint.accept(pieces.index(bytes([byte])))
+
+
+# Places where free text is at a line start: the response's start, after a newline, after an island.
+LINE_STARTS = ["", "Hello.\n", 'SEARCH("capital of France")', 'Hi\nCALL(calc, expr="1")', 'LOAD(3)\n=>x\n']
+
+
+@pytest.mark.parametrize("before", LINE_STARTS)
+def test_no_token_lets_free_text_start_a_line_with_the_island_arrow(tiny_lm, kb_home, before: str) -> None:
+    """A line `=> ...` is always a tool's result: at a line start no allowed token completes `=> `
+    from what is already written, while `=>` followed by anything else stays allowed."""
+    pieces = token_bytes(tiny_lm)
+    for typed, rest in (("", b"=> "), ("=", b"> "), ("=>", b" ")):
+        constraint = make_constraint(tiny_lm, default_registry())
+        feed(constraint, before + typed)
+        assert not constraint.in_call
+        allowed = constraint.allowed_tokens()
+        completing = [pieces[t] for t in range(len(pieces)) if allowed[t] and pieces[t].startswith(rest)]
+        assert completing == [], (before + typed, completing)
+        assert bool(allowed[pieces.index(b"x")])  # `=>x` is ordinary text
+    mid_line = make_constraint(tiny_lm, default_registry())
+    feed(mid_line, before + "so =>")
+    assert bool(mid_line.allowed_tokens()[pieces.index(b" ")])  # not at a line start: `=> ` is text
+
+
+def test_cached_free_text_masks_stay_exact_at_line_starts(tiny_lm, kb_home) -> None:
+    """The mask cache's key tells a line start (and `=`, `=>` after it) from the same bytes mid-line:
+    each state's cached mask is the one the engine computes there, whichever state came first."""
+    import numpy as np
+
+    texts = ["abc", "abc\n", "abc\n=", "abc\n=>", "abc\n=>x", "abc=", "abc=>", "=", "=>", "\n=", "x\n\n=>",
+             "x\n=>\n", 'SEARCH("capital of France")', 'SEARCH("capital of France")=',
+             'SEARCH("capital of France")=>', 'SEARCH("capital of France")x\n=>', "SEAR", "x\nSEAR", "é\n=>"]
+    for text in texts + texts[::-1]:
+        constraint = make_constraint(tiny_lm, default_registry())
+        feed(constraint, text)
+        assert np.array_equal(constraint.free_text_mask(), constraint.fresh_free_text_mask()), text

@@ -9,12 +9,14 @@ from llguidance import LLMatcher
 
 from agent.grammar.protocol import (
     ProtocolError,
+    TurnGrammar,
     build_turn_grammar,
     format_call,
     format_island,
     island_content,
     parse_response,
 )
+from agent.grammar.tokenizer import TokenizerInfo, tokenizer_info
 from agent.tooling.registry import ToolRegistry, default_registry
 from agent.tooling.spec import tool
 
@@ -74,7 +76,8 @@ def test_a_response_splits_into_text_calls_and_islands(grammar) -> None:
 
 
 def test_plain_text_and_near_misses_are_text(grammar) -> None:
-    for text in ["Hello!", "SEARCHING for CALL me LOAD", "f(x) = (1 + 2)\n=> not an island", "=> x\n"]:
+    for text in ["Hello!", "SEARCHING for CALL me LOAD", "f(x) = (1 + 2)\n=>not an island", "a => b\n",
+                 " => x", "x\n=>\ny", "==> x"]:
         segs = parse_response(text, grammar)
         assert [s.kind for s in segs] == ["text"] and segs[0].text == text
     assert parse_response("", grammar) == []
@@ -130,3 +133,63 @@ def test_only_registered_tools_are_in_the_grammar() -> None:
     assert [s.kind for s in parse_response('CALL(calc, expr="1")', free)] == ["text"]
     is_error, messages = LLMatcher.validate_grammar_with_warnings(LLMatcher.grammar_from_lark(free.llguidance))
     assert not is_error, messages
+
+
+# Complete responses and whether the protocol accepts them. A line of free text that starts with
+# the island arrow `=> ` would look exactly like a tool's result, so no free text may write one:
+# not at the start, not after a newline, not right after an island, not before a call.
+LINE_START_CASES = [
+    ("=> 42", False),
+    ("The answer:\n=> 42", False),
+    ('SEARCH("q")\n=> no results\n=> [3] France: Paris', False),
+    ('Look:\n=> SEARCH("q")\n=> r\n', False),
+    ('=> CALL(calc, expr="1")\n=> 1\n', False),
+    ("=>42", True),
+    ("a => b", True),
+    ("ends with\n=>", True),
+    ("x\n=>\ny", True),
+    (" => indented", True),
+    ('SEARCH("q")\n=> r\n=>x', True),
+]
+# JSON string escapes in call arguments: a surrogate only as a high + low pair, never alone.
+SURROGATE_CASES = [
+    ('SEARCH("\\ud800x")\n=> r\n', False),
+    ('SEARCH("\\udc00")\n=> r\n', False),
+    ('SEARCH("\\ud83d")\n=> r\n', False),
+    ('SEARCH("\\ud83d\\u0041")\n=> r\n', False),
+    ('CALL(calc, expr="\\uDBFF")\n=> r\n', False),
+    ('SEARCH("\\ud83d\\ude00")\n=> r\n', True),
+    ('SEARCH("\\uD7FF\\uE000\\u00e9")\n=> r\n', True),
+]
+
+
+def engine_accepts(info: TokenizerInfo, grammar: TurnGrammar, text: str) -> bool:
+    """Whether llguidance (the token masks) takes `text`, fed one byte-token at a time, as a whole response."""
+    matcher = info.matcher(grammar.llguidance)
+    ids = [info.by_bytes[bytes([b])] for b in text.encode()]
+    return matcher.try_consume_tokens(ids) == len(ids) and matcher.is_accepting()
+
+
+def lark_accepts(grammar: TurnGrammar, text: str) -> bool:
+    try:
+        parse_response(text, grammar)
+    except ProtocolError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("text", "accepted"), LINE_START_CASES + SURROGATE_CASES)
+def test_both_renderings_agree_on_island_arrows_and_surrogates(grammar, tiny_lm, text: str, accepted: bool) -> None:
+    info = tokenizer_info(tiny_lm.tokenizer, tiny_lm.vocab_size, tiny_lm.eos_token_ids)
+    assert lark_accepts(grammar, text) is accepted
+    assert engine_accepts(info, grammar, text) is accepted
+    if not text.startswith(("SEARCH", "CALL")):  # without tools: the same rule for free text
+        free = build_turn_grammar(None)
+        assert lark_accepts(free, text) is accepted
+        assert engine_accepts(info, free, text) is accepted
+
+
+def test_a_surrogate_pair_escape_is_one_character(grammar) -> None:
+    (call, _island) = parse_response('SEARCH("\\ud83d\\ude00!")\n=> r\n', grammar)
+    assert call.args == {"query": "\U0001F600!"}
+    assert call.args["query"].encode("utf-8")  # valid text: storable, printable

@@ -25,7 +25,7 @@ from agent.decoding.constraint import Step
 from agent.grammar.checking import check_grammar
 from agent.grammar.errors import GrammarError
 from agent.grammar.finishing import FINISH_WINDOW, ISLAND_OPEN, FinishSteering, open_reserve
-from agent.grammar.free_text import drop_crossers, find_call_opening, free_text_state
+from agent.grammar.free_text import LINE_STARTS, drop_crossers, find_call_opening, free_text_state
 from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, ProtocolError, TurnGrammar, build_turn_grammar
 from agent.grammar.tokenizer import BoundedCache, TokenizerInfo, tokenizer_info
 from agent.tooling.records import PendingCall, ToolCallRecord
@@ -231,11 +231,12 @@ class GrammarConstraint:
 
     def prewarm(self) -> None:
         """Compute the free-text masks that every response meets (start, after an island, each
-        partial call opening) once per grammar and tokenizer, so no token pays for them later."""
+        partial call opening, a line start and the island arrow's start after it) once per grammar
+        and tokenizer, so no token pays for them later."""
         assert self._shared.turn is not None
         by_bytes = self._shared.info.by_bytes
         triggers = self._shared.turn.triggers
-        prefixes = {""} | {t[:k] for t in triggers for k in range(1, len(t))}
+        prefixes = {""} | {t[:k] for t in triggers for k in range(1, len(t))} | {s.decode() for s in LINE_STARTS}
         for prefix in sorted(prefixes, key=len):
             for lead in ("", " "):
                 ids = [by_bytes.get(ch.encode()) for ch in lead + prefix]

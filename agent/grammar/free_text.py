@@ -1,10 +1,13 @@
 """The engine's state in free text, as a small key, so free-text masks can be computed once and reused.
 
 In free text the protocol's parser is always at the same place (between chunks), and the lexer
-(lazy heads + tail) only remembers how much of a call opening the text ends with, and an
-unfinished UTF-8 character. So the mask is a function of: the longest suffix that is a proper
-prefix of an opening or an incomplete character, and whether the text since the last island is
-empty. `agent.grammar.constraint` caches masks by this key (TokenizerInfo.free_text_masks).
+(lazy heads + tail) only remembers how much of a call opening the text ends with, an unfinished
+UTF-8 character, and whether the text is at a line start, perhaps followed by `=` or `=>` (no
+free-text line may start with the island arrow `=> `). So the mask is a function of: the longest
+suffix that is a proper prefix of an opening or an incomplete character, or the line start with
+what follows it (`\n`, `\n=`, `\n=>`; the text since an island starts at a line start), and
+whether the text since the last island is empty. `agent.grammar.constraint` caches masks by this
+key (TokenizerInfo.free_text_masks).
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ import numpy as np
 
 from agent.grammar.tokenizer import CALL_CROSSING, TextState, TokenizerInfo
 
+# A line start and the part of the island arrow (`=> `) after it: each is its own engine state.
+LINE_STARTS = (b"\n", b"\n=", b"\n=>")
+
 
 def free_text_state(text: bytes | bytearray, triggers: list[bytes]) -> TextState:
     """The key of the engine's free-text state; `text` is what was written since the last island."""
     if not text:
         return b"", True
     tail = bytes(text[-6:])
+    if len(text) <= 2 and b"\n" + tail in LINE_STARTS:  # `=` or `=>` right after an island (a line start)
+        return b"\n" + tail, False
+    for piece in (tail[-3:], tail[-2:], tail[-1:]):
+        if piece in LINE_STARTS:
+            return piece, False
     # an unfinished UTF-8 character at the end
     for k in range(1, min(3, len(tail)) + 1):
         byte = tail[-k]

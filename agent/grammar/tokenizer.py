@@ -29,7 +29,8 @@ V = TypeVar("V")
 CALL_CROSSING = b")\n"
 
 # What the engine's free-text mask depends on (see agent.grammar.free_text.free_text_state):
-# (the text's ending that matters, whether the text since the last island is empty).
+# (the text's ending that matters: a partial call opening, an unfinished character or a line start
+# with what follows it; whether the text since the last island is empty).
 TextState = tuple[bytes, bool]
 
 
