@@ -237,6 +237,14 @@ def test_tools_run_in_a_worker_unless_they_opt_in_to_the_agent_process(capfd: py
     assert spec is not None and spec.in_process and spec.to_json()["in_process"] is True
 
 
+def test_without_fork_tools_run_in_process_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "fork")  # as on Windows
+    seen_here.clear()
+    with pytest.warns(RuntimeWarning, match="no os.fork.*cannot be stopped"):
+        record = ToolRunner(registry()).run("remember", {"text": "no fork"})
+    assert record.result == "ok" and seen_here == ["no fork"]
+
+
 @pytest.mark.parametrize("where, field, expected", [
     ("result", "result", "x\ufffdy"),
     ("error", "error", "bad \ufffd error"),

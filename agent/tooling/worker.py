@@ -140,6 +140,9 @@ def _child(name: str, func: Callable[..., Any], kwargs: dict[str, Any], cap: int
             # reach us in the moment before we have our own process group.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.setpgid(0, 0)
+        # now out of the terminal's reach: the tool's own subprocesses get the usual Ctrl-C handling
+        with contextlib.suppress(Exception):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         _die_with_parent()
         if os.getppid() != parent:  # the agent died before the line above took effect
             return
