@@ -1,8 +1,16 @@
-"""The knowledge base behind SEARCH and LOAD: documents in SQLite with an FTS5 index (sqlite-utils).
+"""The knowledge base behind SEARCH and LOAD: documents in SQLite with an FTS5 index.
 
 Lives at `agent.paths.default_kb_path()` (override with the env var AGENT_KB). On first use an
 empty knowledge base seeds itself from the docs shipped with the demo model
 (`agent.demo_model.demo_kb_docs_path()`: one {"id", "title", "text"} object per line), if present.
+
+Document ids come from SQLite (the rowid of the insert), never computed by us, and every change
+(creating and seeding, one `add` call with all its files) is one write transaction taken up front
+(`BEGIN IMMEDIATE`, waiting up to `BUSY_TIMEOUT_S` for another writer): concurrent `kb add`s queue
+instead of overwriting each other, and a failure or kill leaves the knowledge base as it was. Each
+document's search snippet is computed once when it is stored, so SEARCH never reads whole documents.
+The file is created 0600 and marked with its own application id; a database that is not a knowledge
+base (another application's, the session store) is refused untouched.
 """
 
 from __future__ import annotations
@@ -10,22 +18,40 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import sqlite_utils
+from typing import Any
 
 from agent.demo_model import demo_kb_docs_path
 from agent.paths import default_kb_path
+from agent.tools import kb_files
+from agent.tools.kb_files import DEFAULT_MAX_BYTES, Skipped
 
 TABLE = "docs"
 SNIPPET_CHARS = 200
 TOP_K = 3
-INDEXED_SUFFIXES = (".txt", ".md", ".markdown")
+BUSY_TIMEOUT_S = 60.0
+APPLICATION_ID = 0x41474B42  # "AGKB" in the header (the session store's is "AGNT")
 
-_lock = threading.Lock()  # seeding and adding are not re-entrant across threads
+# the FTS index is external-content (it stores no text): triggers keep it in step with the table
+_FTS_DELETE = (f"INSERT INTO {TABLE}_fts ({TABLE}_fts, rowid, title, text)"
+               " VALUES ('delete', old.rowid, old.title, old.text)")
+# the text last: reading a row's other columns (the snippet for SEARCH) never walks a big text's pages
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY, title TEXT NOT NULL, snippet TEXT,"
+    " path TEXT, text TEXT NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_path ON {TABLE}(path)",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE}_fts USING FTS5(title, text, tokenize='unicode61', content='{TABLE}')",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_ai AFTER INSERT ON {TABLE} BEGIN"
+    f" INSERT INTO {TABLE}_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text); END",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_ad AFTER DELETE ON {TABLE} BEGIN {_FTS_DELETE}; END",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_au AFTER UPDATE ON {TABLE} BEGIN {_FTS_DELETE};"
+    f" INSERT INTO {TABLE}_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text); END",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
 
 
 class KBError(Exception):
@@ -39,6 +65,23 @@ class Doc:
     text: str
 
 
+@dataclass
+class Hit:
+    """A search match: the document's id, title and stored snippet (never its whole text)."""
+
+    id: int
+    title: str
+    snippet: str
+
+
+@dataclass
+class Indexed:
+    """What one `add` stored, and what it did not read (each with the reason)."""
+
+    docs: list[Doc] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
 def kb_path() -> Path:
     env = os.environ.get("AGENT_KB")
     return Path(env).expanduser() if env else default_kb_path()
@@ -49,28 +92,60 @@ def shipped_docs_path() -> Path:
     return demo_kb_docs_path()
 
 
-def open_db(path: Path | None = None) -> sqlite_utils.Database:
-    """Open (creating and seeding on first use) the knowledge base."""
-    file = path or kb_path()
+def snippet_of(text: str, width: int = SNIPPET_CHARS) -> str:
+    """`" ".join(text.split())[:width]`, reading only as much of `text` as that needs.
+
+    The flattened head of a text is a prefix of the flattened whole (a word cut at the end of the
+    head is a prefix of the whole word), so once the head gives `width` characters they are the answer.
+    """
+    size = 4 * width
+    while True:
+        flat = " ".join(text[:size].split())
+        if len(flat) >= width or size >= len(text):
+            return flat[:width]
+        size *= 4
+
+
+def format_hit(hit: Hit) -> str:
+    """`[ID] TITLE: TEXT`, the text on one line and cut to 200 characters."""
+    return f"[{hit.id}] {hit.title}: {hit.snippet}"
+
+
+@contextmanager
+def _write(conn: Any) -> Iterator[None]:
+    """One write transaction, taken at once (so concurrent writers queue); joins one already open."""
+    raw: sqlite3.Connection = getattr(conn, "conn", conn)  # training/worlds.py passes a sqlite_utils.Database
+    if raw.in_transaction:
+        yield
+        return
+    raw.execute("BEGIN IMMEDIATE")
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite_utils.Database(file)
-        with _lock:
-            if TABLE not in db.table_names():
-                _create(db)
-                seed = shipped_docs_path()
-                if seed.is_file():
-                    _insert(db, _read_jsonl(seed))
-    except KBError:
+        yield
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            # the first error is the one to report; if even the rollback fails, the journal left
+            # behind makes the next open roll the file back
+            with suppress(sqlite3.Error):
+                raw.execute("ROLLBACK")
         raise
-    except Exception as exc:  # sqlite3.DatabaseError for a corrupt file, OSError, ...
-        raise KBError(f"knowledge base {str(file)!r} cannot be opened: {exc}") from exc
-    return db
 
 
-def _create(db: sqlite_utils.Database) -> None:
-    db[TABLE].create({"id": int, "title": str, "text": str, "path": str}, pk="id", not_null={"title", "text"})
-    db[TABLE].enable_fts(["title", "text"], create_triggers=True, tokenize="unicode61")
+def _create(conn: Any) -> None:
+    """The tables, the FTS index kept in step by triggers, and our application id."""
+    with _write(conn):
+        for statement in _SCHEMA:
+            conn.execute(statement)
+
+
+def _insert(conn: Any, docs: Iterable[Doc]) -> None:
+    """Documents with their own ids (the shipped seed), replacing any with the same id."""
+    with _write(conn):
+        for d in docs:
+            conn.execute(
+                f"INSERT INTO {TABLE} (id, title, text, snippet) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE"
+                " SET title = excluded.title, text = excluded.text, snippet = excluded.snippet",
+                [d.id, d.title, d.text, snippet_of(d.text)])
 
 
 def _read_jsonl(path: Path) -> list[Doc]:
@@ -86,8 +161,74 @@ def _read_jsonl(path: Path) -> list[Doc]:
     return docs
 
 
-def _insert(db: sqlite_utils.Database, docs: Iterable[Doc]) -> None:
-    db[TABLE].upsert_all(({"id": d.id, "title": d.title, "text": d.text} for d in docs), pk="id")
+def _connect(file: Path) -> sqlite3.Connection:
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:  # created here, 0600, before SQLite would create it 0644 (its journal copies the mode)
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # another process created it first
+    conn = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.create_function("kb_snippet", 1, snippet_of, deterministic=True)
+    return conn
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
+
+
+def _check_ours(conn: sqlite3.Connection, file: Path) -> None:
+    """Refuse a database that is not a knowledge base before anything is written to it."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = _tables(conn)
+    why = ""
+    if app_id not in (0, APPLICATION_ID):
+        why = f"its application id is {app_id:#x}, not the knowledge base's ({APPLICATION_ID:#x})"
+    elif tables and not ({TABLE, f"{TABLE}_fts"} <= tables and {"id", "title", "text"} <= _columns(conn)):
+        why = f"it has other tables ({', '.join(sorted(tables)[:5])})"
+    if why:
+        raise KBError(f"{str(file)!r} is not a knowledge base: {why}; it was left untouched "
+                      "(set AGENT_KB to another file)")
+
+
+def _prepare(conn: sqlite3.Connection, file: Path) -> None:
+    """Create and seed a new knowledge base, or bring an older one up to date (once, by one process)."""
+    _check_ours(conn, file)
+    if TABLE in _tables(conn) and "snippet" in _columns(conn):
+        return
+    with _write(conn):
+        _check_ours(conn, file)  # again inside the lock: another process may have got there first
+        if TABLE not in _tables(conn):
+            _create(conn)
+            seed = shipped_docs_path()
+            if seed.is_file():
+                _insert(conn, _read_jsonl(seed))
+        elif "snippet" not in _columns(conn):  # made before snippets were stored
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN snippet TEXT")
+            conn.execute(f"UPDATE {TABLE} SET snippet = kb_snippet(text)")
+            _create(conn)  # the path index and the application id
+
+
+def open_db(path: Path | None = None) -> sqlite3.Connection:
+    """Open (creating and seeding on first use) the knowledge base."""
+    file = path or kb_path()
+    conn = None
+    try:
+        conn = _connect(file)
+        _prepare(conn, file)
+    except KBError:
+        if conn is not None:
+            conn.close()
+        raise
+    except (sqlite3.Error, OSError) as exc:  # sqlite3.DatabaseError for a corrupt file, OSError, ...
+        if conn is not None:
+            conn.close()
+        raise KBError(f"knowledge base {str(file)!r} cannot be opened: {exc}") from exc
+    return conn
 
 
 def fts_query(text: str) -> str | None:
@@ -98,84 +239,71 @@ def fts_query(text: str) -> str | None:
     return " OR ".join('"' + w + '"' for w in words)
 
 
-def search_docs(query: str, limit: int = TOP_K) -> list[Doc]:
-    """Best matches by FTS5 bm25 (ties by id)."""
+def _read(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    file = kb_path()
+    conn = open_db(file)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise KBError(f"knowledge base {str(file)!r} cannot be read: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def search_docs(query: str, limit: int = TOP_K) -> list[Hit]:
+    """Best matches by FTS5 bm25 (ties by id), each with its stored snippet."""
     q = fts_query(query)
     if q is None:
         return []
-    db = open_db()
-    try:
-        rows = db.execute(
-            f"select d.id, d.title, d.text from {TABLE}_fts f join {TABLE} d on d.rowid = f.rowid "
-            f"where {TABLE}_fts match ? order by bm25({TABLE}_fts), d.id limit ?",
-            [q, limit],
-        ).fetchall()
-    finally:
-        db.close()
-    return [Doc(int(r[0]), r[1], r[2]) for r in rows]
+    rows = _read(
+        f"SELECT d.id, d.title, coalesce(d.snippet, kb_snippet(d.text)) FROM {TABLE}_fts f"
+        f" JOIN {TABLE} d ON d.rowid = f.rowid WHERE {TABLE}_fts MATCH ? ORDER BY bm25({TABLE}_fts), d.id LIMIT ?",
+        [q, limit])
+    return [Hit(int(r[0]), r[1], r[2]) for r in rows]
 
 
 def get_doc(doc_id: int) -> Doc | None:
-    db = open_db()
+    rows = _read(f"SELECT id, title, text FROM {TABLE} WHERE id = ?", [doc_id])
+    return Doc(int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+
+def _store(conn: sqlite3.Connection, source: kb_files.Source) -> Doc:
+    """Update the document already indexed from this file, else insert it under a new id from SQLite."""
+    row = conn.execute(f"SELECT id FROM {TABLE} WHERE path = ? ORDER BY id LIMIT 1", [source.key]).fetchone()
+    values = [source.title, source.text, snippet_of(source.text)]
+    if row:
+        conn.execute(f"UPDATE {TABLE} SET title = ?, text = ?, snippet = ? WHERE id = ?", [*values, row[0]])
+        return Doc(int(row[0]), source.title, source.text)
+    cursor = conn.execute(f"INSERT INTO {TABLE} (title, text, snippet, path) VALUES (?, ?, ?, ?)",
+                          [*values, source.key])
+    return Doc(int(cursor.lastrowid or 0), source.title, source.text)
+
+
+def index_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> Indexed:
+    """Index .txt/.md files (directories recursively), all in one transaction; see `kb_files` for
+    which files are read. Re-adding a file updates it in place. Files not read are listed, not fatal."""
     try:
-        row = db.execute(f"select id, title, text from {TABLE} where id = ?", [doc_id]).fetchone()
-    finally:
-        db.close()
-    return Doc(int(row[0]), row[1], row[2]) if row else None
-
-
-def format_hit(doc: Doc) -> str:
-    """`[ID] TITLE: TEXT`, the text on one line and cut to 200 characters."""
-    text = " ".join(doc.text.split())[:SNIPPET_CHARS]
-    return f"[{doc.id}] {doc.title}: {text}"
-
-
-def _title_of(path: Path, text: str) -> str:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped:
-            if path.suffix in (".md", ".markdown") and stripped.startswith("#"):
-                return stripped.lstrip("#").strip() or path.stem
-            break
-    return path.stem
-
-
-def _files(paths: Iterable[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INDEXED_SUFFIXES))
-        elif p.is_file():
-            if p.suffix.lower() not in INDEXED_SUFFIXES:
-                raise KBError(f"{str(p)!r} is not a text or markdown file ({', '.join(INDEXED_SUFFIXES)})")
-            out.append(p)
-        else:
-            raise KBError(f"{str(p)!r} does not exist")
-    return out
-
-
-def add_paths(paths: Iterable[str | Path]) -> list[Doc]:
-    """Index .txt/.md files (directories recursively). Re-adding a file updates it in place."""
-    files = _files(paths)
-    db = open_db()
-    added: list[Doc] = []
+        found = kb_files.find(paths)
+    except kb_files.PathError as exc:
+        raise KBError(str(exc)) from None
+    result = Indexed(skipped=list(found.skipped))
+    file = kb_path()
+    conn = open_db(file)
     try:
-        with _lock:
-            next_id = (db.execute(f"select coalesce(max(id), 0) from {TABLE}").fetchone()[0] or 0) + 1
-            for f in files:
-                try:
-                    text = f.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise KBError(f"cannot read {str(f)!r} as UTF-8 text: {exc}") from exc
-                key = str(f.resolve())
-                row = db.execute(f"select id from {TABLE} where path = ?", [key]).fetchone()
-                doc_id = int(row[0]) if row else next_id
-                if not row:
-                    next_id += 1
-                doc = Doc(doc_id, _title_of(f, text), text)
-                db[TABLE].upsert({"id": doc.id, "title": doc.title, "text": doc.text, "path": key}, pk="id")
-                added.append(doc)
+        with _write(conn):
+            for candidate in found.files:
+                source = kb_files.read(candidate, max_bytes)
+                if isinstance(source, Skipped):
+                    result.skipped.append(source)
+                else:
+                    result.docs.append(_store(conn, source))
+    except sqlite3.Error as exc:
+        raise KBError(f"knowledge base {str(file)!r} could not be written ({exc}); nothing was added") from exc
     finally:
-        db.close()
-    return added
+        conn.close()
+    return result
+
+
+def add_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> list[Doc]:
+    """`index_paths`, for callers that only want the documents stored (skipped files are not reported)."""
+    return index_paths(paths, max_bytes).docs

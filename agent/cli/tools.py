@@ -17,6 +17,7 @@ from agent.cli.options import CONTEXT
 from agent.render import printable, tools_table
 from agent.tooling.spec import ToolError
 from agent.tools import kb
+from agent.tools.kb_files import DEFAULT_MAX_BYTES
 from agent.tools.search import search
 
 
@@ -81,21 +82,37 @@ def kb_command_group() -> None:
 
 @kb_command_group.command("add", context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def kb_add(paths: tuple[Path, ...]) -> None:
+@click.option("--max-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES, show_default=True,
+              help="Skip (and list) files larger than this many bytes.")
+def kb_add(paths: tuple[Path, ...], max_bytes: int) -> None:
     """Index text and markdown files (directories recursively); adding a file again updates it.
+
+    All files of one call are stored in one transaction: an error leaves the knowledge base as it
+    was. Inside a folder, symbolic links that lead out of it are not followed. Files that are not
+    read (links out of the folder, unreadable, over --max-bytes, not UTF-8) are listed on stderr
+    with the reason and the exit status is 1; the other files are indexed.
 
     \b
     Examples:
       agent kb add README.md
       agent kb add ~/notes docs/guide.md
+      agent kb add --max-bytes 5000000 big-manual.md
     """
     try:
-        docs = kb.add_paths(paths)
+        result = kb.index_paths(paths, max_bytes=max_bytes)
     except kb.KBError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for doc in docs:
+        raise click.ClickException(printable(str(exc))) from exc
+    for doc in result.docs:
         click.echo(printable(f"[{doc.id}] {doc.title}"))
-    click.echo(f"indexed {len(docs)} document{'s' if len(docs) != 1 else ''} into {kb.kb_path()}")
+    for skipped in result.skipped:
+        click.echo(printable(f"skipped {skipped.path}: {skipped.reason}"), err=True)
+    count = len(result.docs)
+    summary = f"indexed {count} document{'s' if count != 1 else ''} into {kb.kb_path()}"
+    if result.skipped:
+        summary += f"; skipped {len(result.skipped)} path{'s' if len(result.skipped) != 1 else ''} (listed above)"
+    click.echo(printable(summary))
+    if result.skipped:
+        sys.exit(1)
 
 
 @kb_command_group.command("search", context_settings=CONTEXT)
@@ -110,7 +127,7 @@ def kb_search(text: str) -> None:
     try:
         click.echo(printable(search(text)))
     except kb.KBError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(printable(str(exc))) from exc
 
 
 # ---------------------------------------------------------------------------------------------
