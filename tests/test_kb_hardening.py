@@ -127,10 +127,14 @@ def test_kb_add_does_not_follow_links_out_of_the_folder(kb_env: dict[str, str], 
     (notes / "passwd.txt").symlink_to("/etc/passwd")
     (notes / "secret.md").symlink_to(outside / "secret.md")
     (notes / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (notes / "loop.md").symlink_to(notes / "loop.md")
+    (notes / "broken.md").symlink_to(notes / "missing.md")
     res = agent(kb_env, "kb", "add", str(notes))
     out, err = res.stdout.decode(), res.stderr.decode()
-    assert res.returncode == 1
-    assert out.count("] Inside") == 1 and "indexed 1 document" in out and "skipped 3 paths (listed above)" in out
+    assert res.returncode == 1 and "Traceback" not in err
+    assert out.count("] Inside") == 1 and "indexed 1 document" in out and "skipped 5 paths (listed above)" in out
+    assert f"skipped {notes / 'loop.md'}: cannot read: Too many levels of symbolic links" in err
+    assert f"skipped {notes / 'broken.md'}: cannot read: No such file or directory" in err
     for name in ("passwd.txt", "secret.md", "elsewhere"):
         assert f"skipped {notes / name}: symbolic link to" in err and "outside" in err
     assert found("zqinsideword") and not found("zqsecretword")

@@ -92,8 +92,8 @@ def _walk(root: Path, found: Found) -> None:
         here = Path(dirpath)
         for name in dirnames:
             link = here / name
-            if link.is_symlink() and not link.resolve().is_relative_to(real_root):
-                found.skipped.append(Skipped(str(link), f"symbolic link to {link.resolve()}, outside {root}"))
+            if link.is_symlink() and not _real(link).is_relative_to(real_root):
+                found.skipped.append(Skipped(str(link), f"symbolic link to {_real(link)}, outside {root}"))
         for name in sorted(filenames):
             if Path(name).suffix.lower() not in INDEXED_SUFFIXES:
                 continue
@@ -101,11 +101,17 @@ def _walk(root: Path, found: Found) -> None:
             if not file.is_symlink():
                 found.files.append(Candidate(file, real_root / file.relative_to(root)))
                 continue
-            target = file.resolve()
+            target = _real(file)
             if target.is_relative_to(real_root):
                 found.files.append(Candidate(file, target))
             else:
                 found.skipped.append(Skipped(str(file), f"symbolic link to {target}, outside {root}"))
+
+
+def _real(link: Path) -> Path:
+    """Where a link leads; a loop or a missing target resolves as far as it goes (opening it then fails
+    and is reported), where Path.resolve would raise RuntimeError on a loop."""
+    return Path(os.path.realpath(link))
 
 
 def read(candidate: Candidate, max_bytes: int) -> Source | Skipped:
