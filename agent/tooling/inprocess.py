@@ -43,7 +43,7 @@ def run_in_process(name: str, func: Callable[..., Any], kwargs: dict[str, Any], 
         sys.stdout, sys.stderr = saved
     output = cut_output(printed.getvalue())
     if not done:  # still running: abandoned, as a thread cannot be killed
-        return Outcome(error=f"{name} timed out after {timeout:g} s", output=output, timed_out=True)
+        return Outcome(error=f"{name} timed out after {timeout:g} s", output=output)
     outcome = done[0]
     outcome.output = output
     return outcome

@@ -32,7 +32,6 @@ class Outcome:
     error: str | None = None
     output: str = ""
     cacheable: bool = True
-    timed_out: bool = False
 
 
 def result_text(value: Any) -> str:

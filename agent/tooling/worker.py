@@ -49,11 +49,16 @@ def run_in_worker(name: str, func: Callable[..., Any], kwargs: dict[str, Any], t
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     with tempfile.TemporaryFile() as output:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a multi-threaded process may deadlock the child: the
-            # child here only runs the tool, and a child that deadlocks is killed at the timeout.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns that forking a multi-threaded process may deadlock the child: the
+                # child here only runs the tool, and a child that deadlocks is killed at the timeout.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError as exc:  # e.g. EAGAIN: too many processes; the call fails, not the turn
+            os.close(read_fd)
+            os.close(write_fd)
+            return Outcome(error=f"{name} could not start a worker process: {exc}", cacheable=False)
         if pid == 0:
             _child(name, func, kwargs, cap, (read_fd, write_fd), output, parent)  # never returns
         os.close(write_fd)
@@ -75,7 +80,7 @@ def run_in_worker(name: str, func: Callable[..., Any], kwargs: dict[str, Any], t
         printed = _printed(output)
     if not complete:
         if message is None:  # the deadline passed
-            return Outcome(error=f"{name} timed out after {timeout:g} s", output=printed, timed_out=True)
+            return Outcome(error=f"{name} timed out after {timeout:g} s", output=printed)
         return Outcome(error=f"{name} {_ending(status)} without returning a result", output=printed,
                        cacheable=False)
     outcome = Outcome(**json.loads(message))
