@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from agent.paths import agent_home
 from agent.tooling import tool
 
@@ -14,6 +16,8 @@ def note(text: str) -> str:
     """
     line = " ".join(text.splitlines()).rstrip()
     path = agent_home() / "notes.txt"
-    with path.open("a", encoding="utf-8") as fh:
+    # created 0600: notes are the user's own text, not for other accounts on the machine
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with open(fd, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
     return "noted"
