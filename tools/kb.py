@@ -112,9 +112,8 @@ def format_hit(hit: Hit) -> str:
 
 
 @contextmanager
-def _write(conn: Any) -> Iterator[None]:
+def _write(raw: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, taken at once (so concurrent writers queue); joins one already open."""
-    raw: sqlite3.Connection = getattr(conn, "conn", conn)  # training/worlds.py passes a sqlite_utils.Database
     if raw.in_transaction:
         yield
         return
@@ -131,14 +130,14 @@ def _write(conn: Any) -> Iterator[None]:
         raise
 
 
-def _create(conn: Any) -> None:
+def _create(conn: sqlite3.Connection) -> None:
     """The tables, the FTS index kept in step by triggers, and our application id."""
     with _write(conn):
         for statement in _SCHEMA:
             conn.execute(statement)
 
 
-def _insert(conn: Any, docs: Iterable[Doc]) -> None:
+def _insert(conn: sqlite3.Connection, docs: Iterable[Doc]) -> None:
     """Documents with their own ids (the shipped seed), replacing any with the same id."""
     with _write(conn):
         for d in docs:
@@ -146,6 +145,16 @@ def _insert(conn: Any, docs: Iterable[Doc]) -> None:
                 f"INSERT INTO {TABLE} (id, title, text, snippet) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE"
                 " SET title = excluded.title, text = excluded.text, snippet = excluded.snippet",
                 [d.id, d.title, d.text, snippet_of(d.text)])
+
+
+def create_kb(path: Path, docs: Iterable[Doc]) -> None:
+    """A new knowledge base file holding exactly these documents (with their own ids)."""
+    conn = _connect(path)
+    try:
+        _create(conn)
+        _insert(conn, docs)
+    finally:
+        conn.close()
 
 
 def _read_jsonl(path: Path) -> list[Doc]:

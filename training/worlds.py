@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import sqlite_utils
-
 from agent.grammar.system_prompt import build_system_prompt
 from agent.tooling.registry import default_registry
 from agent.tools import kb as kb_module
@@ -31,10 +29,7 @@ def kb_world(kb: KnowledgeBase) -> Iterator[KnowledgeBase]:
     old = os.environ.get("AGENT_KB")
     with tempfile.TemporaryDirectory(prefix="demo-kb-") as tmp:
         db_path = Path(tmp) / "kb.sqlite"
-        db = sqlite_utils.Database(db_path)
-        kb_module._create(db)
-        kb_module._insert(db, [kb_module.Doc(d["id"], d["title"], d["text"]) for d in kb.docs()])
-        db.close()
+        kb_module.create_kb(db_path, [kb_module.Doc(d["id"], d["title"], d["text"]) for d in kb.docs()])
         os.environ["AGENT_KB"] = str(db_path)
         try:
             yield kb
