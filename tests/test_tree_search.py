@@ -156,7 +156,7 @@ def test_pure_tools_run_on_branches_and_side_effects_wait_for_the_chosen_one(tin
 
     bumps: list[int] = []
 
-    @tool(pure=False)
+    @tool(pure=False, in_process=True)  # records its calls in this process
     def bump(n: int) -> str:
         """Add n to a counter (a side effect)."""
         bumps.append(n)
