@@ -3,6 +3,12 @@
 `ChatSession` holds a conversation: its messages, the KV cache of the previous turn, the tool
 registry and the decoding configuration. The REPL and the CLI are thin shells around it; it has no
 terminal in it, and the store it writes to takes plain records.
+
+Saving: the question is written before decoding (`SessionStore.start_turn`, which draws the turn
+number) and the answer with its record, tool calls and candidates after (`finish_turn`, one
+transaction). A store that cannot be written (locked by another process past its timeout) never
+costs the answer: the turn is kept in memory (`unsaved_turns`), `TurnResult.unsaved` says so, and
+it is written, oldest first, before the next turn and on `close()`, which names what still was not.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import DecodeConfig
@@ -22,6 +29,9 @@ from agent.grammar.constraint import make_constraint
 from agent.grammar.system_prompt import build_system_prompt
 from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
 from agent.model.runtime import LoadedModel, load_model
+from agent.sessions.errors import StoreError
+from agent.sessions.records import AnswerRecord
+from agent.sessions.replay import tool_files_for_rerun
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry, build_registry
 
@@ -49,10 +59,26 @@ class TurnResult:
     turn: int = 0
     session_id: str | None = None
     search: SearchResult | None = None  # what a branch-exploring strategy found (for /alts and /tree)
+    # why this turn is not saved yet (the store could not be written); None when saved or not saving
+    unsaved: str | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.finish_reason == "interrupted"
+
+
+@dataclass(eq=False)
+class UnsavedTurn:
+    """A turn the store has not (wholly) taken yet: its question, then its answer once decoded."""
+
+    question: str
+    turn: int | None = None  # drawn when the question was saved
+    answer: AnswerRecord | None = None  # None while the turn is being decoded
+
+    def describe(self) -> str:
+        short = self.question if len(self.question) <= 50 else self.question[:47] + "..."
+        what = "its answer" if self.turn is not None else "its question and answer"
+        return f"{'turn ' + str(self.turn) if self.turn is not None else 'a turn'} ({short!r}): {what}"
 
 
 class ChatSession:
@@ -83,6 +109,7 @@ class ChatSession:
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
+        self.unsaved_turns: list[UnsavedTurn] = []  # oldest first
         self._start_messages()
         if session_id is not None:
             self.resume(session_id)
@@ -97,7 +124,9 @@ class ChatSession:
         return sum(1 for m in self.messages if m["role"] == "user")
 
     def clear(self) -> None:
-        """Forget the conversation (a new session starts with the next message)."""
+        """Forget the conversation (a new session starts with the next message). StoreError, with
+        nothing forgotten, while turns of this session cannot be saved yet."""
+        self._save_or_refuse("starting a new conversation")
         self._start_messages()
         self.prefix_cache.reset()
         self.session_id = None
@@ -107,6 +136,7 @@ class ChatSession:
         """Continue a stored session: its messages become the context of the next turn."""
         if self.store is None:
             raise RuntimeError("sessions are not being saved, so none can be resumed")
+        self._save_or_refuse(f"resuming session {session_id}")
         full_id = self.store.resolve_id(session_id)  # a clear error when unknown or ambiguous
         self.messages = self.store.history(full_id)
         self.session_id = full_id
@@ -120,13 +150,58 @@ class ChatSession:
         return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
                                defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls)
 
-    def _ensure_session(self) -> None:
-        if self.store is None or self.session_id is not None:
+    # -- saving --------------------------------------------------------------------------------
+    def _create_session(self, store: SessionStore) -> str:
+        """The session with its system prompt (turn 0), in one transaction. (Messages after it are the
+        unsaved turns, written by `save_pending`.)"""
+        system = self.messages[0]["content"] if self.messages and self.messages[0]["role"] == "system" else None
+        return store.create_session(self.lm.model_id, self.lm.weights_hash, system_prompt=system)
+
+    def save_pending(self) -> str | None:
+        """Write the turns not saved yet, oldest first, stopping at the first failure; returns why
+        something is still unsaved (the store's error), None when everything is saved."""
+        if self.store is None:
+            return None
+        try:
+            if self.session_id is None and self.unsaved_turns:
+                self.session_id = self._create_session(self.store)
+            while self.unsaved_turns:
+                pending = self.unsaved_turns[0]
+                if pending.turn is None:
+                    pending.turn = self.store.start_turn(self.session_id, pending.question)
+                if pending.answer is None:
+                    return None  # being decoded: its answer is saved when it comes
+                self.store.finish_turn(self.session_id, pending.turn, pending.answer)
+                self.unsaved_turns.pop(0)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    def _unsaved_report(self, error: str) -> str:
+        listed = "; ".join(p.describe() for p in self.unsaved_turns)
+        where = f"session {self.session_id}" if self.session_id else "a new session"
+        return f"{error}. Not saved to {where}: {listed}"
+
+    def _save_or_refuse(self, doing: str) -> None:
+        error = self.save_pending()
+        if error is not None:
+            raise StoreError(f"{self._unsaved_report(error)}; they are kept: try again when the database "
+                             f"can be written, before {doing}")
+
+    def close(self) -> None:
+        """Save what is pending (waiting for the lock once more) and close the store. Raises
+        StoreError naming every turn that could not be saved."""
+        if self.store is None:
             return
-        self.session_id = self.store.create_session(self.lm.model_id, self.lm.weights_hash)
-        for index, message in enumerate(self.messages):
-            self.store.add_message(self.session_id, 0 if message["role"] == "system" else index, message["role"],
-                                   message["content"])
+        if self.store.closed:
+            error = "the session database was closed before they were written" if self.unsaved_turns else None
+        else:
+            try:
+                error = self.save_pending()
+            finally:
+                self.store.close()
+        if error is not None:
+            raise StoreError(self._unsaved_report(error))
 
     def ask(
         self,
@@ -139,21 +214,31 @@ class ChatSession:
         if self.registry is None and self.user_grammar is None:
             # free text: a base model on the plain template must not write the user's next turn
             config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
-        turn = self.turn_index + 1
-        self._ensure_session()
+        pending = UnsavedTurn(user_text)
         if self.store is not None:
-            self.store.add_message(self.session_id, turn, "user", user_text)
+            self.unsaved_turns.append(pending)
+            self.save_pending()  # earlier unsaved turns first, then this question (an error: retried below)
         messages = self.messages + [{"role": "user", "content": user_text}]
-        prompt_ids = prompt_token_ids(self.lm.tokenizer, messages)
-        started = time.perf_counter()
-        result = self._decode(prompt_ids, config, on_token, should_stop)
+        try:
+            prompt_ids = prompt_token_ids(self.lm.tokenizer, messages)
+            started = time.perf_counter()
+            result = self._decode(prompt_ids, config, on_token, should_stop)
+        except BaseException:
+            # no answer to keep: a saved question stays as a partial turn, an unsaved one is dropped
+            if pending in self.unsaved_turns:
+                self.unsaved_turns.remove(pending)
+            raise
         result.seconds = time.perf_counter() - started
-        result.turn = turn
-        result.session_id = self.session_id
         self.messages = messages + [{"role": "assistant", "content": result.response}]
         self.last_result = result
         if self.store is not None:
-            self._store_turn(turn, result)
+            pending.answer = self._answer_record(result)
+            error = self.save_pending()
+            if pending in self.unsaved_turns:
+                result.unsaved = (f"{error}; this turn is kept and saved with the next one or when the session "
+                                  "closes" if error else "an earlier turn is not saved yet")
+        result.turn = pending.turn if pending.turn is not None else self.turn_index
+        result.session_id = self.session_id
         return result
 
     def _decode(self, prompt_ids: list[int], config: DecodeConfig, on_token: Callable[[str], None] | None,
@@ -200,22 +285,20 @@ class ChatSession:
     def tool_setup(self) -> dict[str, Any]:
         """What decides the response besides DecodeConfig: tools, their files, the user grammar."""
         tools = None if self.registry is None else [spec.name for spec in self.registry]
+        # resolved: `replay --rerun --tools FILE` matches the files given to the ones recorded
         files = [] if self.registry is None else sorted(
-            {spec.source for spec in self.registry if spec.source.endswith(".py")})
+            {str(Path(spec.source).resolve()) for spec in self.registry if spec.source.endswith(".py")})
         return {"tools": tools, "tool_files": files, "user_grammar": self.user_grammar}
 
-    def _store_turn(self, turn: int, result: TurnResult) -> None:
-        assert self.store is not None and self.session_id is not None  # ask() stores only with a session
-        self.store.add_message(self.session_id, turn, "assistant", result.response,
-                               interrupted=result.interrupted)
+    def _answer_record(self, result: TurnResult) -> AnswerRecord:
+        """What the store keeps of a turn's answer (written in one transaction by `finish_turn`)."""
         config = {**self.config.to_dict(), **self.tool_setup()}
         config["grammar_hash"] = result.grammar_hash
-        candidates = [{**c, "chosen": i == 0} for i, c in enumerate(result.candidates)]
-        self.store.record_turn(
-            self.session_id, turn, config=config,
+        return AnswerRecord(
+            text=result.response, interrupted=result.interrupted, config=config,
             tool_calls=[{**c.to_dict(), "call_text": c.call_text, "island_text": c.island_text, "chosen": True}
                         for c in result.tool_calls],
-            candidates=candidates,
+            candidates=[{**c, "chosen": i == 0} for i, c in enumerate(result.candidates)],
             timings={"seconds": result.seconds},
             token_counts={"new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
                           "reused_prompt_tokens": result.reused_prompt_tokens, "forward_passes": result.forward_passes,
@@ -223,15 +306,22 @@ class ChatSession:
         )
 
 
-def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any]) -> str:
-    """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config."""
+def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any],
+               tool_files: tuple[str, ...] = ()) -> str:
+    """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config.
+
+    Tool files come from `tool_files` (the command line), never from the stored config: a session
+    file is data, and importing a file it names would run code it chose. Each file the turn recorded
+    is matched to one given (agent.sessions.replay.tool_files_for_rerun); one not given fails the turn.
+    """
     lm = _cached_model(model_id, load_model)
     known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}
     known.pop("grammar_hash", None)
     grammar = config.get("user_grammar")
     # Sessions stored before tool set-ups were recorded used the built-in tools.
     uses_tools = "tools" not in config or config["tools"] is not None
-    registry = build_registry(tuple(config.get("tool_files") or ())) if uses_tools and not grammar else None
+    files = tool_files_for_rerun(config.get("tool_files") or [], tool_files)
+    registry = build_registry(tuple(files)) if uses_tools and not grammar else None
     session = ChatSession(lm, registry, DecodeConfig(**known), user_grammar=grammar, system_prompt="")
     session.messages = [{"role": m["role"], "content": m.get("content", m.get("text", ""))} for m in history]
     return session.ask(user_text).response

@@ -1,8 +1,24 @@
-"""What the store's reads return: typed dicts (plain dicts at run time, so JSON export is a dump)."""
+"""What the store's reads return: typed dicts (plain dicts at run time, so JSON export is a dump),
+and what a turn's answer writes (`AnswerRecord`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
+
+
+@dataclass
+class AnswerRecord:
+    """Everything a turn's answer writes, in one transaction (`SessionStore.finish_turn`): the
+    assistant message and its record (see `SessionStore.record_turn` for the shapes)."""
+
+    text: str
+    interrupted: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    token_counts: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionRow(TypedDict):
@@ -47,7 +63,8 @@ class SearchHit(TypedDict):
 
 class StoredToolCall(TypedDict):
     """A tool call as stored: `call_text` is the call as it appears in the response and
-    `island_text` the `\\n=> ...\\n` island after it (None in rows written without them)."""
+    `island_text` the `\\n=> ...\\n` island after it (None in rows written without them);
+    `output` is what the tool printed (None when nothing, or in rows written before it was kept)."""
 
     tool: str
     args: dict[str, Any]
@@ -59,6 +76,7 @@ class StoredToolCall(TypedDict):
     chosen: bool
     call_text: str | None
     island_text: str | None
+    output: str | None
 
 
 class StoredCandidate(TypedDict):

@@ -2,7 +2,8 @@
 
 `rerun` re-executes each turn through a callable (the model stack lives elsewhere: this module
 never imports torch) and reports, per turn, identical or a unified diff. Showing a stored session
-is `agent.render.render_session`'s job.
+is `agent.render.render_session`'s job. A session file is data: the tool files it names are never
+imported from it; a re-run takes them from the command line and matches them to the recorded ones.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .store import SessionStore
@@ -19,6 +21,49 @@ RerunStatus = Literal["identical", "different", "skipped", "failed"]
 
 # run_turn(model_id, history [{"role", "content"}, system included], user_text, config) -> response text
 RunTurn = Callable[[str, list[dict[str, str]], str, dict[str, Any]], str]
+
+
+class MissingToolFiles(ValueError):
+    """A session recorded tool files that were not given on the command line (`--tools`)."""
+
+
+def recorded_tool_files(store: SessionStore, session_id: str) -> list[str]:
+    """Every tool file the session's turns recorded, in first-use order (paths as stored: data, never imported)."""
+    found: dict[str, None] = {}
+    for record in store.turn_records(session_id, with_candidates=False):
+        for name in record["config"].get("tool_files") or []:
+            found[str(name)] = None
+    return list(found)
+
+
+def _given_for(recorded: str, given: list[Path]) -> Path | None:
+    """The given file standing for a recorded one: the same file, else the only one of the same name
+    (a session recorded in another directory, or before paths were recorded resolved)."""
+    target = Path(recorded)
+    same = [g for g in given if g.resolve() == target]
+    if same:
+        return same[0]
+    named = [g for g in given if g.name == target.name]
+    return named[0] if len(named) == 1 else None
+
+
+def missing_tool_files(recorded: list[str], given: tuple[str, ...] | list[str]) -> list[str]:
+    """The recorded tool files that no given file stands for."""
+    paths = [Path(g).expanduser() for g in given]
+    return [name for name in recorded if _given_for(name, paths) is None]
+
+
+def tool_files_for_rerun(recorded: list[str], given: tuple[str, ...] | list[str]) -> list[str]:
+    """The given files to import for a turn that recorded `recorded`: only those (so the turn sees the
+    tools it had). MissingToolFiles names each recorded file that was not given; nothing is imported
+    from the session itself."""
+    missing = missing_tool_files(recorded, given)
+    if missing:
+        raise MissingToolFiles(
+            f"this session used tool files not given: {', '.join(missing)}; re-run with --tools FILE for "
+            "each (it imports them, which runs their code)")
+    paths = [Path(g).expanduser() for g in given]
+    return [str(_given_for(name, paths)) for name in recorded]
 
 
 def _lines(text: str) -> list[str]:

@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from . import schema
 from .records import CandidateStats, StoredCandidate, StoredToolCall, TurnRecord
+from .text import text_column, valid_text, valid_value
 
 
 def now_iso() -> str:
@@ -30,8 +31,9 @@ def now_iso() -> str:
 
 
 def dumps(value: Any) -> str:
-    # default=str: an odd value (a Path, a numpy scalar) must not lose the whole turn
-    return json.dumps(value, ensure_ascii=False, default=str)
+    # default=str: an odd value (a Path, a numpy scalar) must not lose the whole turn; valid_text:
+    # a lone surrogate in a string (kept as it is by ensure_ascii=False) would
+    return valid_text(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def loads(text: str | None, empty: Any) -> Any:
@@ -39,7 +41,7 @@ def loads(text: str | None, empty: Any) -> Any:
     if text is None:
         return empty
     try:
-        return json.loads(text)
+        return valid_value(json.loads(text))  # "\\ud800" escapes (written by another tool) read as U+FFFD
     except ValueError:
         return empty
 
@@ -63,13 +65,13 @@ def _flag(value: Any) -> int | None:
 # Rows of tool_calls are built as tuples in this column order (turn_id first, filled in at insert time).
 TOOL_CALL_COLUMNS = (
     "turn_id", "session_id", "turn", "idx", "tool", "args", "result", "error", "seconds",
-    "pure", "speculative", "chosen", "call_text", "island_text",
+    "pure", "speculative", "chosen", "call_text", "island_text", "output",
 )
 CANDIDATE_SET_SQL = (
     "INSERT INTO candidate_sets (turn_id, session_id, turn, count, best_score, refined, accepted, columns) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ROWS_PER_STATEMENT = 500  # x 14 columns stays far below SQLite's 32766 bound parameters
+_ROWS_PER_STATEMENT = 500  # x 15 columns stays far below SQLite's 32766 bound parameters
 
 
 @lru_cache(maxsize=32)
@@ -105,12 +107,12 @@ def turn_row(
         "session_id": session_id,
         "turn": turn,
         "created": now_iso(),
-        "strategy": config.get("strategy"),
+        "strategy": text_column(config.get("strategy")),
         "seed": _int(config.get("seed")),
         "budget": _int(config.get("budget")),
         "temperature": _real(config.get("temperature")),
         "temperatures": None if temperatures is None else dumps(temperatures),
-        "grammar_hash": config.get("grammar_hash"),
+        "grammar_hash": text_column(config.get("grammar_hash")),
         "config": dumps(config),
         "timings": dumps(timings),
         "seconds": _real(total),
@@ -133,16 +135,17 @@ def tool_call_row(session_id: str, turn: int, idx: int, call: dict[str, Any]) ->
         session_id,
         turn,
         idx,
-        str(tool),
+        valid_text(str(tool)),
         dumps(call.get("args", {})),
-        call.get("result"),
-        call.get("error"),
+        text_column(call.get("result")),
+        text_column(call.get("error")),
         _real(call.get("seconds")),
         _flag(call.get("pure", True)),
         int(speculative),
         int(bool(call.get("chosen", not speculative))),
-        call.get("call_text") or None,
-        call.get("island_text") or None,
+        text_column(call.get("call_text") or None),
+        text_column(call.get("island_text") or None),
+        text_column(call.get("output") or None),
     )
 
 
@@ -159,6 +162,7 @@ def tool_call_out(row: dict[str, Any]) -> StoredToolCall:
         chosen=bool(row["chosen"]),
         call_text=row["call_text"],
         island_text=row["island_text"],
+        output=row["output"],
     )
 
 
@@ -204,10 +208,10 @@ def candidate_set_row(session_id: str, turn: int, candidates: list[dict[str, Any
     accepted = [None if (a := c.get("accepted")) is None else int(bool(a)) for c in candidates]
     columns = {
         "parent_idx": _ints([c.get("parent") for c in candidates]),
-        "text": [t if type(t) is str else str(t) for t in texts],
+        "text": [valid_text(t if type(t) is str else str(t)) for t in texts],
         "score": scores,
         "token_count": _ints([c.get("token_count") for c in candidates]),
-        "strategy": [c.get("strategy") for c in candidates],
+        "strategy": [text_column(c.get("strategy")) for c in candidates],
         "refined": refined,
         "score_before": _finite_or_tagged([c.get("score_before") for c in candidates]),
         "score_after": _finite_or_tagged([c.get("score_after") for c in candidates]),
@@ -227,6 +231,8 @@ def _score_out(value: Any) -> float | None:
 def candidates_out(packed: str) -> list[StoredCandidate]:
     """The candidates of a candidate_sets row's `columns`, in idx order."""
     columns = json.loads(packed)
+    for name in ("text", "strategy"):  # the string columns: escaped lone surrogates read as U+FFFD
+        columns[name] = [valid_text(v) if isinstance(v, str) else v for v in columns[name]]
     return [
         StoredCandidate(
             idx=idx,

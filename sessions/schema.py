@@ -10,6 +10,7 @@ Tables (all readable with any SQLite tool):
   interrupted); full-text indexed in `messages_fts`
 - `turns`: the decoding configuration, timings and token counts of each turn
 - `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
+- `tool_calls.output`: what the tool printed (stdout and stderr, captured), when it printed anything
 - `candidate_sets`: the responses a turn's search considered, with scores and refinement data,
   one row per turn (summary columns + a JSON object of columns); the view `candidates` shows them
   one row per candidate
@@ -23,7 +24,9 @@ import math
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-MIGRATIONS_TABLE = "_migrations"
+from .identity import APPLICATION_ID, MIGRATION_SET, MIGRATIONS_TABLE
+
+__all__ = ["MIGRATIONS_TABLE", "all_names", "applied", "migrations", "pending"]
 
 
 class _SessionMigrations(Migrations):
@@ -32,7 +35,7 @@ class _SessionMigrations(Migrations):
     migrations_table = MIGRATIONS_TABLE
 
 
-migrations = _SessionMigrations("agent.sessions")
+migrations = _SessionMigrations(MIGRATION_SET)
 
 
 @migrations()
@@ -206,6 +209,19 @@ def m006_candidate_sets(db: Database) -> None:
         "CREATE VIEW candidates AS SELECT s.turn_id, s.session_id, s.turn, j.key AS idx, j.value AS text, "
         f"{fields} FROM candidate_sets s, json_each(s.columns, '$.text') j"
     )
+
+
+@migrations()
+def m007_application_id(db: Database) -> None:
+    """Mark the file as ours (`PRAGMA application_id`, in the header): other applications' databases
+    are then told apart without guessing from table names (agent.sessions.identity)."""
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+@migrations()
+def m008_tool_call_output(db: Database) -> None:
+    """What a tool printed while it ran (stdout and stderr, captured into its call record)."""
+    db.table("tool_calls").add_column("output", str)
 
 
 def pending(db: Database) -> list[str]:

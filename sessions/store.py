@@ -1,35 +1,32 @@
 """SessionStore: saves sessions, messages, turns, tool calls and candidates to SQLite.
 
 It takes plain Python records (str, int, float, dict, list; never tensors) so the store can be
-used, tested and benchmarked without the model stack. Every write is its own transaction,
-committed before the method returns: a process killed at any moment leaves the database
-consistent and every message whose `add_message` returned intact (WAL mode; SQLite's
-atomic commit). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait for each
-other (busy timeout), so two REPLs writing one database lose nothing.
+used, tested and benchmarked without the model stack. Every write is one transaction, committed
+before the method returns: a process killed at any moment leaves the database consistent. A turn
+is two writes: `start_turn` (the user's message, with the turn number drawn inside the write
+transaction, so concurrent writers of one session get distinct turns) and `finish_turn` (the
+answer, its record, tool calls and candidates together: no turn looks complete without its
+record). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait for each other (busy
+timeout), so two REPLs writing one database lose nothing. Every string is stored as valid UTF-8
+(agent.sessions.text). Opening, and what is refused, is agent.sessions.connection's job.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlite_utils import Database
-
 from . import rows, schema
-from .checkpoint import Checkpointer
-from .errors import SessionNotFound, StoreError, check_header, explain
-from .records import SearchHit, SessionListing, SessionRow, StoredMessage, TranscriptTurn, TurnRecord
+from .connection import DEFAULT_TIMEOUT_S, StoreConnection
+from .errors import SessionNotFound, StoreError
+from .records import AnswerRecord, SearchHit, SessionListing, SessionRow, StoredMessage, TranscriptTurn, TurnRecord
+from .text import valid_text
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ROLES", "SessionNotFound", "SessionStore", "StoreError"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ROLES", "AnswerRecord", "SessionNotFound", "SessionStore", "StoreError"]
 
 ROLES = ("system", "user", "assistant")
-DEFAULT_TIMEOUT_S = 15.0
 
 
 def new_session_id() -> str:
@@ -37,18 +34,8 @@ def new_session_id() -> str:
     return secrets.token_hex(6)
 
 
-class SessionStore:
+class SessionStore(StoreConnection):
     """One open session database. Use `SessionStore.open(path)`; close it (or use `with`)."""
-
-    def __init__(self, db: Database, path: Path, timeout: float) -> None:
-        self.db = db
-        self.path = path
-        self.timeout = timeout
-        # one connection, possibly used from a REPL thread and a generation thread: one call at a time
-        self.lock = threading.RLock()
-        self._checkpointer: Checkpointer | None = None  # started once the schema is ready
-
-    # ------------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, path: Path | str, *, timeout: float = DEFAULT_TIMEOUT_S) -> SessionStore:
@@ -56,52 +43,9 @@ class SessionStore:
 
         Raises StoreError, leaving the file untouched, when it is not a SQLite database, is
         corrupt, belongs to another application, or stays locked longer than `timeout` seconds.
+        A database written by a newer version opens read-only (`read_only`, `warning`).
         """
-        path = Path(path).expanduser()
-        check_header(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
-        except (OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open session database {path}: {e}") from e
-        db = Database(conn)
-        store = cls(db, path, timeout)
-        try:
-            store._prepare()
-        except sqlite3.Error as e:
-            conn.close()
-            raise explain(e, path, timeout) from e
-        except BaseException:
-            conn.close()
-            raise
-        return store
-
-    def _prepare(self) -> None:
-        tables = set(self.db.table_names())
-        if tables and schema.MIGRATIONS_TABLE not in tables:
-            raise StoreError(
-                f"{self.path} is a SQLite database of another application (tables: "
-                f"{', '.join(sorted(tables)[:5])}); it was left untouched. Pass --db with another path."
-            )
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        # NORMAL is durable against process crashes in WAL mode (only power loss can undo the
-        # last commits, never corrupt); FULL would fsync on every message.
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        if schema.pending(self.db):
-            with self._transaction():  # a second process opening at once waits, then sees them applied
-                schema.migrations.apply(self.db)
-        # Checkpoints (copying the WAL into the database, with fsyncs) run on a background thread,
-        # not inside a turn's commit: they were the whole p99 of a turn's write time.
-        self.db.execute("PRAGMA wal_autocheckpoint = 0")
-        self._checkpointer = Checkpointer(self.path, self.timeout)
-        self._checkpointer.start()
-
-    def close(self) -> None:
-        """Stop the checkpointer and close; the last connection to close checkpoints the WAL."""
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-        self.db.close()
+        return cls.connect(path, timeout)
 
     def __enter__(self) -> SessionStore:
         return self
@@ -109,83 +53,67 @@ class SessionStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- internals
-
-    @contextmanager
-    def _sql_errors(self) -> Iterator[None]:
-        """Hold the store's lock; turn sqlite3 errors into StoreError with the file named and a hint."""
-        try:
-            with self.lock:
-                yield
-        except sqlite3.Error as e:
-            raise explain(e, self.path, self.timeout) from e
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction holding the write lock from its start (no upgrade deadlocks)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as e:
-                # the busy timeout already waited; retry while time is left (e.g. a WAL reset)
-                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        try:
-            yield
-        except BaseException:
-            self.db.rollback()
-            raise
-        try:
-            self.db.conn.execute("COMMIT")
-        except BaseException:
-            self.db.rollback()
-            raise
-        if self._checkpointer is not None:
-            self._checkpointer.wake()
-
-    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        # plain cursor: a read needs no savepoint guard (db.query's), and this runs on every write
-        cur = self.db.conn.execute(sql, params)
-        row = cur.fetchone()
-        return None if row is None else dict(zip((d[0] for d in cur.description), row, strict=True))
-
     # ------------------------------------------------------------------- writes
 
-    def create_session(self, model_id: str, weights_hash: str | None, title: str | None = None) -> str:
-        """Start a session; returns its id."""
+    def create_session(self, model_id: str, weights_hash: str | None, title: str | None = None,
+                       system_prompt: str | None = None) -> str:
+        """Start a session (with its system prompt as turn 0, in the same transaction); returns its id."""
         if not model_id:
             raise ValueError("create_session: model_id is required")
-        with self._sql_errors():
+        values = {"created": rows.now_iso(), "model_id": valid_text(model_id),
+                  "weights_hash": weights_hash, "title": None if title is None else valid_text(title)}
+        with self.sql_errors():
             for _ in range(5):
                 sid = new_session_id()
                 try:
-                    with self._transaction():
-                        self.db.table("sessions").insert({"id": sid, "created": rows.now_iso(), "model_id": model_id,
-                                                          "weights_hash": weights_hash, "title": title})
+                    with self.transaction():
+                        self.db.table("sessions").insert({"id": sid, **values})
+                        if system_prompt:
+                            self._insert_message(sid, 0, "system", system_prompt, False)
                     return sid
                 except sqlite3.IntegrityError:
                     continue  # id collision: draw again
             raise StoreError("could not draw a unique session id")
 
+    def _insert_message(self, session_id: str, turn: int, role: str, text: str, interrupted: bool) -> int:
+        cur = self.db.execute(
+            "INSERT INTO messages (session_id, turn, role, text, created, interrupted) VALUES (?, ?, ?, ?, ?, ?)",
+            (session_id, turn, role, valid_text(text), rows.now_iso(), int(bool(interrupted))),
+        )
+        return int(cur.lastrowid or 0)
+
     def add_message(
         self, session_id: str, turn: int, role: str, text: str, interrupted: bool = False
     ) -> int:
-        """Save one completed (or interrupted) message, committed before returning; returns its id."""
+        """Save one message at a turn given by the caller, committed before returning; returns its id.
+        (A conversation uses `start_turn` / `finish_turn`.)"""
         if role not in ROLES:
             raise ValueError(f"add_message: role must be one of {', '.join(ROLES)}, not {role!r}")
         if not isinstance(turn, int) or turn < 0:
             raise ValueError(f"add_message: turn must be an integer >= 0, not {turn!r}")
-        with self._sql_errors(), self._transaction():
+        with self.sql_errors(), self.transaction():
             self._require(session_id)
-            cur = self.db.execute(
-                "INSERT INTO messages (session_id, turn, role, text, created, interrupted) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, turn, role, text, rows.now_iso(), int(bool(interrupted))),
-            )
-            return int(cur.lastrowid or 0)
+            return self._insert_message(session_id, turn, role, text, interrupted)
+
+    def start_turn(self, session_id: str, question: str) -> int:
+        """Save the user's message under the session's next turn number, drawn inside this write
+        transaction (two processes appending to one session get distinct turns); returns the turn."""
+        with self.sql_errors(), self.transaction():
+            self._require(session_id)
+            turn = self._last_turn(session_id) + 1
+            self._insert_message(session_id, turn, "user", question, False)
+            return turn
+
+    def finish_turn(self, session_id: str, turn: int, answer: AnswerRecord) -> None:
+        """Save a turn's answer: the assistant message, its decoding record, tool calls and
+        candidates, in one transaction (all or nothing)."""
+        with rows.gc_paused():
+            prepared = self._prepare_record(session_id, turn, answer.config, answer.tool_calls, answer.candidates,
+                                            answer.timings, answer.token_counts)
+            with self.sql_errors(), self.transaction():
+                self._require(session_id)
+                self._insert_message(session_id, turn, "assistant", answer.text, answer.interrupted)
+                self._insert_record(*prepared)
 
     def record_turn(
         self,
@@ -202,7 +130,7 @@ class SessionStore:
 
         config: DecodeConfig.to_dict() (any extra keys are kept; `temperatures` may hold a schedule).
         tool_calls: dicts with tool, args, result, error, seconds, pure, speculative and optionally
-          chosen (default: not speculative), call_text, island_text.
+          chosen (default: not speculative), call_text, island_text, output.
         candidates: dicts with text and optionally score, token_count, strategy, parent (index in
           this list), refined, score_before, score_after, grad_steps, accepted, chosen.
         timings: seconds per phase; `total` (or `seconds`) is the turn's wall time.
@@ -210,19 +138,30 @@ class SessionStore:
           (any other keys are kept in the JSON column).
         """
         with rows.gc_paused():
-            turn_values = rows.turn_row(session_id, turn, config, timings, token_counts)
-            tool_rows = [rows.tool_call_row(session_id, turn, i, call) for i, call in enumerate(tool_calls)]
-            candidate_set = rows.candidate_set_row(session_id, turn, candidates)
-            with self._sql_errors(), self._transaction():
+            prepared = self._prepare_record(session_id, turn, config, tool_calls, candidates, timings, token_counts)
+            with self.sql_errors(), self.transaction():
                 self._require(session_id)
-                turn_id = self.db.table("turns").insert(turn_values).last_pk
-                rows.insert_rows(self.db, "tool_calls", rows.TOOL_CALL_COLUMNS, turn_id, tool_rows)
-                if candidate_set is not None:
-                    self.db.conn.execute(rows.CANDIDATE_SET_SQL, (turn_id, *candidate_set))
+                self._insert_record(*prepared)
+
+    @staticmethod
+    def _prepare_record(
+        session_id: str, turn: int, config: dict[str, Any], tool_calls: list[dict[str, Any]],
+        candidates: list[dict[str, Any]], timings: dict[str, Any], token_counts: dict[str, Any],
+    ) -> tuple[dict[str, Any], list[tuple], tuple | None]:
+        """The rows of a turn record, built (and checked) before the write lock is taken."""
+        turn_values = rows.turn_row(session_id, turn, config, timings, token_counts)
+        tool_rows = [rows.tool_call_row(session_id, turn, i, call) for i, call in enumerate(tool_calls)]
+        return turn_values, tool_rows, rows.candidate_set_row(session_id, turn, candidates)
+
+    def _insert_record(self, turn_values: dict[str, Any], tool_rows: list[tuple], candidate_set: tuple | None) -> None:
+        turn_id = self.db.table("turns").insert(turn_values).last_pk
+        rows.insert_rows(self.db, "tool_calls", rows.TOOL_CALL_COLUMNS, turn_id, tool_rows)
+        if candidate_set is not None:
+            self.db.conn.execute(rows.CANDIDATE_SET_SQL, (turn_id, *candidate_set))
 
     def delete(self, session_id: str) -> None:
         """Delete a session and everything recorded in it."""
-        with self._sql_errors(), self._transaction():
+        with self.sql_errors(), self.transaction():
             self._require(session_id)
             for table in ("candidate_sets", "tool_calls"):
                 self.db.execute(
@@ -236,7 +175,7 @@ class SessionStore:
     # -------------------------------------------------------------------- reads
 
     def _require(self, session_id: str) -> None:
-        if self._row("SELECT id FROM sessions WHERE id = ?", (session_id,)) is None:
+        if self.row("SELECT id FROM sessions WHERE id = ?", (session_id,)) is None:
             raise SessionNotFound(f"no session {session_id!r} in {self.path}")
 
     def resolve_id(self, prefix: str) -> str:
@@ -244,8 +183,8 @@ class SessionStore:
         prefix = prefix.strip()
         if not prefix:
             raise SessionNotFound("empty session id")
-        with self._sql_errors():
-            exact = self._row("SELECT id FROM sessions WHERE id = ?", (prefix,))
+        with self.sql_errors():
+            exact = self.row("SELECT id FROM sessions WHERE id = ?", (prefix,))
             if exact:
                 return str(exact["id"])
             pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -265,7 +204,7 @@ class SessionStore:
 
     def list_sessions(self) -> list[SessionListing]:
         """All sessions, newest first: id, created, updated, model_id, weights_hash, title, turns, messages."""
-        with self._sql_errors():
+        with self.sql_errors():
             return cast("list[SessionListing]", list(
                 self.db.query(
                     """
@@ -286,8 +225,8 @@ class SessionStore:
 
     def get_session(self, session_id: str) -> SessionRow:
         """The session row (id, created, model_id, weights_hash, title); SessionNotFound if absent."""
-        with self._sql_errors():
-            row = self._row(
+        with self.sql_errors():
+            row = self.row(
                 "SELECT id, created, model_id, weights_hash, title FROM sessions WHERE id = ?", (session_id,)
             )
         if row is None:
@@ -295,12 +234,15 @@ class SessionStore:
         return cast(SessionRow, row)
 
     def messages(self, session_id: str) -> list[StoredMessage]:
-        """Messages in the order written: id, turn, role, text, created, interrupted (bool)."""
+        """Messages by turn, in the order written within a turn: id, turn, role, text, created,
+        interrupted (bool). Two processes writing one session at once get distinct turns
+        (`start_turn`), so their messages never interleave."""
         self.get_session(session_id)
-        with self._sql_errors():
+        with self.sql_errors():
             found = list(
                 self.db.query(
-                    "SELECT id, turn, role, text, created, interrupted FROM messages WHERE session_id = ? ORDER BY id",
+                    "SELECT id, turn, role, text, created, interrupted FROM messages WHERE session_id = ? "
+                    "ORDER BY turn, id",
                     (session_id,),
                 )
             )
@@ -313,23 +255,26 @@ class SessionStore:
         return [{"role": m["role"], "content": m["text"]} for m in self.messages(session_id)]
 
     def next_turn(self, session_id: str) -> int:
-        """The turn number for the next user message (turn 0 is the system prompt; first turn is 1)."""
+        """The turn number the next `start_turn` would draw now (turn 0 is the system prompt; first
+        turn is 1). Another writer may take it first: `start_turn` draws inside its transaction."""
         self.get_session(session_id)
-        with self._sql_errors():
-            row = self._row(
-                "SELECT max(t) AS t FROM (SELECT max(turn) AS t FROM messages WHERE session_id = ? "
-                "UNION ALL SELECT max(turn) FROM turns WHERE session_id = ?)",
-                (session_id, session_id),
-            )
-        last = row["t"] if row and row["t"] is not None else 0
-        return int(last) + 1
+        with self.sql_errors():
+            return self._last_turn(session_id) + 1
+
+    def _last_turn(self, session_id: str) -> int:
+        row = self.row(
+            "SELECT max(t) AS t FROM (SELECT max(turn) AS t FROM messages WHERE session_id = ? "
+            "UNION ALL SELECT max(turn) FROM turns WHERE session_id = ?)",
+            (session_id, session_id),
+        )
+        return int(row["t"]) if row and row["t"] is not None else 0
 
     def turn_records(self, session_id: str, *, with_candidates: bool = True) -> list[TurnRecord]:
         """Per recorded turn, oldest first: turn, created, strategy, seed, budget, temperature,
         temperatures, grammar_hash, config, timings, seconds, token_counts, tool_calls, candidates
         (empty unless with_candidates) and candidate_stats (count, best_score, refined, accepted)."""
         self.get_session(session_id)
-        with self._sql_errors():
+        with self.sql_errors():
             turns = list(
                 self.db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY turn, id", (session_id,))
             )
@@ -373,8 +318,8 @@ class SessionStore:
         session_id, message_id, turn, role, text, created, model_id, title."""
         if not text.strip():
             return []
-        with self._sql_errors():
-            query = self.db.quote_fts(text)
+        with self.sql_errors():
+            query = self.db.quote_fts(valid_text(text))
             return cast("list[SearchHit]", list(
                 self.db.query(
                     """
@@ -393,5 +338,5 @@ class SessionStore:
 
     def schema_version(self) -> list[str]:
         """Names of the applied migrations."""
-        with self._sql_errors():
+        with self.sql_errors():
             return schema.applied(self.db)

@@ -27,7 +27,7 @@ CANDIDATES = 300
 CHILD = r"""
 import sys
 from agent.sessions import schema
-from agent.sessions.store import SessionStore
+from agent.sessions.store import AnswerRecord, SessionStore
 
 db, sid, count, n_cands = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = SessionStore.open(db, timeout=60)
@@ -37,17 +37,18 @@ if sid == "new":
 turn = store.next_turn(sid)
 print("ready", turn, flush=True)
 for _ in range(count):
-    store.add_message(sid, turn, "user", f"question {turn} from {sid}")
-    store.add_message(sid, turn, "assistant", f'SEARCH("q{turn}")\n=> result {turn}\nanswer {turn}')
-    store.record_turn(
-        sid, turn,
+    # as agent.turn.ChatSession saves a turn: the question (drawing the turn number), then the answer
+    # with its record, tool calls and candidates in one transaction
+    turn = store.start_turn(sid, f"question {turn} from {sid}")
+    store.finish_turn(sid, turn, AnswerRecord(
+        text=f'SEARCH("q{turn}")\n=> result {turn}\nanswer {turn}',
         config={"strategy": "tree", "seed": turn, "temperature": 0.7},
         tool_calls=[{"tool": "search", "args": {"query": f"q{turn}"}, "result": f"result {turn}",
                      "error": None, "seconds": 0.001, "pure": True, "speculative": False}],
         candidates=[{"text": f"candidate {i} of turn {turn} " * 4, "score": -float(i), "token_count": i,
                      "strategy": "tree", "parent": i // 2 if i else None} for i in range(n_cands)],
         timings={"total": 0.01}, token_counts={"new_tokens": 5},
-    )
+    ))
     print("done", turn, flush=True)
     turn += 1
 store.close()
@@ -126,6 +127,7 @@ def _check(db: Path, sid: str, reported: set[int]) -> tuple[set[int], set[int]]:
     assert all(n == CANDIDATES for n in counts.values()), "a turn record was half written"
     assert all(n == 1 for n in calls.values())
     assert set(counts) <= replies <= users, "a turn record without its messages"
+    assert replies <= set(counts), "an answer without its turn record (a turn that looks complete)"
     assert fts == len(users), "full-text index out of step with messages"
     return set(counts), users
 
@@ -151,8 +153,8 @@ def test_sigkill_at_random_moments_never_loses_a_completed_turn(tmp_path: Path) 
         reported |= done
         recorded, users = _check(db, sid, reported)
         partial = len(users - recorded)
-        # killed inside a turn: after its commit but before it was reported, or between its messages
-        # and its record (a new partial turn), or before any turn completed
+        # killed inside a turn: after its commit but before it was reported, or between its question
+        # and its answer (a new partial turn), or before any turn completed
         mid_turn += bool(recorded - reported) or partial > partial_before or not done
         partial_before = partial
     assert len(reported) >= 10, "the child should complete turns between kills"

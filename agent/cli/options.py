@@ -6,6 +6,7 @@ torch, transformers, lark and llguidance load inside the functions that need the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,7 +16,7 @@ import click
 from agent import demo_model
 from agent.config import STRATEGIES, DecodeConfig
 from agent.paths import default_db_path
-from agent.sessions.store import SessionStore, StoreError
+from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
 from agent.tooling.spec import ToolError
 
 if TYPE_CHECKING:
@@ -139,12 +140,41 @@ def read_grammar(opts: Options) -> str | None:
     return text
 
 
+def store_timeout() -> float:
+    """Seconds to wait for another process's write lock on the session database: AGENT_DB_TIMEOUT,
+    else agent.sessions.store.DEFAULT_TIMEOUT_S."""
+    text = os.environ.get("AGENT_DB_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise click.UsageError(f"AGENT_DB_TIMEOUT must be a number of seconds >= 0, not {text!r}")
+    return seconds
+
+
 def open_store(opts: Options) -> SessionStore | None:
-    """The session database (--db, else the default one); None with --no-save."""
+    """The session database (--db, else the default one); None with --no-save. One that cannot be
+    written (made by a newer version) is refused here, before the model loads."""
     if opts.get("no_save"):
         return None
     try:
-        return SessionStore.open(Path(opts["db"]) if opts.get("db") else default_db_path())
+        store = SessionStore.open(Path(opts["db"]) if opts.get("db") else default_db_path(), timeout=store_timeout())
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if store.read_only_reason is not None:
+        store.close()
+        raise click.ClickException(f"{store.read_only_reason}; or pass --no-save")
+    return store
+
+
+def _close_session(session: ChatSession) -> None:
+    """At the command's end: save the turns still pending (a locked database) and close the store;
+    what cannot be saved is named in a clean error (exit status 1), after the answer was printed."""
+    try:
+        session.close()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -157,9 +187,17 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
     grammar = read_grammar(opts)
     registry = load_registry(opts)
     store = open_store(opts)
-    lm = load_lm(opts)
     try:
-        return ChatSession(lm, registry, config, user_grammar=grammar, confirm=confirm, store=store,
-                           session_id=session_id)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        session = ChatSession(load_lm(opts), registry, config, user_grammar=grammar, confirm=confirm, store=store,
+                              session_id=session_id)
+    except BaseException as exc:
+        if store is not None:
+            store.close()  # no session to close it later
+        if isinstance(exc, StoreError):
+            raise click.ClickException(str(exc)) from exc
+        raise
+    # the store closes with the command (pending turns saved first, or named in its error)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(lambda: _close_session(session))
+    return session

@@ -10,17 +10,18 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import click
 from rich.console import Console
 
-from agent.cli.options import CONTEXT
+from agent.cli.options import CONTEXT, store_timeout
 from agent.paths import default_db_path
 from agent.render import printable, render_session, sessions_table, snippet
 from agent.sessions.export import FORMATS, export_session
-from agent.sessions.replay import RerunOutcome, RunTurn, rerun
+from agent.sessions.replay import RerunOutcome, RunTurn, missing_tool_files, recorded_tool_files, rerun
 from agent.sessions.store import SessionStore, StoreError
 
 Command = TypeVar("Command", bound=Callable[..., object])
@@ -37,11 +38,14 @@ def db_option(func: Command) -> Command:
 
 @contextmanager
 def opened(db: Path | None) -> Iterator[SessionStore]:
-    """The store at --db (or the default path); StoreError becomes a clean CLI error."""
+    """The store at --db (or the default path); StoreError becomes a clean CLI error. A database of
+    a newer version opens read-only: reading commands work, with its warning on stderr."""
     try:
-        store = SessionStore.open(db if db is not None else default_db_path())
+        store = SessionStore.open(db if db is not None else default_db_path(), timeout=store_timeout())
     except StoreError as e:
         raise click.ClickException(str(e)) from e
+    if store.warning:
+        click.echo(f"warning: {store.warning}", err=True)
     try:
         yield store
     except StoreError as e:
@@ -180,22 +184,32 @@ def delete_cmd(session_id: str, yes: bool, db: Path | None) -> None:
 @click.option("--rerun", "rerun_requested", is_flag=True,
               help="Re-execute every turn with the stored model, seed and decoding config; report per "
                    "turn identical or a diff. Exit status 0 only when all are identical.")
+@click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
+              help="With --rerun: a tools file the session used (repeatable). Tool files named in the "
+                   "session are never imported from it: a session file is data.")
 @db_option
 @click.pass_context
-def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, db: Path | None) -> None:
+def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, tool_files: tuple[str, ...],
+                   db: Path | None) -> None:
     """Replay a saved session turn by turn, or re-run it to check it is reproducible.
 
     \b
     Example:
       agent replay 3f2a9c
-      agent replay 3f2a9c --rerun
+      agent replay 3f2a9c --rerun --tools my_tools.py
     """
     with opened(db) as store:
         full_id = store.resolve_id(session_id)
         if not rerun_requested:
             render_session(store, full_id, _console())
             return
-        outcomes = rerun(store, full_id, _runner(ctx), on_result=_print_outcome)
+        missing = missing_tool_files(recorded_tool_files(store, full_id), tool_files)
+        if missing:
+            raise click.ClickException(printable(
+                f"session {full_id} used tool files that were not given: {', '.join(missing)}. Re-run with "
+                "--tools FILE for each (a tools file is Python: importing it runs its code, so it is taken "
+                "only from the command line, never from the session)"))
+        outcomes = rerun(store, full_id, _runner(ctx, tool_files), on_result=_print_outcome)
     identical = sum(o.status == "identical" for o in outcomes)
     failed = [o for o in outcomes if not o.ok]
     skipped = sum(o.status == "skipped" for o in outcomes)
@@ -204,15 +218,16 @@ def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, d
         sys.exit(1)
 
 
-def _runner(ctx: click.Context) -> RunTurn:
-    """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.turn.rerun_turn."""
+def _runner(ctx: click.Context, tool_files: tuple[str, ...]) -> RunTurn:
+    """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.turn.rerun_turn
+    with the --tools files."""
     if isinstance(ctx.obj, dict) and ctx.obj.get("run_turn") is not None:
         return ctx.obj["run_turn"]
     try:
         from agent.turn import rerun_turn  # torch: only when a turn is re-run
     except ImportError as e:
         raise click.ClickException(f"--rerun needs the model stack (agent.turn.rerun_turn): {e}") from e
-    return rerun_turn
+    return partial(rerun_turn, tool_files=tool_files)
 
 
 def _print_outcome(outcome: RerunOutcome) -> None:
