@@ -32,6 +32,7 @@ from agent.model.runtime import LoadedModel, load_model
 from agent.sessions.errors import StoreError
 from agent.sessions.records import AnswerRecord
 from agent.sessions.replay import tool_files_for_rerun
+from agent.sessions.text import valid_text
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry, build_registry
 
@@ -210,6 +211,9 @@ class ChatSession:
         should_stop: Callable[[], bool] | None = None,
     ) -> TurnResult:
         """Answer one user message; the reply (even a partial, interrupted one) joins the history."""
+        # a command-line argument with bytes that are not UTF-8 arrives with lone surrogates, which
+        # neither the tokenizer nor SQLite takes: the model, the history and the store see U+FFFD
+        user_text = valid_text(user_text)
         config = self.config
         if self.registry is None and self.user_grammar is None:
             # free text: a base model on the plain template must not write the user's next turn

@@ -340,6 +340,18 @@ def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path: Path) ->
         assert done.exit_code == 0 and done.exception is None, (args, done.output)
 
 
+def test_a_prompt_with_bytes_that_are_not_utf8_is_answered_and_saved(tiny_model_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    prompt = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # as Python decodes such an argv
+    run = _cli(["run", prompt, "--model", str(tiny_model_dir), "--max-new-tokens", "4", "--json", "--db", str(db)])
+    assert run.exit_code == 0 and run.exception is None, run.output
+    with SessionStore.open(db) as store:
+        (listed,) = store.list_sessions()
+        questions = [m["text"] for m in store.messages(listed["id"]) if m["role"] == "user"]
+        assert questions == ["caf\ufffd au lait"] and listed["id"] == json.loads(run.stdout)["session_id"]
+        assert len(store.turn_records(listed["id"])) == 1
+
+
 def test_rows_other_tools_wrote_as_bad_utf8_still_show_and_search(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     with SessionStore.open(db) as store:
