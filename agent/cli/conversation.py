@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from agent.cli.options import CONTEXT, build_session, decoding_options, load_lm
-from agent.render import printable
+from agent.grammar.errors import GrammarError
+from agent.render import printable, terminal_json
 
 if TYPE_CHECKING:
     from agent.tooling.records import ToolCallRecord
@@ -56,7 +56,12 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
       agent run "Give me a JSON object" --grammar grammars/json.lark --strategy sample -t 0.8
     """
     session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
-    result = session.ask(prompt, on_token=None if as_json else _write_to_stdout)
+    try:
+        result = session.ask(prompt, on_token=None if as_json else _write_to_stdout)
+    except GrammarError as exc:  # the engine gave up on a --grammar mid-answer (the question stays saved)
+        if not as_json:
+            click.echo("")  # end the streamed part of the answer
+        raise click.ClickException(printable(f"grammar: {exc}")) from None
     if not as_json:
         click.echo("")
         return
@@ -76,7 +81,7 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
         "score": result.score,
         "refinement": result.refinement,
     }
-    click.echo(json.dumps(payload, ensure_ascii=False))  # JSON escapes control characters itself
+    click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
 
 
 def _write_to_stdout(piece: str) -> None:

@@ -253,7 +253,7 @@ class GrammarConstraint:
         words = self._mask_words
         self._matcher.unsafe_compute_mask_ptr(words.ctypes.data, words.nbytes)
         if self._matcher.is_error():
-            raise GrammarError(f"grammar engine error: {self._matcher.get_error()}")
+            raise GrammarError(f"grammar engine error: {self._matcher.get_error().strip().splitlines()[0]}")
 
     def _free_text_state(self) -> tuple[bytes, bool]:
         return free_text_state(self._response[self._island_end:], self._shared.triggers)
