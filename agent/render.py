@@ -8,6 +8,8 @@ prints as it is). The plain one-line forms of a stored tool call and a turn's ca
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -31,14 +33,26 @@ if TYPE_CHECKING:
     from agent.turn import TurnResult
 
 # C0 controls (but tab and newline), DEL and C1 controls shown as harmless symbols, so text a model
-# or a tool produced can never drive the terminal (escape sequences, carriage returns, bells)
+# or a tool produced can never drive the terminal (escape sequences, carriage returns, bells); lone
+# surrogates (a tool's "\\ud800", an argv byte that is not UTF-8) as U+FFFD, since no terminal
+# encoding can write them
 _CONTROLS = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {0x7F: 0x2421} | {
-    c: 0xFFFD for c in range(0x80, 0xA0)}
+    c: 0xFFFD for c in range(0x80, 0xA0)} | {c: 0xFFFD for c in range(0xD800, 0xE000)}
+# What JSON written with ensure_ascii=False may still carry raw: DEL, C1 controls, lone surrogates
+_JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
-    """`text` safe to write to a terminal: C0/C1 controls and DEL become visible symbols (␛, ␍, ␇ ...)."""
+    """`text` safe to write to a terminal: C0/C1 controls and DEL become visible symbols (␛, ␍, ␇ ...).
+
+    The one sanitiser of terminal output; what is stored stays exact."""
     return text.translate(_CONTROLS)
+
+
+def terminal_json(value: object) -> str:
+    """`value` as JSON safe to print: the same data (C0 controls escaped by JSON itself, DEL, C1
+    controls and lone surrogates as `\\uXXXX` escapes), other characters as they are."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def plain(text: str, style: str = "") -> Text:

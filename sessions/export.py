@@ -1,10 +1,18 @@
-"""Export a stored session as JSON (complete, machine-readable) or Markdown (for reading)."""
+"""Export a stored session as JSON (complete, exact, machine-readable) or Markdown (for reading).
+
+The Markdown is for people and for renderers: control characters show as symbols (`printable`, the
+terminal's sanitiser, so `cat chat.md` cannot drive a terminal), the heading is plain text (HTML
+and Markdown syntax in a title are escaped), messages sit in code fences longer than any backtick
+run in them. The JSON export keeps every stored character as it is.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from typing import Any
+
+from agent.render import printable
 
 from .records import TurnRecord
 from .store import SessionStore
@@ -31,6 +39,23 @@ def export_json(store: SessionStore, session_id: str) -> str:
     return json.dumps(export_dict(store, session_id), ensure_ascii=False, indent=2) + "\n"
 
 
+# What Markdown (or HTML inside it) could read as syntax in a line of text: backslash-escaped.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+
+
+def markdown_text(text: str) -> str:
+    """`text` as literal inline Markdown on one line: whitespace runs become one space, controls
+    show as symbols, and `<script>`, `[a](b)`, `*x*`, `&lt;` stay the characters they are."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", printable(" ".join(text.split())))
+
+
+def _code(text: str) -> str:
+    """`text` as an inline code span that no backtick in it can close early."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{printable(text.replace(chr(10), ' '))}{pad}{fence}"
+
+
 def _fence(text: str) -> str:
     """A code fence longer than any backtick run in `text`, so the text is kept verbatim."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -54,16 +79,16 @@ def _config_line(record: TurnRecord) -> str:
 
 
 def export_markdown(store: SessionStore, session_id: str) -> str:
-    """A readable transcript: turns, messages verbatim (islands `=> ...` included), tool calls,
-    the decoding configuration and the candidates' best scores."""
+    """A readable transcript: turns, messages as written (islands `=> ...` included; controls shown
+    as symbols), tool calls, the decoding configuration and the candidates' best scores."""
     session = store.get_session(session_id)
     transcript = store.transcript(session_id, with_candidates=True)
     first_question = next((m["text"] for t in transcript for m in t["messages"] if m["role"] == "user"), "")
     heading = session["title"] or " ".join(first_question.split())[:60] or f"Session {session['id']}"
-    out = [f"# {heading}", ""]
-    out.append(f"- session: `{session['id']}`")
-    weights = f" (weights `{session['weights_hash']}`)" if session["weights_hash"] else ""
-    out.append(f"- model: `{session['model_id']}`{weights}")
+    out = [f"# {markdown_text(heading)}", ""]
+    out.append(f"- session: {_code(session['id'])}")
+    weights = f" (weights {_code(session['weights_hash'])})" if session["weights_hash"] else ""
+    out.append(f"- model: {_code(session['model_id'])}{weights}")
     out.append(f"- started: {session['created']}")
     out.append("")
     for turn in transcript:
@@ -84,7 +109,7 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
             if record["candidate_stats"]["count"]:
                 out.append(candidates_line(record["candidate_stats"], markdown=True))
                 out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return printable("\n".join(out).rstrip() + "\n")
 
 
 def export_session(store: SessionStore, session_id: str, fmt: str) -> str:

@@ -9,6 +9,7 @@ character through nor crash.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,13 @@ from rich.console import Console
 from agent.cli import main
 from agent.config import DecodeConfig
 from agent.decoding.results import Candidate, SearchResult
+from agent.demo_model import demo_model_dir
+from agent.model.runtime import load_model
 from agent.render import printable, render_alts
 from agent.repl import Repl
 from agent.sessions.store import SessionStore
+from agent.tooling.registry import default_registry
+from agent.turn import ChatSession
 
 HOSTILE = "sure\x1b[2J\x1b]0;owned\x07\rdone [/x] [bold]not bold\x9b\x7f"
 SHOWN = "sure␛[2J␛]0;owned␇␍done [/x] [bold]not bold\ufffd␡"
@@ -160,3 +165,64 @@ def test_alts_table_shows_candidate_text_filtered() -> None:
     text = console.file.getvalue()
     assert_clean(text)
     assert "tree [/x]" in text and "other ␛[0m[/x]" in text
+
+
+def test_markdown_export_heading_is_text_and_no_control_reaches_a_file(tmp_path: Path) -> None:
+    """The title (else the first question) becomes the heading: HTML and Markdown in it are escaped
+    as text; control characters anywhere in the transcript are shown as symbols, even written to a
+    pipe or a file (`cat chat.md` must not drive a terminal). The JSON export stays exact."""
+    hostile = "<script>x</script> [a](j:b) *b* &lt; # \x1b]52;c;A\x07"  # under 60 characters
+    heading = "# \\<script\\>x\\</script\\> \\[a\\]\\(j:b\\) \\*b\\* \\&lt; \\# ␛\\]52;c;A␇"
+    db = tmp_path / "s.sqlite"
+    with SessionStore.open(db) as store:
+        titled = store.create_session("model`x", None, title=hostile)
+        untitled = store.create_session("model", None)
+        for sid in (titled, untitled):
+            store.add_message(sid, 1, "user", hostile)
+            store.add_message(sid, 1, "assistant", f"answer {HOSTILE}")
+    for sid in (titled, untitled):
+        result = CliRunner().invoke(main, ["sessions", "export", sid, "--format", "markdown", "--db", str(db)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[0] == heading
+        assert_clean(result.output)
+        assert f"answer {SHOWN}" in result.output  # the message, controls shown
+    assert "- model: ``model`x``" in CliRunner().invoke(
+        main, ["sessions", "export", titled, "--format", "markdown", "--db", str(db)]).output
+    exact = CliRunner().invoke(main, ["sessions", "export", titled, "--format", "json", "--db", str(db)])
+    assert json.loads(exact.output)["session"]["title"] == hostile
+
+
+@pytest.fixture()
+def hostile_kb(agent_home: Path, tmp_path: Path) -> str:
+    """A knowledge-base document full of terminal escapes (OSC 52 clipboard write, clear screen, C1 CSI)."""
+    doc = tmp_path / "Judrox.md"
+    doc.write_text("Judrox clipboard \x1b]52;c;b3duZWQ=\x07 and \x1b[2J cleared \x9b31m red\x7f\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["kb", "add", str(doc)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return "What is the capital of Judrox?"  # the demo model answers it with SEARCH("Judrox")
+
+
+def test_tool_results_streamed_by_agent_run_carry_no_raw_escape(hostile_kb: str) -> None:
+    result = CliRunner().invoke(main, ["run", hostile_kb, "--no-save"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "SEARCH(" in result.output and "clipboard ␛]52;c;b3duZWQ=␇" in result.output  # the island, shown
+    assert_clean(result.output)
+    as_json = CliRunner().invoke(main, ["run", hostile_kb, "--no-save", "--json"], catch_exceptions=False)
+    assert as_json.exit_code == 0, as_json.output
+    assert_clean(as_json.output.replace("\n", ""))
+    payload = json.loads(as_json.output)
+    assert "clipboard \x1b]52;c;b3duZWQ=\x07" in payload["response"] and "\x9b31m" in payload["response"]
+
+
+def test_tool_results_streamed_by_the_repl_carry_no_raw_escape(hostile_kb: str) -> None:
+    session = ChatSession(load_model(str(demo_model_dir()), device="cpu"), default_registry(), DecodeConfig(),
+                          confirm=lambda record: False)
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text(f"{hostile_kb}\r/exit\r")
+        Repl(session, input=pipe, output=DummyOutput(), out=out, history=InMemoryHistory()).run()
+    text = out.getvalue()
+    assert "clipboard ␛]52;c;b3duZWQ=␇" in text
+    assert_clean(text)
+    assert "\x1b]52" in session.last_result.response  # what is kept is exact
