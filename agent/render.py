@@ -203,7 +203,7 @@ def sessions_table(sessions: Iterable[SessionListing]) -> Table:
         table.add_column(column, overflow="fold" if column == "title" else "ellipsis", no_wrap=column != "title")
     for row in sessions:
         model = row["model_id"] if len(row["model_id"]) <= 40 else "..." + row["model_id"][-37:]
-        table.add_row(row["id"], row["created"][:19].replace("T", " "), plain(model), str(row["turns"]),
+        table.add_row(plain(row["id"]), plain(row["created"][:19].replace("T", " ")), plain(model), str(row["turns"]),
                       plain((row["title"] or "").replace("\n", " ")))
     return table
 
@@ -282,11 +282,11 @@ def render_turn(turn: TranscriptTurn, out: list[Segment]) -> None:
         if new_tokens is not None:
             meta.append(f"{new_tokens} tokens")
     header = "system" if turn["turn"] == 0 else f"turn {turn['turn']}"
-    out.append(Segment(f"── {header} " + ("· " + " · ".join(meta) + " " if meta else "") + "──\n",
+    out.append(Segment(printable(f"── {header} " + ("· " + " · ".join(meta) + " " if meta else "") + "──\n"),
                        _STYLES["header"]))
     for message in turn["messages"]:
         role = message["role"]
-        out.append(Segment(f"{role}: ", _ROLE_LABEL.get(role)))
+        out.append(Segment(printable(f"{role}: "), _ROLE_LABEL.get(role)))
         if role == "assistant":
             for kind, piece in segments(message["text"], calls):
                 out.append(Segment(printable(piece), _STYLES[kind] if kind != "text" else None))
@@ -310,7 +310,7 @@ def render_turn(turn: TranscriptTurn, out: list[Segment]) -> None:
 def render_session(store: SessionStore, session_id: str, console: Console) -> int:
     """Print the session turn by turn; returns the number of turns rendered."""
     session = store.get_session(session_id)
-    out: list[Segment] = [Segment(f"session {session['id']}", Style(bold=True)),
+    out: list[Segment] = [Segment(printable(f"session {session['id']}"), Style(bold=True)),
                           Segment(printable(f" · {session['model_id']} · {session['created']}"), _STYLES["meta"])]
     if session["title"]:
         out.append(Segment(printable(f" · {session['title']}")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,3 +227,21 @@ def test_tool_results_streamed_by_the_repl_carry_no_raw_escape(hostile_kb: str) 
     assert "clipboard ␛]52;c;b3duZWQ=␇" in text
     assert_clean(text)
     assert "\x1b]52" in session.last_result.response  # what is kept is exact
+
+
+def test_every_stored_field_of_a_crafted_session_is_shown_filtered(tmp_path: Path) -> None:
+    """A session file is data from anywhere: the decoding strategy and roles drawn in headers and
+    labels go through the same filter as the messages."""
+    db = tmp_path / "s.sqlite"
+    with SessionStore.open(db) as store:
+        sid = store.create_session("model", None, title="t")
+        store.add_message(sid, 1, "user", "question")
+        store.record_turn(sid, 1, config={"strategy": "tree\x1b]52;c;AAAA\x07", "seed": 1}, tool_calls=[],
+                          candidates=[], timings={"total": 0.1}, token_counts={"new_tokens": 1})
+    with sqlite3.connect(db) as raw:  # written by another tool: any role
+        raw.execute("UPDATE messages SET role = 'user\x1b[2J' WHERE role = 'user'")
+    for command in (["sessions", "show", sid], ["replay", sid]):
+        result = CliRunner().invoke(main, [*command, "--db", str(db)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert_clean(result.output)
+        assert "tree␛]52;c;AAAA␇" in result.output and "user␛[2J" in result.output
