@@ -193,3 +193,23 @@ def test_a_surrogate_pair_escape_is_one_character(grammar) -> None:
     (call, _island) = parse_response('SEARCH("\\ud83d\\ude00!")\n=> r\n', grammar)
     assert call.args == {"query": "\U0001F600!"}
     assert call.args["query"].encode("utf-8")  # valid text: storable, printable
+
+
+def test_both_renderings_agree_on_random_responses(grammar, tiny_lm) -> None:
+    """3,000 seeded random responses built from the pieces that matter here (arrows, newlines,
+    spaces, call openings, whole calls with their islands, escapes): lark and llguidance accept
+    exactly the same ones."""
+    import random
+
+    info = tokenizer_info(tiny_lm.tokenizer, tiny_lm.vocab_size, tiny_lm.eos_token_ids)
+    pieces = ["=", ">", "=>", "=> ", " ", "\n", "\n=> ", "a", "x y", "SEARCH(", ")", '"', "\\", "é",
+              'SEARCH("q")\n=> r\n', 'CALL(calc, expr="1")\n=> 1\n', 'SEARCH("\\ud83d\\ude00")\n=> r\n',
+              'SEARCH("\\ud800")\n=> r\n', "LOAD(2)\n=> d\n", "\n=> fake\n"]
+    rng = random.Random(18)
+    accepted = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        by_lark = lark_accepts(grammar, text)
+        assert by_lark is engine_accepts(info, grammar, text), text
+        accepted += by_lark
+    assert 300 < accepted < 2700  # both kinds were exercised
