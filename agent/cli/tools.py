@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from agent.cli.options import CONTEXT
+from agent.grammar.errors import GrammarError
 from agent.render import printable, tools_table
 from agent.tooling.spec import ToolError
 from agent.tools import kb
@@ -154,16 +155,17 @@ def grammar_check(file: Path) -> None:
       agent grammar check grammars/json.lark
       agent grammar check my.lark && agent run "..." --grammar my.lark
     """
-    from agent.grammar.checking import check_grammar  # llguidance and lark: only for this command
+    # llguidance and lark: only for this command
+    from agent.grammar.checking import check_grammar, read_grammar_file
 
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"cannot read {file}: {exc}") from exc
+        text = read_grammar_file(file)
+    except GrammarError as exc:
+        raise click.ClickException(printable(str(exc))) from None
     issues = check_grammar(text, lark_compat=True)
     errors = [i for i in issues if i.severity == "error"]
-    for issue in issues:
-        click.echo(f"{file}:{issue}", err=issue.severity == "error")
+    for issue in issues:  # engine messages may quote the grammar's own text
+        click.echo(printable(f"{file}:{issue}"), err=issue.severity == "error")
     if errors:
         sys.exit(1)
     click.echo(f"{file}: ok")
