@@ -9,10 +9,11 @@ import platformdirs
 
 
 def agent_home() -> Path:
-    """The directory for the session database, knowledge base and REPL history (created on demand)."""
+    """The directory for the session database, knowledge base and REPL history (created on demand,
+    0700: it holds everything typed and answered; an existing directory keeps its mode)."""
     env = os.environ.get("AGENT_HOME")
     home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("agent", appauthor=False))
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return home
 
 

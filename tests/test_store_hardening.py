@@ -444,3 +444,18 @@ def test_a_new_session_database_is_private_to_its_owner(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     finally:
         os.umask(old_umask)
+
+
+def test_the_agent_home_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.paths import agent_home, default_db_path
+
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    old_umask = os.umask(0o022)
+    try:
+        home = agent_home()
+        with SessionStore.open(default_db_path()) as store:
+            store.create_session("m", None)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "sessions.sqlite").stat().st_mode) == 0o600
