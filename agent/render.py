@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from agent.safe_text import printable
 from agent.sessions.records import SessionListing, StoredToolCall, TranscriptTurn
 from agent.sessions.summary import candidates_line, tool_call_line
 
@@ -32,21 +33,8 @@ if TYPE_CHECKING:
     from agent.tooling.registry import ToolRegistry
     from agent.turn import TurnResult
 
-# C0 controls (but tab and newline), DEL and C1 controls shown as harmless symbols, so text a model
-# or a tool produced can never drive the terminal (escape sequences, carriage returns, bells); lone
-# surrogates (a tool's "\\ud800", an argv byte that is not UTF-8) as U+FFFD, since no terminal
-# encoding can write them
-_CONTROLS = {c: 0x2400 + c for c in range(32) if c not in (9, 10)} | {0x7F: 0x2421} | {
-    c: 0xFFFD for c in range(0x80, 0xA0)} | {c: 0xFFFD for c in range(0xD800, 0xE000)}
 # What JSON written with ensure_ascii=False may still carry raw: DEL, C1 controls, lone surrogates
 _JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
-
-
-def printable(text: str) -> str:
-    """`text` safe to write to a terminal: C0/C1 controls and DEL become visible symbols (␛, ␍, ␇ ...).
-
-    The one sanitiser of terminal output; what is stored stays exact."""
-    return text.translate(_CONTROLS)
 
 
 def terminal_json(value: object) -> str:

@@ -29,10 +29,10 @@ from agent.grammar.constraint import make_constraint
 from agent.grammar.system_prompt import build_system_prompt
 from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
 from agent.model.runtime import LoadedModel, load_model
+from agent.safe_text import valid_text
 from agent.sessions.errors import StoreError
 from agent.sessions.records import AnswerRecord
 from agent.sessions.replay import tool_files_for_rerun
-from agent.sessions.text import valid_text
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry, build_registry
 

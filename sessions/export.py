@@ -12,11 +12,11 @@ import json
 import re
 from typing import Any
 
-from agent.render import printable
+from agent.safe_text import printable
 
 from .records import TurnRecord
 from .store import SessionStore
-from .summary import candidates_line, tool_call_line
+from .summary import candidates_line, code_span, tool_call_line
 
 FORMATS = ("json", "markdown")
 EXPORT_FORMAT = "agent-session"
@@ -49,13 +49,6 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN_SYNTAX.sub(r"\\\1", printable(" ".join(text.split())))
 
 
-def _code(text: str) -> str:
-    """`text` as an inline code span that no backtick in it can close early."""
-    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{printable(text.replace(chr(10), ' '))}{pad}{fence}"
-
-
 def _fence(text: str) -> str:
     """A code fence longer than any backtick run in `text`, so the text is kept verbatim."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -86,9 +79,9 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
     first_question = next((m["text"] for t in transcript for m in t["messages"] if m["role"] == "user"), "")
     heading = session["title"] or " ".join(first_question.split())[:60] or f"Session {session['id']}"
     out = [f"# {markdown_text(heading)}", ""]
-    out.append(f"- session: {_code(session['id'])}")
-    weights = f" (weights {_code(session['weights_hash'])})" if session["weights_hash"] else ""
-    out.append(f"- model: {_code(session['model_id'])}{weights}")
+    out.append(f"- session: {code_span(session['id'])}")
+    weights = f" (weights {code_span(session['weights_hash'])})" if session["weights_hash"] else ""
+    out.append(f"- model: {code_span(session['model_id'])}{weights}")
     out.append(f"- started: {session['created']}")
     out.append("")
     for turn in transcript:

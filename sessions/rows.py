@@ -20,9 +20,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from agent.safe_text import valid_text, valid_value
+
 from . import schema
 from .records import CandidateStats, StoredCandidate, StoredToolCall, TurnRecord
-from .text import text_column, valid_text, valid_value
+from .text import text_column
 
 
 def now_iso() -> str:

@@ -18,11 +18,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
+from agent.safe_text import valid_text
+
 from . import rows, schema
 from .connection import DEFAULT_TIMEOUT_S, StoreConnection
 from .errors import SessionNotFound, StoreError
 from .records import AnswerRecord, SearchHit, SessionListing, SessionRow, StoredMessage, TranscriptTurn, TurnRecord
-from .text import valid_text
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ROLES", "AnswerRecord", "SessionNotFound", "SessionStore", "StoreError"]
 

@@ -12,29 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def valid_text(text: str) -> str:
-    """`text` with lone surrogates replaced by U+FFFD (and surrogate pairs joined); usually `text` itself."""
-    if text.isascii():
-        return text  # the common case, checked in C without copying
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        # UTF-16 with surrogatepass pairs up "\ud83d\ude00" into one character; decoding with
-        # "replace" turns what is left alone into U+FFFD
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
-def valid_value(value: Any) -> Any:
-    """`value` with every string in it (dict keys, list items, nested) made valid; other values as they are."""
-    if isinstance(value, str):
-        return valid_text(value)
-    if isinstance(value, dict):
-        return {valid_value(k): valid_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [valid_value(v) for v in value]
-    return value
+from agent.safe_text import valid_text
 
 
 def text_column(value: Any) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.safe_text import valid_text
 from agent.tooling.spec import ToolFailure
 
 # What a tool prints is kept up to this many characters (the record is stored with the turn).
@@ -72,20 +73,6 @@ def call_tool(name: str, func: Callable[..., Any], kwargs: dict[str, Any], cap: 
     except BaseException as exc:  # noqa: BLE001 - any failure of a tool is shown as an error island
         return Outcome(error=describe(exc)[:cap], cacheable=False)
     return Outcome(result=text[:cap])
-
-
-def valid_text(text: str) -> str:
-    """The text with lone surrogates replaced by U+FFFD, so that it encodes as UTF-8.
-
-    A tool can return "\\ud800" (from JSON, `surrogateescape` file names, ...); such a string cannot
-    be stored in SQLite or written to the terminal, and would lose the turn. Pairs of surrogates
-    become the character they stand for.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
 
 
 def cut_output(text: str) -> str:

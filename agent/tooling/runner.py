@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, format_island
+from agent.safe_text import valid_text
 from agent.tooling.inprocess import run_in_process
-from agent.tooling.outcome import Outcome, valid_text
+from agent.tooling.outcome import Outcome
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.spec import ToolSpec
