@@ -24,6 +24,7 @@ from rich.text import Text
 
 from agent.paths import history_path
 from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
+from agent.sessions.store import StoreError
 
 if TYPE_CHECKING:
     from agent.model.runtime import LoadedModel
@@ -132,8 +133,10 @@ class Repl:
                 self.command(text)
             else:
                 self.answer(text)
-        if self.session.store is not None:
-            self.session.store.close()
+        try:
+            self.session.close()  # writes turns a locked database refused earlier
+        except StoreError as exc:
+            self.console.print(Text.assemble(("not saved:", "red"), " ", plain(str(exc))))
 
     def answer(self, text: str) -> None:
         def write(piece: str) -> None:
@@ -151,6 +154,8 @@ class Repl:
         self.out.write("\n")
         if result.interrupted:
             self.console.print(Text.assemble(("[interrupted]", "yellow"), " partial answer kept"))
+        if result.unsaved is not None:
+            self.console.print(Text.assemble(("not saved yet:", "yellow"), " ", plain(result.unsaved)))
         self.console.print(plain(answer_summary(result), "dim"))
 
     # -- slash commands ------------------------------------------------------------------------

@@ -8,7 +8,10 @@ the caller filters control characters where the line goes to a terminal.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+from agent.safe_text import printable
 
 from .records import CandidateStats, StoredToolCall
 
@@ -28,6 +31,13 @@ def call_outcome(call: StoredToolCall, limit: int) -> str:
     return outcome[:limit] + " ..." if len(outcome) > limit else outcome
 
 
+def code_span(text: str) -> str:
+    """`text` as an inline code span that no backtick in it can close early."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{printable(text.replace(chr(10), ' '))}{pad}{fence}"
+
+
 def tool_call_line(call: StoredToolCall, *, markdown: bool = False) -> str:
     """One line for a tool call: what ran, what came back, how long, pure or with side effects.
 
@@ -42,9 +52,10 @@ def tool_call_line(call: StoredToolCall, *, markdown: bool = False) -> str:
              kind,
              "speculative" if call["speculative"] else None,
              None if call["chosen"] else "not on the chosen path"]
-    outcome = call_outcome(call, MARKDOWN_OUTCOME_LIMIT).replace("`", "'")  # keep the code span closed
-    return (f"- `{call_expression(call, markdown=True)}` → `{outcome}` "
-            f"({', '.join(flag for flag in flags if flag)})")
+    # code spans no backtick in a value can close, so nothing in a call or a result is read as Markdown
+    expression = code_span(call_expression(call, markdown=True))
+    outcome = code_span(call_outcome(call, MARKDOWN_OUTCOME_LIMIT))
+    return f"- {expression} → {outcome} ({', '.join(flag for flag in flags if flag)})"
 
 
 def candidates_line(stats: CandidateStats, *, markdown: bool = False) -> str:

@@ -105,3 +105,11 @@ def test_the_size_limit_is_the_engines_own_count_and_named() -> None:
     assert check_grammar(small) == []
     [issue] = check_grammar(ALTERNATIVES)
     assert f"{GRAMMAR_SIZE_LIMIT:,}" in issue.message and "too large" in issue.message
+
+
+def test_run_with_a_grammar_file_that_is_not_utf8(tmp_path: Path, tiny_model_dir: Path) -> None:
+    path = tmp_path / "latin1.lark"
+    path.write_bytes(b'start: "a"\n// caf\xe9\n')
+    code, out = invoke(["run", "hi", "--model", str(tiny_model_dir), "--grammar", str(path), "--no-save"])
+    assert code == 1 and "latin1.lark is not UTF-8 text: byte 0xe9 at line 2, column 7" in out
+    assert "Traceback" not in out

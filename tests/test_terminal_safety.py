@@ -114,6 +114,7 @@ class HostileAnswer:
     new_tokens: int = 3
     seconds: float = 0.01
     tool_calls: list = field(default_factory=list)
+    unsaved: str | None = None
 
 
 class HostileSession:
@@ -125,6 +126,9 @@ class HostileSession:
         self.registry = None
         self.store = None
         self.last_result: HostileAnswer | None = None
+
+    def close(self) -> None:
+        """Nothing to save: the REPL calls this on exit."""
 
     def ask(self, text: str, on_token: Callable[[str], None] | None = None) -> HostileAnswer:
         if text == "fail":
@@ -245,3 +249,22 @@ def test_every_stored_field_of_a_crafted_session_is_shown_filtered(tmp_path: Pat
         assert result.exit_code == 0, result.output
         assert_clean(result.output)
         assert "tree␛]52;c;AAAA␇" in result.output and "user␛[2J" in result.output
+
+
+def test_markdown_tool_call_lines_keep_backticks_and_html_inside_their_code_spans(tmp_path: Path) -> None:
+    """A call argument or result with backticks cannot close its code span (raw HTML would follow),
+    and a newline in a result does not break the list item."""
+    db = tmp_path / "s.sqlite"
+    query = "`<img src=x onerror=alert(1)>`"
+    with SessionStore.open(db) as store:
+        sid = store.create_session("model", None)
+        store.add_message(sid, 1, "user", "q")
+        store.add_message(sid, 1, "assistant", "a")
+        store.record_turn(sid, 1, config={"strategy": "greedy", "seed": 0},
+                          tool_calls=[{"tool": "search", "args": {"query": query}, "result": "one\n`two`<b>",
+                                       "error": None, "seconds": 0.01, "pure": True, "speculative": False,
+                                       "call_text": f'SEARCH("{query}")', "island_text": "\n=> one\\n`two`<b>\n"}],
+                          candidates=[], timings={}, token_counts={})
+    out = CliRunner().invoke(main, ["sessions", "export", sid, "--format", "markdown", "--db", str(db)]).output
+    line = next(row for row in out.splitlines() if row.startswith("- ") and "search(" in row)
+    assert line.startswith('- ``search(query="`<img src=x onerror=alert(1)>`")`` → ``one `two`<b>`` (')

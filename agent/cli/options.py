@@ -15,7 +15,9 @@ import click
 
 from agent import demo_model
 from agent.config import STRATEGIES, DecodeConfig
+from agent.grammar.errors import GrammarError
 from agent.paths import default_db_path
+from agent.safe_text import printable
 from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
 from agent.tooling.spec import ToolError
 
@@ -128,15 +130,16 @@ def read_grammar(opts: Options) -> str | None:
     path = opts.get("grammar_file")
     if not path:
         return None
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise click.ClickException(f"cannot read grammar {path}: {exc}") from exc
-    from agent.grammar.checking import check_grammar  # llguidance and lark: only for --grammar
+    from agent.grammar.checking import check_grammar, read_grammar_file  # llguidance and lark: only for --grammar
 
+    try:
+        text = read_grammar_file(Path(path))
+    except GrammarError as exc:
+        raise click.ClickException(printable(str(exc))) from None
     errors = check_grammar(text)
     if errors:
-        raise click.ClickException(f"grammar {path} is not valid:\n" + "\n".join(f"  {path}:{e}" for e in errors))
+        raise click.ClickException(printable(f"grammar {path} is not valid:\n"
+                                             + "\n".join(f"  {path}:{e}" for e in errors)))
     return text
 
 

@@ -6,7 +6,6 @@ Nothing here imports torch unless `replay --rerun` needs the model.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from rich.console import Console
 
 from agent.cli.options import CONTEXT, store_timeout
 from agent.paths import default_db_path
-from agent.render import printable, render_session, sessions_table, snippet
+from agent.render import printable, render_session, sessions_table, snippet, terminal_json
 from agent.sessions.export import FORMATS, export_session
 from agent.sessions.replay import RerunOutcome, RunTurn, missing_tool_files, recorded_tool_files, rerun
 from agent.sessions.store import SessionStore, StoreError
@@ -85,7 +84,7 @@ def list_cmd(as_json: bool, db: Path | None) -> None:
     with opened(db) as store:
         rows = store.list_sessions()
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        click.echo(terminal_json(rows))
         return
     if not rows:
         click.echo("no sessions yet (start one with: agent chat)")
@@ -149,7 +148,7 @@ def search_cmd(text: str, as_json: bool, limit: int, db: Path | None) -> None:
     with opened(db) as store:
         rows = store.search(text, limit=limit)
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        click.echo(terminal_json(rows))
         return
     if not rows:
         click.echo(printable(f"no message matches {text!r}"))
