@@ -2,7 +2,8 @@
 
     python bench/store.py [--turns 200] [--candidates 1000] [--render-turns 1000]
 
-1. write: one turn with N candidates (user + assistant messages, then `record_turn` with 1
+1. write: one turn with N candidates (`start_turn` with the question, then `finish_turn` with the
+   answer, its record, 1
    tool call and N candidates), p50 / p99 over --turns turns, against the naive baseline in the
    same run: the same rows written with sqlite-utils one row per commit (one row per candidate).
 2. render: `agent.render.render_session` of a session of --render-turns turns (island, tool call,
@@ -33,6 +34,7 @@ from rich.text import Text
 from sqlite_utils import Database
 
 from agent.render import render_session
+from agent.sessions.records import AnswerRecord
 from agent.sessions.store import SessionStore
 
 WORDS = ("the capital of France is Paris and the search result says that it has been since the "
@@ -64,10 +66,11 @@ CONFIG = {"strategy": "tree", "seed": 0, "temperature": 0.8, "budget": 64, "temp
 
 
 def write_turn(store: SessionStore, sid: str, turn: int, cands: list[dict]) -> None:
-    store.add_message(sid, turn, "user", f"question {turn}: what is the capital of France?")
-    store.add_message(sid, turn, "assistant", REPLY)
-    store.record_turn(sid, turn, config=CONFIG, tool_calls=[TOOL_CALL], candidates=cands,
-                      timings={"total": 1.0, "search": 0.8}, token_counts={"new_tokens": 20, "forward_passes": 64})
+    """What a turn writes in the shell: the question, then the answer with its record in one transaction."""
+    turn = store.start_turn(sid, f"question {turn}: what is the capital of France?")
+    store.finish_turn(sid, turn, AnswerRecord(
+        text=REPLY, config=CONFIG, tool_calls=[TOOL_CALL], candidates=cands,
+        timings={"total": 1.0, "search": 0.8}, token_counts={"new_tokens": 20, "forward_passes": 64}))
 
 
 def pct(values: list[float], q: float) -> float:
