@@ -27,7 +27,7 @@ def test_run_json_prints_one_object_with_the_fields(tiny_model_dir: Path, tmp_pa
     payload = json.loads(done.stdout)  # exactly one JSON document on stdout
     assert REQUIRED_FIELDS <= payload.keys()
     assert payload["strategy"] == "greedy" and payload["seed"] == 3
-    assert payload["new_tokens"] == 12 and payload["seconds"] > 0
+    assert payload["new_tokens"] == 12 and payload["seconds"] > 0 and payload["saved"] is True
     assert payload["model"] == str(tiny_model_dir.resolve())
     again = agent("run", "hello", "--model", str(tiny_model_dir), "--json", "--no-tools", "--max-new-tokens", "12",
                   "--seed", "3", home=tmp_path)

@@ -227,7 +227,8 @@ def test_agent_run_on_a_locked_database_prints_the_answer_and_says_it_was_not_sa
     finally:
         holder.release()
     assert run.exit_code == 1 and isinstance(run.exception, SystemExit), run.output  # no traceback
-    assert json.loads(run.stdout)["new_tokens"] == 4  # the answer was printed
+    payload = json.loads(run.stdout)
+    assert payload["new_tokens"] == 4 and payload["saved"] is False  # the answer was printed, marked unsaved
     assert str(path) in run.stderr and "locked by another process" in run.stderr
     assert "not saved" in run.stderr.lower() and "'hello'" in run.stderr
 

@@ -80,6 +80,7 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
         "backward_passes": result.backward_passes,
         "score": result.score,
         "refinement": result.refinement,
+        "saved": result.unsaved is None,  # False: a locked database refused the turn (the exit status says so too)
     }
     click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
 
