@@ -189,11 +189,7 @@ class TurnGrammar:
 
     def parse_call(self, call_text: str) -> CallSegment:
         """Parse one call, e.g. `SEARCH("x")`, into its tool and typed arguments."""
-        try:
-            tree = self.parser.parse(call_text, start="call")
-        except UnexpectedInput as exc:
-            raise ProtocolError(f"not a valid call {call_text!r}: {_describe(exc)}",
-                                getattr(exc, "line", None), getattr(exc, "column", None)) from None
+        tree = _parse(self.parser, call_text, "call", f"not a valid call {call_text!r}")
         reader = _Reader(self)
         if reader.head_text(tree.children[0]):
             raise ProtocolError(f"not a single call: {call_text!r} has text before the call")
@@ -293,6 +289,15 @@ class IslandSegment:
 Segment = TextSegment | CallSegment | IslandSegment
 
 
+def _parse(parser: Lark, text: str, start: str, what: str) -> Tree:
+    """The lark parse of `text` from rule `start`; ProtocolError saying `what` went wrong, and where."""
+    try:
+        return parser.parse(text, start=start)
+    except UnexpectedInput as exc:  # lark's exception kinds carry line/column only sometimes
+        raise ProtocolError(f"{what}: {_describe(exc)}", getattr(exc, "line", None),
+                            getattr(exc, "column", None)) from None
+
+
 def _describe(exc: UnexpectedInput) -> str:
     expected = getattr(exc, "expected", None) or getattr(exc, "allowed", None)
     if expected:
@@ -357,11 +362,7 @@ def parse_response(text: str, grammar: TurnGrammar) -> list[Segment]:
     """Text / call (with typed args) / island segments of a finished response, via the lark parse."""
     if text == "":
         return []
-    try:
-        tree = grammar.parser.parse(text, start="start")
-    except UnexpectedInput as exc:
-        raise ProtocolError(f"the response does not follow the tool-call protocol: {_describe(exc)}",
-                            getattr(exc, "line", None), getattr(exc, "column", None)) from None
+    tree = _parse(grammar.parser, text, "start", "the response does not follow the tool-call protocol")
     reader = _Reader(grammar)
     segments: list[Segment] = []
     for child in tree.children:
