@@ -44,7 +44,7 @@ class StreamingDetokenizer:
 def forward(lm: LoadedModel, input_ids: list[int], cache: DynamicCache) -> torch.Tensor:
     """Run tokens through the model on top of the cache; returns the logits of the last position."""
     ids = torch.tensor([input_ids], dtype=torch.long, device=lm.device)
-    out = lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+    out = lm.run(cache, input_ids=ids)
     return out.logits[0, -1]
 
 

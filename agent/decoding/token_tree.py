@@ -112,7 +112,7 @@ class TokenTree:
         cache = DynamicCache()
         ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
         with torch.inference_mode():
-            out = self.lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            out = self.lm.run(cache, input_ids=ids)
         self.forward_passes += 1
         self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         self._finish_evaluation(self.root, out.logits[0, -1])
@@ -148,8 +148,7 @@ class TokenTree:
             mask[row, past_width - past_lens[row]:past_width] = 1
             mask[row, past_width + new_width - n:] = 1
         with torch.inference_mode():
-            out = self.lm.model(input_ids=input_ids, past_key_values=cache, attention_mask=mask,
-                                position_ids=positions, use_cache=True)
+            out = self.lm.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=positions)
         self.forward_passes += 1
         logits = out.logits
         for row, node in enumerate(nodes):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
 
 class ModelLoadError(Exception):
@@ -29,6 +30,13 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     weights_hash: str
+    # The name the model's forward takes its KV cache by: `cache` in newer transformers (which warn
+    # about `past_key_values` on every call), `past_key_values` in older ones. Read once at load.
+    cache_keyword: str = "past_key_values"
+
+    def run(self, cache: Cache, **inputs: torch.Tensor) -> Any:
+        """One forward pass on top of `cache` (extended in place); returns the model's output."""
+        return self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True)
 
     @property
     def vocab_size(self) -> int:
@@ -109,6 +117,12 @@ def weights_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def cache_keyword_of(model: torch.nn.Module) -> str:
+    """`cache` where the model's forward names its KV cache so, else the older `past_key_values`."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _check_model_dir(path: Path) -> None:
     if not path.is_dir():
         raise ModelLoadError(f"model path {str(path)!r} is not a directory")
@@ -171,4 +185,5 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
         device=torch_device,
         dtype=torch_dtype,
         weights_hash=fingerprint,
+        cache_keyword=cache_keyword_of(model),
     )
