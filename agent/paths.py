@@ -8,12 +8,25 @@ from pathlib import Path
 import platformdirs
 
 
+class HomeError(Exception):
+    """The agent home cannot be created (a read-only disk, a file in the way): the message names it."""
+
+
+def _home_dir() -> Path:
+    env = os.environ.get("AGENT_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("agent", appauthor=False))
+
+
 def agent_home() -> Path:
     """The directory for the session database, knowledge base and REPL history (created on demand,
-    0700: it holds everything typed and answered; an existing directory keeps its mode)."""
-    env = os.environ.get("AGENT_HOME")
-    home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("agent", appauthor=False))
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    0700: it holds everything typed and answered; an existing directory keeps its mode). HomeError,
+    naming the folder and a way out, when it cannot be created."""
+    home = _home_dir()
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HomeError(f"cannot create the agent home {home}: {exc.strerror or exc}; set AGENT_HOME to a "
+                        "folder you can write, or pass --db PATH (or --no-save)") from exc
     return home
 
 
@@ -30,3 +43,15 @@ def default_kb_path() -> Path:
 def history_path() -> Path:
     """The REPL's input history."""
     return agent_home() / "repl_history"
+
+
+def history_writable() -> bool:
+    """Whether the REPL's history file can be kept (the home exists or can be made, and the file can be
+    opened for appending); a read-only home keeps the history in memory instead."""
+    try:
+        path = history_path()
+        with path.open("a", encoding="utf-8"):
+            pass
+    except (HomeError, OSError):
+        return False
+    return True

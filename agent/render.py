@@ -184,16 +184,42 @@ def tool_lines(registry: ToolRegistry) -> Text:
     return plain("\n".join(f"  {spec.call_signature} - {spec.description}" for spec in registry))
 
 
+def model_label(model_id: str) -> str:
+    """A model as a listing shows it: `demo` for the shipped model, a local folder by its name (the full
+    path ate the width of a terminal), a hub id as it is."""
+    from agent import demo_model  # importlib.resources: only when a listing is drawn
+
+    if model_id == str(demo_model.demo_model_dir().resolve()):
+        return "demo"
+    if model_id.startswith(("/", "~", ".")) or "\\" in model_id:
+        return model_id.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or model_id
+    return model_id
+
+
+def _listing_cells(row: SessionListing) -> list[str]:
+    """id, started, model, turns, title of one listed session, each one printable line (no tabs)."""
+    cells = [row["id"], row["created"][:16].replace("T", " "), model_label(row["model_id"]), str(row["turns"]),
+             row["title"] or ""]
+    return [" ".join(printable(cell).replace("\t", " ").split()) for cell in cells]
+
+
 def sessions_table(sessions: Iterable[SessionListing]) -> Table:
-    """`agent sessions list`: id, start, model, turns, title (or first question)."""
+    """`agent sessions list` on a terminal: id, start, model, turns, title (or first question), one line
+    per session; the title is cut with an ellipsis where the terminal ends (80 columns fit)."""
     table = Table(box=None, pad_edge=False)
     for column in ("id", "started", "model", "turns", "title"):
-        table.add_column(column, overflow="fold" if column == "title" else "ellipsis", no_wrap=column != "title")
+        table.add_column(column, overflow="ellipsis", no_wrap=True, max_width=20 if column == "model" else None,
+                         ratio=1 if column == "title" else None)
     for row in sessions:
-        model = row["model_id"] if len(row["model_id"]) <= 40 else "..." + row["model_id"][-37:]
-        table.add_row(plain(row["id"]), plain(row["created"][:19].replace("T", " ")), plain(model), str(row["turns"]),
-                      plain((row["title"] or "").replace("\n", " ")))
+        table.add_row(*(Text(cell) for cell in _listing_cells(row)))
     return table
+
+
+def sessions_tsv(sessions: Iterable[SessionListing]) -> str:
+    """`agent sessions list` to a pipe: a header, then one tab-separated line per session (grep, cut, awk)."""
+    lines = ["id\tstarted\tmodel\tturns\ttitle"]
+    lines += ["\t".join(_listing_cells(row)) for row in sessions]
+    return "\n".join(lines)
 
 
 def session_lines(sessions: Iterable[SessionListing]) -> Text:

@@ -32,6 +32,21 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+TITLE_CHARS = 60
+
+
+def short_title(text: str, limit: int = TITLE_CHARS) -> str:
+    """A session title from its first question: one line, at most `limit` characters, cut at a word
+    boundary with an ellipsis when it is longer; "" for a blank question."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 def dumps(value: Any) -> str:
     # default=str: an odd value (a Path, a numpy scalar) must not lose the whole turn; valid_text:
     # a lone surrogate in a string (kept as it is by ensure_ascii=False) would

@@ -98,11 +98,15 @@ class SessionStore(StoreConnection):
 
     def start_turn(self, session_id: str, question: str) -> int:
         """Save the user's message under the session's next turn number, drawn inside this write
-        transaction (two processes appending to one session get distinct turns); returns the turn."""
+        transaction (two processes appending to one session get distinct turns); returns the turn.
+        An untitled session takes its first question, shortened, as its title."""
+        title = rows.short_title(valid_text(question))
         with self.sql_errors(), self.transaction():
             self._require(session_id)
             turn = self._last_turn(session_id) + 1
             self._insert_message(session_id, turn, "user", question, False)
+            if title:
+                self.db.execute("UPDATE sessions SET title = ? WHERE id = ? AND title IS NULL", (title, session_id))
             return turn
 
     def finish_turn(self, session_id: str, turn: int, answer: AnswerRecord) -> None:

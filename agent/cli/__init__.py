@@ -12,9 +12,21 @@ from agent.cli.conversation import chat, run
 from agent.cli.options import CONTEXT
 from agent.cli.sessions import replay_command, sessions_command_group
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
+from agent.paths import HomeError
+from agent.safe_text import printable
 
 
-@click.group(context_settings=CONTEXT)
+class _Main(click.Group):
+    """The command group; an agent home that cannot be created is a clean error from any command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HomeError as exc:
+            raise click.ClickException(printable(str(exc))) from None
+
+
+@click.group(cls=_Main, context_settings=CONTEXT)
 @click.version_option(package_name="agent-shell")
 def main() -> None:
     """A terminal agent shell for local language models that searches before it speaks.
@@ -26,6 +38,7 @@ def main() -> None:
       agent run "hi" --model ./my-model --json
       agent tools list
       agent sessions list
+      agent grammar list
     """
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import demo_model
+from agent.applicable import explain
+from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
 from agent.config import STRATEGIES, DecodeConfig
 from agent.grammar.errors import GrammarError
 from agent.paths import default_db_path
@@ -38,7 +40,7 @@ def decoding_options(func: Command) -> Command:
     options = [
         click.option("--model", "-m", "model", metavar="PATH_OR_ID", default=None,
                      help="Hugging Face causal LM: a local directory or a cached hub id "
-                          "(default: the shipped demo model)."),
+                          "(default: demo, the shipped demo model)."),
         click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto."),
         click.option("--dtype", default="auto", show_default=True, help="float32, bfloat16, float16 or auto."),
         click.option("--strategy", "-s", type=click.Choice(STRATEGIES), default=None,
@@ -60,10 +62,12 @@ def decoding_options(func: Command) -> Command:
                      help="A Python file of @tool functions to register (repeatable)."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),
         click.option("--grammar", "grammar_file", type=click.Path(dir_okay=False), default=None,
-                     help="A Lark grammar the response must match (e.g. grammars/json.lark)."),
+                     help="A Lark grammar the response must match: a file, or a shipped one by name "
+                          "(json, yes_no; see `agent grammar list`)."),
         click.option("--yes", "-y", is_flag=True, help="Run tools with side effects without asking."),
         click.option("--db", type=click.Path(dir_okay=False), default=None,
                      help="Session database (default: sessions.sqlite in AGENT_HOME or the user data dir)."),
+        click.option("--create", is_flag=True, help="With --db: create the database's folder when it is missing."),
         click.option("--no-save", is_flag=True, help="Do not save this session."),
     ]
     for option in reversed(options):
@@ -82,14 +86,39 @@ def build_config(opts: Options) -> DecodeConfig:
     if "strategy" not in values:
         values["strategy"] = "sample" if opts.get("temperature") not in (None, 0) else "greedy"
     try:
-        return DecodeConfig(**values)
+        config = DecodeConfig(**values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    # an option the strategy never reads is a mistake (temperature 0 under greedy says the same thing)
+    given = [name for name in values if not (name == "temperature" and values[name] == 0)]
+    problem = explain(config.strategy, given, flags=True)
+    if problem:
+        raise click.UsageError(problem)
+    return config
+
+
+# Checked before the model loads; agent.model.runtime holds the same names (it needs torch to map them).
+DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
+DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device_and_dtype(opts: Options) -> None:
+    """--device and --dtype name something that exists (whether CUDA is present is known only to torch)."""
+    device = str(opts.get("device") or "auto")
+    kind, _, index = device.partition(":")
+    if kind not in DEVICE_TYPES or (index and (kind != "cuda" or not index.isdigit())) or device.endswith(":"):
+        raise click.BadParameter(printable(f"{device!r} is not a device; use cpu, cuda, cuda:N, mps or auto"),
+                                 param_hint="--device")
+    dtype = str(opts.get("dtype") or "auto")
+    if dtype not in DTYPES:
+        raise click.BadParameter(printable(f"{dtype!r} is not a dtype; use one of {', '.join(DTYPES)}"),
+                                 param_hint="--dtype")
 
 
 def resolve_model(name: str | None) -> str:
-    """The model to load: the one named, else the shipped demo model."""
-    if name:
+    """The model to load: the one named, else (or for the name `demo`, unless a folder of that name is
+    here) the shipped demo model."""
+    if name and not (name == "demo" and not Path(name).exists()):
         return name
     path = demo_model.demo_model_dir()
     if not (path / "config.json").is_file():
@@ -127,11 +156,14 @@ def load_registry(opts: Options) -> ToolRegistry | None:
 
 def read_grammar(opts: Options) -> str | None:
     """The text of --grammar, checked; None when not given."""
-    path = opts.get("grammar_file")
-    if not path:
+    value = opts.get("grammar_file")
+    if not value:
         return None
     from agent.grammar.checking import check_grammar, read_grammar_file  # llguidance and lark: only for --grammar
 
+    path = resolve_grammar(value)
+    if is_template(path):
+        raise click.BadParameter(printable(f"{value} {TEMPLATE_NOTE}"), param_hint="--grammar")
     try:
         text = read_grammar_file(Path(path))
     except GrammarError as exc:
@@ -163,14 +195,31 @@ def open_store(opts: Options) -> SessionStore | None:
     written (made by a newer version) is refused here, before the model loads."""
     if opts.get("no_save"):
         return None
+    path = Path(opts["db"]).expanduser() if opts.get("db") else default_db_path()
+    if opts.get("db"):
+        check_db_folder(path, create=bool(opts.get("create")))
     try:
-        store = SessionStore.open(Path(opts["db"]) if opts.get("db") else default_db_path(), timeout=store_timeout())
+        store = SessionStore.open(path, timeout=store_timeout())
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     if store.read_only_reason is not None:
         store.close()
         raise click.ClickException(f"{store.read_only_reason}; or pass --no-save")
     return store
+
+
+def check_db_folder(path: Path, *, create: bool = False) -> None:
+    """--db names a file in an existing folder: a mistyped path must not leave a new folder and an empty
+    database behind. With `create` (--create) the folder is made."""
+    if path.parent.is_dir():
+        return
+    if not create:
+        raise click.BadParameter(printable(f"the folder of {path} does not exist (nothing was created); check the "
+                                           "path, or pass --create to make it"), param_hint="--db")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(printable(f"cannot create the folder of {path}: {exc.strerror or exc}")) from exc
 
 
 def _close_session(session: ChatSession) -> None:
@@ -183,14 +232,20 @@ def _close_session(session: ChatSession) -> None:
 
 
 def build_session(opts: Options, confirm: Confirm | None, session_id: str | None = None) -> ChatSession:
-    """A ChatSession from the options: config, grammar, tools and store checked before the model loads."""
+    """A ChatSession from the options: config, device, grammar, tools, store and --session all checked
+    before the model loads (a mistake is reported in a moment, not after the load)."""
     from agent.turn import ChatSession  # torch: only when a conversation starts
 
+    if session_id is not None and opts.get("no_save"):
+        raise click.UsageError("--session continues a saved session, so it cannot be used with --no-save")
     config = build_config(opts)
+    check_device_and_dtype(opts)
     grammar = read_grammar(opts)
     registry = load_registry(opts)
     store = open_store(opts)
     try:
+        if session_id is not None and store is not None:
+            session_id = store.resolve_id(session_id)  # unknown or ambiguous: a clear error, before the load
         session = ChatSession(load_lm(opts), registry, config, user_grammar=grammar, confirm=confirm, store=store,
                               session_id=session_id)
     except BaseException as exc:

@@ -16,9 +16,9 @@ from typing import TypeVar
 import click
 from rich.console import Console
 
-from agent.cli.options import CONTEXT, store_timeout
+from agent.cli.options import CONTEXT, check_db_folder, store_timeout
 from agent.paths import default_db_path
-from agent.render import printable, render_session, sessions_table, snippet, terminal_json
+from agent.render import printable, render_session, sessions_table, sessions_tsv, snippet, terminal_json
 from agent.sessions.export import FORMATS, export_session
 from agent.sessions.replay import RerunOutcome, RunTurn, missing_tool_files, recorded_tool_files, rerun
 from agent.sessions.store import SessionStore, StoreError
@@ -39,8 +39,10 @@ def db_option(func: Command) -> Command:
 def opened(db: Path | None) -> Iterator[SessionStore]:
     """The store at --db (or the default path); StoreError becomes a clean CLI error. A database of
     a newer version opens read-only: reading commands work, with its warning on stderr."""
+    if db is not None:
+        check_db_folder(db.expanduser())  # a mistyped --db creates nothing
     try:
-        store = SessionStore.open(db if db is not None else default_db_path(), timeout=store_timeout())
+        store = SessionStore.open(db.expanduser() if db is not None else default_db_path(), timeout=store_timeout())
     except StoreError as e:
         raise click.ClickException(str(e)) from e
     if store.warning:
@@ -77,9 +79,12 @@ def sessions_command_group() -> None:
 def list_cmd(as_json: bool, db: Path | None) -> None:
     """List sessions, newest first: id, started, model, turns, title.
 
+    On a terminal: a table that fits its width. To a pipe or file: tab-separated lines, a header first.
+
     \b
     Example:
       agent sessions list --json | jq '.[0].id'
+      agent sessions list | grep -i capital | cut -f1
     """
     with opened(db) as store:
         rows = store.list_sessions()
@@ -88,6 +93,9 @@ def list_cmd(as_json: bool, db: Path | None) -> None:
         return
     if not rows:
         click.echo("no sessions yet (start one with: agent chat)")
+        return
+    if not sys.stdout.isatty():
+        click.echo(sessions_tsv(rows))
         return
     _console().print(sessions_table(rows))
 

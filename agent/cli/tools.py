@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from agent.cli.grammar_names import TEMPLATE_NOTE, description, is_template, resolve_grammar, shipped
 from agent.cli.options import CONTEXT
 from agent.grammar.errors import GrammarError
 from agent.render import printable, tools_table
@@ -137,27 +138,49 @@ def kb_search(text: str) -> None:
 
 @click.group("grammar", context_settings=CONTEXT)
 def grammar_command_group() -> None:
-    """Grammars for --grammar (Lark syntax, as read by llguidance).
+    """Grammars for --grammar (Lark syntax, as read by llguidance); shipped ones go by name.
 
     \b
     Examples:
-      agent grammar check grammars/json.lark
+      agent grammar list
+      agent grammar check json
+      agent grammar check my.lark
     """
 
 
-@grammar_command_group.command("check", context_settings=CONTEXT)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def grammar_check(file: Path) -> None:
-    """Validate a Lark grammar; errors show line and column (exit status 1 on error).
+@grammar_command_group.command("list", context_settings=CONTEXT)
+def grammar_list() -> None:
+    """The grammars shipped with agent, by name, with what each is for (use one with --grammar NAME).
 
     \b
     Examples:
-      agent grammar check grammars/json.lark
+      agent grammar list
+      agent run "Describe a cat as JSON" --grammar json
+    """
+    names = shipped()
+    width = max((len(name) for name in names), default=0)
+    for name, path in names.items():
+        click.echo(printable(f"{name.ljust(width)}  {description(path)}"))
+
+
+@grammar_command_group.command("check", context_settings=CONTEXT)
+@click.argument("name", metavar="FILE", type=click.Path(dir_okay=False))
+def grammar_check(name: str) -> None:
+    """Validate a Lark grammar (a file, or a shipped one by name); errors show line and column (exit
+    status 1 on error).
+
+    \b
+    Examples:
+      agent grammar check json
       agent grammar check my.lark && agent run "..." --grammar my.lark
     """
     # llguidance and lark: only for this command
     from agent.grammar.checking import check_grammar, read_grammar_file
 
+    file = resolve_grammar(name)
+    if is_template(file):  # the tool-call protocol's template: not a user grammar
+        click.echo(printable(f"{name}: {TEMPLATE_NOTE}"))
+        return
     try:
         text = read_grammar_file(file)
     except GrammarError as exc:

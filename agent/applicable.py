@@ -1,0 +1,36 @@
+"""Which decoding options a strategy uses: an option given for a strategy that ignores it is a
+mistake the user should hear about (an error on the command line, a warning line in the REPL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+SAMPLING = ("temperature", "top_k", "top_p", "min_p")
+
+# strategy -> the DecodeConfig fields it never reads (greedy takes the argmax: no sampling, no search
+# budget; sample is one pass of the decode loop: no search budget)
+IGNORED: dict[str, tuple[str, ...]] = {
+    "greedy": (*SAMPLING, "budget"),
+    "sample": ("budget",),
+}
+
+
+def not_applying(strategy: str, names: Iterable[str]) -> list[str]:
+    """The option names among `names` (DecodeConfig field names) that `strategy` does not use."""
+    ignored = IGNORED.get(strategy, ())
+    return [name for name in names if name in ignored]
+
+
+def explain(strategy: str, names: Iterable[str], *, flags: bool) -> str | None:
+    """A one-line message for the options `strategy` ignores, None when all apply. `flags`: name them
+    as command-line options (--top-k) rather than settings (top_k)."""
+    found = not_applying(strategy, names)
+    if not found:
+        return None
+    shown = ", ".join(f"--{n.replace('_', '-')}" if flags else n for n in found)
+    verb = "does" if len(found) == 1 else "do"
+    hint = "--strategy sample" if flags else "/set strategy=sample"
+    if all(n == "budget" for n in found):
+        hint = "--strategy tree" if flags else "/set strategy=tree"
+    return f"{shown} {verb} not apply to the {strategy} strategy (it ignores {'it' if len(found) == 1 else 'them'}); " \
+           f"choose a strategy that uses {'it' if len(found) == 1 else 'them'}, e.g. {hint}"
