@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from agent.tooling.records import ToolCallRecord
 
 
+# The shell's convention for a command ended by SIGINT (128 + 2): scripts can tell Ctrl-C from success.
+INTERRUPTED = 130
+
+
 def _always_yes(record: ToolCallRecord) -> bool:
     return True
 
@@ -55,15 +59,21 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
       agent run "hello" --model ./my-model --json
       agent run "Give me a JSON object" --grammar grammars/json.lark --strategy sample -t 0.8
     """
-    session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
     try:
+        session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
         result = session.ask(prompt, on_token=None if as_json else _write_to_stdout)
     except GrammarError as exc:  # the engine gave up on a --grammar mid-answer (the question stays saved)
         if not as_json:
             click.echo("")  # end the streamed part of the answer
         raise click.ClickException(printable(f"grammar: {exc}")) from None
+    except KeyboardInterrupt:  # Ctrl-C before there was an answer to keep (loading the model, starting a turn)
+        click.echo("\ninterrupted: no answer", err=True)
+        raise click.exceptions.Exit(INTERRUPTED) from None
     if not as_json:
         click.echo("")
+        if result.interrupted:  # the answer so far is printed (and saved); the exit status says it was cut short
+            click.echo(f"interrupted: partial answer kept ({result.new_tokens} tokens)", err=True)
+            raise click.exceptions.Exit(INTERRUPTED)
         return
     payload = {
         "response": result.response,
@@ -83,6 +93,8 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
         "saved": result.unsaved is None,  # False: a locked database refused the turn (the exit status says so too)
     }
     click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
+    if result.interrupted:  # finish_reason says so too
+        raise click.exceptions.Exit(INTERRUPTED)
 
 
 def _write_to_stdout(piece: str) -> None:

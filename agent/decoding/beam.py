@@ -33,37 +33,37 @@ def beam_search(
     tree = TokenTree.open(lm, prompt_ids, config, make_constraint)
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
-    interrupted = False
-    while beams and tree.forward_passes < config.search_budget:
-        if should_stop is not None and should_stop():
-            interrupted = True
-            break
-        proposals: list[tuple[float, int, Node, int]] = []
-        for index, beam in enumerate(beams):
-            mask = tree.offer_mask(beam)
-            assert beam.next_logprobs is not None  # beams are evaluated nodes
-            scores = beam.next_logprobs.masked_fill(~mask, float("-inf"))
-            k = min(2 * width, int(mask.sum()))
-            if k == 0:
-                continue
-            top = torch.topk(scores, k)
-            for lp, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                proposals.append((beam.sum_logprob + lp, index, beam, int(token)))
-        proposals.sort(key=lambda p: (-p[0], p[1]))
-        survivors: list[Node] = []
-        for _, _, beam, token in proposals:
-            if len(survivors) >= width:
+    try:
+        while beams and tree.forward_passes < config.search_budget and not tree.stop_requested(should_stop):
+            proposals: list[tuple[float, int, Node, int]] = []
+            for index, beam in enumerate(beams):
+                mask = tree.offer_mask(beam)
+                assert beam.next_logprobs is not None  # beams are evaluated nodes
+                scores = beam.next_logprobs.masked_fill(~mask, float("-inf"))
+                k = min(2 * width, int(mask.sum()))
+                if k == 0:
+                    continue
+                top = torch.topk(scores, k)
+                for lp, token in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                    proposals.append((beam.sum_logprob + lp, index, beam, int(token)))
+            proposals.sort(key=lambda p: (-p[0], p[1]))
+            survivors: list[Node] = []
+            for _, _, beam, token in proposals:
+                if len(survivors) >= width:
+                    break
+                child = tree.grow(beam, token)
+                if child.status == "complete":
+                    finished.append(child)
+                elif child.status != "dead":
+                    survivors.append(child)
+            if len(finished) >= width:
                 break
-            child = tree.grow(beam, token)
-            if child.status == "complete":
-                finished.append(child)
-            elif child.status != "dead":
-                survivors.append(child)
-        if len(finished) >= width:
-            break
-        pending = survivors + [n for n in finished if n.pending_logprobs]
-        tree.evaluate(pending)
-        beams = [b for b in survivors if b.status == "open"]
+            pending = survivors + [n for n in finished if n.pending_logprobs]
+            tree.evaluate(pending)
+            # Cut short by Ctrl-C, the survivors are still the beams (their tokens are scored).
+            beams = survivors if tree.interrupted else [b for b in survivors if b.status == "open"]
+    except KeyboardInterrupt:  # Ctrl-C between forward passes: the beams as they stand
+        tree.interrupted = True
     # Nothing finished within the budget: the unfinished beams are all there is.
     unfinished = [] if finished else [n for n in beams if n is not tree.root]
-    return tree.result("beam", finished, unfinished, interrupted=interrupted)
+    return tree.result("beam", finished, unfinished, interrupted=tree.interrupted)

@@ -37,35 +37,35 @@ def best_of_n(
     tree = TokenTree.open(lm, prompt_ids, config, make_constraint)
     live: list[Node] = [tree.root] * count
     finished: list[Node] = []
-    interrupted = False
-    while live and tree.forward_passes < config.search_budget:
-        if should_stop is not None and should_stop():
-            interrupted = True
-            break
-        grown: list[Node] = []
-        for node in live:
-            for _ in range(MAX_REDRAWS + 1):
-                # Samples that drew the same token share the child: the tree holds each prefix once.
-                token = _sample(tree, node, config, generator)
-                if token is None:
-                    break
-                child = node.children.get(token) or tree.grow(node, token)
-                if child.status != "dead":
-                    break
-            else:
-                continue
-            if token is None or child.status == "dead":
-                continue
-            if child.status == "complete":
-                finished.append(child)
-            else:
-                grown.append(child)
-        pending = list(dict.fromkeys(n for n in grown + finished if tree.needs_evaluation(n)))
-        tree.evaluate(pending)
-        live = [n for n in grown if n.status == "open"]
+    try:
+        while live and tree.forward_passes < config.search_budget and not tree.stop_requested(should_stop):
+            grown: list[Node] = []
+            for node in live:
+                for _ in range(MAX_REDRAWS + 1):
+                    # Samples that drew the same token share the child: the tree holds each prefix once.
+                    token = _sample(tree, node, config, generator)
+                    if token is None:
+                        break
+                    child = node.children.get(token) or tree.grow(node, token)
+                    if child.status != "dead":
+                        break
+                else:
+                    continue
+                if token is None or child.status == "dead":
+                    continue
+                if child.status == "complete":
+                    finished.append(child)
+                else:
+                    grown.append(child)
+            pending = list(dict.fromkeys(n for n in grown + finished if tree.needs_evaluation(n)))
+            tree.evaluate(pending)
+            # Cut short by Ctrl-C, the samples end where they are (their tokens are scored).
+            live = grown if tree.interrupted else [n for n in grown if n.status == "open"]
+    except KeyboardInterrupt:  # Ctrl-C between forward passes: the samples as they stand
+        tree.interrupted = True
     # Nothing finished within the budget: the unfinished samples are all there is.
     unfinished = [] if finished else [n for n in dict.fromkeys(live) if n is not tree.root]
-    return tree.result("best-of-n", list(dict.fromkeys(finished)), unfinished, interrupted=interrupted)
+    return tree.result("best-of-n", list(dict.fromkeys(finished)), unfinished, interrupted=tree.interrupted)
 
 
 def _sample(tree: TokenTree, node: Node, config: DecodeConfig, generator: torch.Generator) -> int | None:

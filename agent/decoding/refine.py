@@ -35,7 +35,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.results import Candidate, SearchResult, rank
+from agent.decoding.results import Candidate, SearchResult, mark_interrupted, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
 from agent.decoding.tree import tree_search
 from agent.model.runtime import LoadedModel
@@ -378,4 +378,7 @@ def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfi
     result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
     if result.best.finish_reason == "interrupted":
         return result
-    return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint, should_stop=should_stop)
+    try:
+        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint, should_stop=should_stop)
+    except KeyboardInterrupt:  # Ctrl-C while refining: the tree's answers are the best so far
+        return mark_interrupted(result)

@@ -151,6 +151,13 @@ class SearchResult:
         return self.best.score
 
 
+def mark_interrupted(result: SearchResult) -> SearchResult:
+    """The result as it stands, every candidate marked as cut short by the user (Ctrl-C)."""
+    for candidate in [result.best, *result.candidates]:
+        candidate.finish_reason = "interrupted"
+    return result
+
+
 def rank(candidates: list[Candidate]) -> list[Candidate]:
     """Best first by the shared score; ties keep their order (stable)."""
     return sorted(candidates, key=lambda c: -c.score)

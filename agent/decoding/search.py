@@ -14,7 +14,7 @@ from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import decode
 from agent.decoding.kv_cache import PrefixCache
-from agent.decoding.results import SearchResult
+from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.scoring import score_parts
 from agent.decoding.strategies import strategy_for
 from agent.model.runtime import LoadedModel
@@ -38,7 +38,11 @@ def search_response(
     strategy = strategy_for(config.strategy)
     result = strategy.run(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
                           on_token=on_token, prefix_cache=prefix_cache)
-    result = continue_deferred_call(lm, prompt_ids, config, result, should_stop)
+    if result.best.finish_reason != "interrupted":  # a search the user stopped runs no tool after it
+        try:
+            result = continue_deferred_call(lm, prompt_ids, config, result, should_stop)
+        except KeyboardInterrupt:  # Ctrl-C while the chosen branch's call runs: the answer up to the call
+            result = mark_interrupted(result)
     return dataclasses.replace(result, strategy=config.strategy, seconds=time.perf_counter() - started)
 
 

@@ -96,6 +96,9 @@ class TokenTree:
         pad = lm.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.started = time.perf_counter()
+        # Set when the user stopped the search (Ctrl-C in a forward pass, or should_stop said so).
+        self.interrupted = False
+        self.unevaluated: list[Node] = []  # the nodes of the pass Ctrl-C cut short
 
     @classmethod
     def open(cls, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
@@ -106,13 +109,23 @@ class TokenTree:
         tree.start()
         return tree
 
+    def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
+        """Has the user stopped the search (Ctrl-C in a pass before, or should_stop now)?"""
+        if not self.interrupted and should_stop is not None and should_stop():
+            self.interrupted = True
+        return self.interrupted
+
     # -- model -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Run the prompt once; its KV is the root of every path."""
         cache = DynamicCache()
         ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
-        with torch.inference_mode():
-            out = self.lm.run(cache, input_ids=ids)
+        try:
+            with torch.inference_mode():
+                out = self.lm.run(cache, input_ids=ids)
+        except KeyboardInterrupt:
+            self.interrupted = True  # nothing to grow from: the strategy's loop never starts
+            return
         self.forward_passes += 1
         self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         self._finish_evaluation(self.root, out.logits[0, -1])
@@ -147,8 +160,15 @@ class TokenTree:
             positions[row, new_width - n:] = torch.arange(past_lens[row], past_lens[row] + n, device=device)
             mask[row, past_width - past_lens[row]:past_width] = 1
             mask[row, past_width + new_width - n:] = 1
-        with torch.inference_mode():
-            out = self.lm.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=positions)
+        try:
+            with torch.inference_mode():
+                out = self.lm.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=positions)
+        except KeyboardInterrupt:
+            # Ctrl-C in the middle of a pass (where a search spends its time): the nodes stay
+            # unevaluated (their own tokens are scored already) and the strategy stops with what it has.
+            self.interrupted = True
+            self.unevaluated.extend(nodes)
+            return
         self.forward_passes += 1
         logits = out.logits
         for row, node in enumerate(nodes):

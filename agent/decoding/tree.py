@@ -88,12 +88,9 @@ def tree_search(
     complete: list[Node] = []
     passed_over: list[Alternative] = []
     order = itertools.count()
-    state = {"interrupted": False}
 
     def stopped() -> bool:
-        if should_stop is not None and should_stop():
-            state["interrupted"] = True
-        return state["interrupted"] or tree.forward_passes >= budget
+        return tree.stop_requested(should_stop) or tree.forward_passes >= budget
 
     def dive(starts: list[Node], temperature: float) -> None:
         """Layer by layer from `starts`: keep the `width` best continuations, stack the rest.
@@ -141,62 +138,65 @@ def tree_search(
         missing = max(best.model_tokens - done, 0)
         return (alt.node.sum_logprob + alt.logprob + missing * best.mean) / (done + missing)
 
-    # The first dive is the cold limit of the search: exactly a beam of width beam_width.
-    dive([tree.root], 0.0)
-    first_passes = tree.forward_passes
-    while not stopped() and passed_over:
-        if not complete:
-            break
-        left = budget - tree.forward_passes
-        progress = (tree.forward_passes - first_passes) / max(1, budget - first_passes)
-        temperature = temperature_at(config, progress)
-        scores = sorted((n.mean for n in complete), reverse=True)
-        prune_below = scores[min(keep, len(scores)) - 1] - PRUNE_MARGIN
-        typical = max(complete, key=lambda n: n.mean).model_tokens
-        ranked_alts: list[tuple[float, Alternative]] = []
-        kept: list[Alternative] = []
-        best_promise = -math.inf
-        for alt in passed_over:
-            if alt.node.status != "open" or alt.token in alt.node.tried:
-                continue
-            value = estimate(alt)
-            if value < prune_below:
-                # Below the pruning bound: a dead end, remembered and never grown.
-                alt.node.tried.add(alt.token)
-                tree.dead[tree.path_tokens(alt.node) + (alt.token,)] = "below bound"
-                continue
-            kept.append(alt)
-            best_promise = max(best_promise, value)
-            if typical - alt.node.model_tokens > left and alt.token not in tree.eos_ids:
-                continue  # too deep a detour to finish with the passes left
-            # Annealing: the hotter, the more the choice of where to backtrack is a random draw.
-            noise = 0.0
-            if temperature > 1e-3:
-                u = float(torch.rand((), generator=generator).clamp(1e-12, 1.0))
-                noise = -math.log(-math.log(u)) * temperature / max(1, typical)
-            ranked_alts.append((value + noise, alt))
-        passed_over = kept
-        if not ranked_alts or best_promise < scores[0] - CONVERGED_MARGIN:
-            break  # nothing left that could plausibly beat the best answer: converged
-        ranked_alts.sort(key=lambda pair: -pair[0])
-        starts: list[Node] = []
-        for _, alt in ranked_alts[:width]:
-            child = tree.grow(alt.node, alt.token)
-            passed_over.remove(alt)
-            if child.status == "complete":
-                complete.append(child)
-            elif child.status != "dead":
-                starts.append(child)
-        pending = [n for n in starts if tree.needs_evaluation(n)] + [n for n in complete if n.pending_logprobs]
-        if pending:
-            if stopped():
+    try:
+        # The first dive is the cold limit of the search: exactly a beam of width beam_width.
+        dive([tree.root], 0.0)
+        first_passes = tree.forward_passes
+        while not stopped() and passed_over:
+            if not complete:
                 break
-            tree.evaluate(pending)
-        dive(starts, temperature)
-
+            left = budget - tree.forward_passes
+            progress = (tree.forward_passes - first_passes) / max(1, budget - first_passes)
+            temperature = temperature_at(config, progress)
+            scores = sorted((n.mean for n in complete), reverse=True)
+            prune_below = scores[min(keep, len(scores)) - 1] - PRUNE_MARGIN
+            typical = max(complete, key=lambda n: n.mean).model_tokens
+            ranked_alts: list[tuple[float, Alternative]] = []
+            kept: list[Alternative] = []
+            best_promise = -math.inf
+            for alt in passed_over:
+                if alt.node.status != "open" or alt.token in alt.node.tried:
+                    continue
+                value = estimate(alt)
+                if value < prune_below:
+                    # Below the pruning bound: a dead end, remembered and never grown.
+                    alt.node.tried.add(alt.token)
+                    tree.dead[tree.path_tokens(alt.node) + (alt.token,)] = "below bound"
+                    continue
+                kept.append(alt)
+                best_promise = max(best_promise, value)
+                if typical - alt.node.model_tokens > left and alt.token not in tree.eos_ids:
+                    continue  # too deep a detour to finish with the passes left
+                # Annealing: the hotter, the more the choice of where to backtrack is a random draw.
+                noise = 0.0
+                if temperature > 1e-3:
+                    u = float(torch.rand((), generator=generator).clamp(1e-12, 1.0))
+                    noise = -math.log(-math.log(u)) * temperature / max(1, typical)
+                ranked_alts.append((value + noise, alt))
+            passed_over = kept
+            if not ranked_alts or best_promise < scores[0] - CONVERGED_MARGIN:
+                break  # nothing left that could plausibly beat the best answer: converged
+            ranked_alts.sort(key=lambda pair: -pair[0])
+            starts: list[Node] = []
+            for _, alt in ranked_alts[:width]:
+                child = tree.grow(alt.node, alt.token)
+                passed_over.remove(alt)
+                if child.status == "complete":
+                    complete.append(child)
+                elif child.status != "dead":
+                    starts.append(child)
+            pending = [n for n in starts if tree.needs_evaluation(n)] + [n for n in complete if n.pending_logprobs]
+            if pending:
+                if stopped():
+                    break
+                tree.evaluate(pending)
+            dive(starts, temperature)
+    except KeyboardInterrupt:  # Ctrl-C between forward passes: what the tree holds so far
+        tree.interrupted = True
     ranked_complete = sorted(complete, key=lambda n: -n.mean)
     # When the budget ran out first, the deepest, best unfinished branches fill up the candidates.
-    partial = [n for n in tree.evaluated if n.parent is not None and n.status == "open"]
+    # (Cut short by Ctrl-C, the nodes of the interrupted pass count too: their tokens are scored.)
+    partial = [n for n in tree.evaluated + tree.unevaluated if n.parent is not None and n.status in ("open", "new")]
     partial.sort(key=lambda n: (-n.model_tokens, -n.mean))
     return tree.result("tree", ranked_complete, partial[: max(0, keep - len(ranked_complete))],
-                       interrupted=state["interrupted"], keep=keep)
+                       interrupted=tree.interrupted, keep=keep)
