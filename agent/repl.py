@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "/resume": "/resume ID continues a saved session",
     "/alts": "the other candidates of the last answer, with scores",
     "/tree": "the search tree of the last answer",
+    "/context": "how full the model's context is: system prompt, each turn, room left",
 }
 HELP_FOOTER = ("Enter sends the message. Esc then Enter (or Alt+Enter) inserts a new line. "
                "Ctrl-C stops a generation, Ctrl-D exits.")
@@ -152,11 +153,14 @@ class Repl:
             self.console.print(Text.assemble("\n", ("error:", "red"), " ", plain(str(exc))))
             return
         self.out.write("\n")
+        if result.context_notice is not None:
+            self.console.print(plain(result.context_notice, "dim"))
         if result.interrupted:
             self.console.print(Text.assemble(("[interrupted]", "yellow"), " partial answer kept"))
         if result.unsaved is not None:
             self.console.print(Text.assemble(("not saved yet:", "yellow"), " ", plain(result.unsaved)))
-        self.console.print(plain(answer_summary(result), "dim"))
+        used = f" · context {result.context_used}/{result.context_limit} tokens" if result.context_limit else ""
+        self.console.print(plain(answer_summary(result) + used, "dim"))
 
     # -- slash commands ------------------------------------------------------------------------
     def command(self, text: str) -> None:
@@ -166,7 +170,7 @@ class Repl:
             "/help": self.cmd_help, "/exit": self.cmd_exit, "/quit": self.cmd_exit, "/clear": self.cmd_clear,
             "/set": self.cmd_set, "/model": self.cmd_model, "/tools": self.cmd_tools,
             "/sessions": self.cmd_sessions, "/resume": self.cmd_resume, "/alts": self.cmd_alts,
-            "/tree": self.cmd_tree,
+            "/tree": self.cmd_tree, "/context": self.cmd_context,
         }.get(name)
         if handler is None:
             self.console.print(Text.assemble(plain(f"unknown command {name}", "red"), "; /help lists the commands"))
@@ -245,3 +249,16 @@ class Repl:
             self.console.print("no search tree: the last answer was not made by a search strategy")
             return
         self.console.print(render_tree(result.search, self.session.lm.tokenizer))
+
+    def cmd_context(self, arg: str) -> None:
+        use = self.session.context_use()
+        limit = f"{use.limit} tokens" if use.limit is not None else "unknown"
+        lines = [f"context: {limit} ({self.session.lm.model_id})", f"  system prompt  {use.system_tokens} tokens"]
+        lines += [f"  turn {index:<9} {tokens} tokens" for index, tokens in enumerate(use.turn_tokens, 1)]
+        lines.append(f"  in all         {use.used} tokens")
+        if use.limit is not None:
+            room = use.limit - use.used
+            answer = self.session.config.max_new_tokens
+            lines.append(f"  room left      {room} tokens (an answer may take up to {answer}; older turns are "
+                         "shortened, then left out of the prompt, when the next one would not fit)")
+        self.console.print(plain("\n".join(lines)))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import DecodeConfig
+from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult, empty_refinement
@@ -27,7 +28,7 @@ from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
 from agent.grammar.constraint import make_constraint
 from agent.grammar.system_prompt import build_system_prompt
-from agent.model.chat_format import Message, prompt_token_ids, stop_strings_for
+from agent.model.chat_format import Message, stop_strings_for
 from agent.model.runtime import LoadedModel, load_model
 from agent.safe_text import valid_text
 from agent.sessions.errors import StoreError
@@ -62,6 +63,14 @@ class TurnResult:
     search: SearchResult | None = None  # what a branch-exploring strategy found (for /alts and /tree)
     # why this turn is not saved yet (the store could not be written); None when saved or not saving
     unsaved: str | None = None
+    # one line saying how the history was trimmed to fit the model's context; None when it was not
+    context_notice: str | None = None
+    context_limit: int | None = None  # the model's context length (None: unknown)
+
+    @property
+    def context_used(self) -> int:
+        """Positions this turn filled: its prompt and its answer."""
+        return self.prompt_tokens + self.new_tokens
 
     @property
     def interrupted(self) -> bool:
@@ -132,6 +141,10 @@ class ChatSession:
         self.prefix_cache.reset()
         self.session_id = None
         self.last_result = None
+
+    def context_use(self) -> ContextUse:
+        """How the model's context is spent by the history as it stands (for `/context`)."""
+        return context_use(self.lm.tokenizer, self.messages, context_length(self.lm))
 
     def resume(self, session_id: str) -> None:
         """Continue a stored session: its messages become the context of the next turn."""
@@ -218,21 +231,26 @@ class ChatSession:
         if self.registry is None and self.user_grammar is None:
             # free text: a base model on the plain template must not write the user's next turn
             config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
+        # before anything is stored: a message that cannot fit raises ContextOverflowError here
+        limit = context_length(self.lm)
+        fitted = fit_prompt(self.lm.tokenizer, self.messages, user_text, config.max_new_tokens, limit)
+        if fitted.max_new_tokens != config.max_new_tokens:
+            config = config.replace(max_new_tokens=fitted.max_new_tokens)
         pending = UnsavedTurn(user_text)
         if self.store is not None:
             self.unsaved_turns.append(pending)
             self.save_pending()  # earlier unsaved turns first, then this question (an error: retried below)
         messages = self.messages + [{"role": "user", "content": user_text}]
         try:
-            prompt_ids = prompt_token_ids(self.lm.tokenizer, messages)
             started = time.perf_counter()
-            result = self._decode(prompt_ids, config, on_token, should_stop)
+            result = self._decode(fitted.prompt_ids, config, on_token, should_stop)
         except BaseException:
             # no answer to keep: a saved question stays as a partial turn, an unsaved one is dropped
             if pending in self.unsaved_turns:
                 self.unsaved_turns.remove(pending)
             raise
         result.seconds = time.perf_counter() - started
+        result.context_notice, result.context_limit = fitted.notice, limit
         self.messages = messages + [{"role": "assistant", "content": result.response}]
         self.last_result = result
         if self.store is not None:
