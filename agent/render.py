@@ -206,12 +206,17 @@ def _listing_cells(row: SessionListing) -> list[str]:
 def sessions_table(sessions: Iterable[SessionListing]) -> Table:
     """`agent sessions list` on a terminal: id, start, model, turns, title (or first question), one line
     per session; the title is cut with an ellipsis where the terminal ends (80 columns fit)."""
+    rows = [_listing_cells(row) for row in sessions]
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "started", "model", "turns", "title"):
-        table.add_column(column, overflow="ellipsis", no_wrap=True, max_width=20 if column == "model" else None,
-                         ratio=1 if column == "title" else None)
-    for row in sessions:
-        table.add_row(*(Text(cell) for cell in _listing_cells(row)))
+    for index, column in enumerate(("id", "started", "model", "turns", "title")):
+        # id, started and turns are never cut (min_width: their widest cell); the model takes at most 20
+        # columns; the title takes the rest and is cut with an ellipsis
+        widest = max([len(column), *(len(cells[index]) for cells in rows)])
+        least = {"title": min(widest, 10), "model": min(widest, 20)}.get(column, widest)
+        table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=least,
+                         max_width=20 if column == "model" else None)
+    for cells in rows:
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 

@@ -103,7 +103,9 @@ def test_sessions_get_their_first_question_as_title_and_list_as_tab_separated_li
         Console(file=out, width=80, force_terminal=False).print(sessions_table(store.list_sessions()))
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and all(len(line) <= 80 for line in lines)
-    assert all("Webei" in line for line in lines[1:])
+    for line, row in zip(lines[1:], listed, strict=True):  # id and model whole, the title cut
+        assert line.split()[0] == row["id"] and f" {tiny_model_dir.name} " in line
+        assert "Webei is a small town" in line
 
 
 def test_demo_is_the_shipped_model_by_name(tmp_path: Path) -> None:
