@@ -152,6 +152,9 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    # Tools run in forked workers (agent.tooling.worker); a fork after the tokenizer's Rust thread pool
+    # ran makes `tokenizers` print a warning on every call. Our prompts are one sequence: no pool is needed.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     path = Path(name_or_path).expanduser()
