@@ -32,10 +32,14 @@ def _without_root_override() -> None:
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def agent(*args: str, home: Path, cwd: Path | None = None,
-          preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+def agent(*args: str, home: Path, cwd: Path | None = None, preexec: Callable[[], None] | None = None,
+          online: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("AGENT_KB", None)
+    if online:  # as a user with network: the hub is reachable in principle (here: a closed port answers at once)
+        env.pop("HF_HUB_OFFLINE")
+        env.pop("TRANSFORMERS_OFFLINE", None)
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=cwd, preexec_fn=preexec)
 
@@ -59,6 +63,15 @@ def test_option_mistakes_come_before_the_model_loads(tmp_path: Path, option: lis
     # the model folder does not exist either: the option's problem is what the user hears
     done = agent("run", "hi", "--model", str(tmp_path / "no-model"), *option, home=tmp_path)
     clean_error(done, 2 if option[0] in ("--device", "--dtype") else 1, named)
+    assert "no-model" not in done.stderr
+
+
+def test_a_tool_clash_comes_before_the_model_loads(tmp_path: Path) -> None:
+    tools = tmp_path / "mine.py"
+    tools.write_text('from agent.tooling import tool\n\n\n@tool\ndef calc(expression: str) -> str:\n'
+                     '    """My own calc."""\n    return expression\n')
+    done = agent("run", "hi", "--model", str(tmp_path / "no-model"), "--tools", str(tools), home=tmp_path)
+    clean_error(done, 1, "'calc' is already registered")
     assert "no-model" not in done.stderr
 
 
@@ -109,8 +122,9 @@ def test_sessions_get_their_first_question_as_title_and_list_as_tab_separated_li
 
 
 def test_demo_is_the_shipped_model_by_name(tmp_path: Path) -> None:
+    # online: `demo` is never looked up on the hub (the hub here is a closed port; a lookup would fail)
     named = agent("run", "What is 2 + 2?", "--model", "demo", "--json", "--max-new-tokens", "16", "--no-save",
-                  home=tmp_path, cwd=tmp_path)
+                  home=tmp_path, cwd=tmp_path, online=True)
     default = agent("run", "What is 2 + 2?", "--json", "--max-new-tokens", "16", "--no-save", home=tmp_path)
     assert named.returncode == 0 and default.returncode == 0, (named.stderr, default.stderr)
     assert json.loads(named.stdout)["response"] == json.loads(default.stdout)["response"]
@@ -160,6 +174,8 @@ def test_an_agent_home_that_cannot_be_written_gives_clear_messages(tmp_path: Pat
         if home_kind == "missing under a read-only folder":
             for args in (["sessions", "list"], ["sessions", "show", "abc"], ["kb", "search", "cat"]):
                 clean_error(run(*args), 1, "cannot create the agent home", str(home))
+        else:  # the knowledge base cannot be made in it: said, with the file named
+            clean_error(run("kb", "search", "cat"), 1, str(home / "kb.sqlite"))
     finally:
         parent.chmod(0o700)
         if home.exists():
