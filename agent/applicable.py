@@ -8,10 +8,12 @@ from collections.abc import Iterable
 SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 
 # strategy -> the DecodeConfig fields it never reads (greedy takes the argmax: no sampling, no search
-# budget; sample is one pass of the decode loop: no search budget)
+# budget; sample is one pass of the decode loop: no search budget; beam keeps the top log-probs as they
+# are: no sampling). best-of-n, tree and tree+grad read them all (tree: temperature anneals the noise).
 IGNORED: dict[str, tuple[str, ...]] = {
     "greedy": (*SAMPLING, "budget"),
     "sample": ("budget",),
+    "beam": SAMPLING,
 }
 
 

@@ -76,7 +76,8 @@ def test_a_tool_clash_comes_before_the_model_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", [["--top-k", "5"], ["--budget", "10"], ["--strategy", "greedy", "-t", "0.7"],
-                                    ["-t", "0.7", "--budget", "10"]])
+                                    ["-t", "0.7", "--budget", "10"],
+                                    ["--strategy", "beam", "--top-p", "0.9"]])
 def test_options_the_strategy_ignores_are_an_error(tmp_path: Path, option: list[str]) -> None:
     done = agent("run", "hi", "--model", str(tmp_path / "no-model"), *option, home=tmp_path)
     clean_error(done, 2, "does not apply to the")
