@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from agent.config import DecodeConfig
+
 SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 
 # strategy -> the DecodeConfig fields it never reads (greedy takes the argmax: no sampling, no search
@@ -36,3 +38,16 @@ def explain(strategy: str, names: Iterable[str], *, flags: bool) -> str | None:
         hint = "--strategy tree" if flags else "/set strategy=tree"
     return f"{shown} {verb} not apply to the {strategy} strategy (it ignores {'it' if len(found) == 1 else 'them'}); " \
            f"choose a strategy that uses {'it' if len(found) == 1 else 'them'}, e.g. {hint}"
+
+
+def setting_warning(config: DecodeConfig, name: str) -> str | None:
+    """The REPL's warning line after `/set NAME=...` left `config`: the setting just made does not apply
+    to the strategy, or (after `/set strategy=...`) settings changed from their defaults no longer do.
+    None when everything set applies."""
+    key = name.strip().replace("-", "_")
+    if key == "strategy":
+        default = DecodeConfig()
+        names = [n for n in IGNORED.get(config.strategy, ()) if getattr(config, n) != getattr(default, n)]
+    else:
+        names = [key]
+    return explain(config.strategy, names, flags=False)

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from agent.applicable import setting_warning
+from agent.config import DecodeConfig
 from agent.render import sessions_table
 from agent.sessions.store import SessionStore
 
@@ -181,3 +183,16 @@ def test_an_agent_home_that_cannot_be_written_gives_clear_messages(tmp_path: Pat
         parent.chmod(0o700)
         if home.exists():
             home.chmod(0o700)
+
+
+def test_the_repl_setting_warning_names_what_the_strategy_ignores() -> None:
+    # what the REPL prints after `/set temperature=0.7` under greedy (the README's own example)
+    greedy = DecodeConfig()
+    assert setting_warning(greedy.set_from_text("temperature", "0.7"), "temperature") == (
+        "temperature does not apply to the greedy strategy (it ignores it); choose a strategy that uses it, "
+        "e.g. /set strategy=sample")
+    assert setting_warning(greedy.set_from_text("seed", "3"), "seed") is None
+    tree = DecodeConfig(strategy="tree", budget=64, top_k=5)
+    assert setting_warning(tree, "budget") is None
+    assert "top_k, budget do not apply to the greedy strategy" in str(
+        setting_warning(tree.set_from_text("strategy", "greedy"), "strategy"))
