@@ -234,8 +234,6 @@ def _close_session(session: ChatSession) -> None:
 def build_session(opts: Options, confirm: Confirm | None, session_id: str | None = None) -> ChatSession:
     """A ChatSession from the options: config, device, grammar, tools, store and --session all checked
     before the model loads (a mistake is reported in a moment, not after the load)."""
-    from agent.turn import ChatSession  # torch: only when a conversation starts
-
     if session_id is not None and opts.get("no_save"):
         raise click.UsageError("--session continues a saved session, so it cannot be used with --no-save")
     config = build_config(opts)
@@ -246,6 +244,8 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
     try:
         if session_id is not None and store is not None:
             session_id = store.resolve_id(session_id)  # unknown or ambiguous: a clear error, before the load
+        from agent.turn import ChatSession  # torch: only once the options are known to be good
+
         session = ChatSession(load_lm(opts), registry, config, user_grammar=grammar, confirm=confirm, store=store,
                               session_id=session_id)
     except BaseException as exc:
