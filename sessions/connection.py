@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from . import schema
 from .checkpoint import Checkpointer
 from .errors import StoreError, check_header, explain
-from .identity import Kind, identify, read_only_uri
+from .identity import Kind, identify, read_only_uri, writable
 from .text import decode_column
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -75,6 +75,9 @@ class StoreConnection:
             raise StoreError(f"{path} is a SQLite database of another application, not an agent session "
                              f"database ({found.why}); it was left untouched. Pass --db with another path.")
         reason = None
+        if found.kind is not Kind.NEW and not (writable(path) and writable(path.absolute().parent)):
+            reason = (f"session database {path} cannot be written (a read-only file or folder); it is open "
+                      "read-only: pass --db with a path you can write")
         if found.kind is Kind.NEWER:
             reason = (f"session database {path} was written by a newer version of agent (migrations unknown "
                       f"here: {', '.join(found.unknown_migrations)}); it is open read-only: upgrade agent to "

@@ -12,6 +12,7 @@ the store opens it read-only.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from enum import Enum
@@ -39,8 +40,16 @@ class Identity:
 
 
 def read_only_uri(path: Path) -> str:
-    """A `file:` URI that opens `path` read-only (SQLite then cannot write the file, whatever we run)."""
-    return path.absolute().as_uri() + "?mode=ro"
+    """A `file:` URI that opens `path` read-only (SQLite then cannot write the file, whatever we run).
+    In a folder that cannot be written SQLite cannot make the -shm file a WAL database needs even to be
+    read: there the file is opened immutable (a listing may then miss a write another user makes meanwhile)."""
+    uri = path.absolute().as_uri() + "?mode=ro"
+    return uri if writable(path.absolute().parent) else uri + "&immutable=1"
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write `path` (a file, or a folder: create files in it)."""
+    return os.access(path, os.W_OK)
 
 
 def identify(path: Path, timeout: float, known_migrations: list[str]) -> Identity:

@@ -159,8 +159,12 @@ def test_an_agent_home_that_cannot_be_written_gives_clear_messages(tmp_path: Pat
     parent = tmp_path / "locked"
     parent.mkdir()
     home = parent / "home"
-    if home_kind == "read-only":
+    session_id = ""
+    if home_kind == "read-only":  # a home with a saved session in it, then made read-only
         home.mkdir()
+        saved = agent("run", "hi", "--model", str(tiny_model_dir), "--no-tools", "--max-new-tokens", "3", "--json",
+                      home=home, cwd=tmp_path)
+        session_id = json.loads(saved.stdout)["session_id"]
     parent.chmod(0o500)
     if home_kind == "read-only":
         home.chmod(0o500)
@@ -179,6 +183,10 @@ def test_an_agent_home_that_cannot_be_written_gives_clear_messages(tmp_path: Pat
                 clean_error(run(*args), 1, "cannot create the agent home", str(home))
         else:  # the knowledge base cannot be made in it: said, with the file named
             clean_error(run("kb", "search", "cat"), 1, str(home / "kb.sqlite"))
+            listed = run("sessions", "list")  # saved sessions stay readable
+            clean_error(listed, 0)
+            assert session_id in listed.stdout
+            clean_error(run("sessions", "show", session_id), 0)
     finally:
         parent.chmod(0o700)
         if home.exists():
