@@ -108,6 +108,5 @@ def test_agent_run_interrupted_mid_answer_exits_130(tiny_model_dir: Path, tmp_pa
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
-    assert err.decode().strip().endswith("tokens)")  # "interrupted: partial answer kept (N tokens)"
-    assert b"interrupted: partial answer kept" in err
+    assert b"interrupted: partial answer kept (" in err  # "... (N tokens)": what was kept, on stderr
     assert len(first + rest) > 1  # what was streamed stays on screen

@@ -72,7 +72,8 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
     if not as_json:
         click.echo("")
         if result.interrupted:  # the answer so far is printed (and saved); the exit status says it was cut short
-            click.echo(f"interrupted: partial answer kept ({result.new_tokens} tokens)", err=True)
+            tokens = f"{result.new_tokens} token{'' if result.new_tokens == 1 else 's'}"
+            click.echo(f"interrupted: partial answer kept ({tokens})", err=True)
             raise click.exceptions.Exit(INTERRUPTED)
         return
     payload = {
