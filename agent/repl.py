@@ -18,10 +18,10 @@ from prompt_toolkit.history import FileHistory, History
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
-from prompt_toolkit.shortcuts import confirm
 from rich.console import Console
 from rich.text import Text
 
+from agent.confirm import ask_confirmation, confirm_call
 from agent.paths import history_path
 from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
 from agent.sessions.store import StoreError
@@ -78,15 +78,6 @@ def key_bindings() -> KeyBindings:
     return bindings
 
 
-def ask_confirmation(record: ToolCallRecord) -> bool:
-    """Ask before a tool with side effects runs (interactive sessions)."""
-    args = ", ".join(f"{k}={v!r}" for k, v in record.args.items())
-    try:
-        return confirm(printable(f"Run {record.tool}({args})? It has side effects."))
-    except (KeyboardInterrupt, EOFError):
-        return False
-
-
 class Repl:
     def __init__(
         self,
@@ -111,6 +102,14 @@ class Repl:
             output=output,
         )
         self.running = True
+        self.input, self.output = input, output
+        if getattr(session, "confirm", None) is ask_confirmation:  # a test double may have none
+            # the terminal default becomes this REPL's own: the same input (what is typed after the
+            # answer stays there for the next message) and the same output as the streamed answer
+            session.confirm = self.confirm
+
+    def confirm(self, record: ToolCallRecord) -> bool:
+        return confirm_call(record, input=self.input, output=self.output, out=self.out)
 
     def _tool_names(self) -> list[str]:
         registry = self.session.registry
@@ -153,13 +152,15 @@ class Repl:
             self.console.print(Text.assemble("\n", ("error:", "red"), " ", plain(str(exc))))
             return
         self.out.write("\n")
-        if result.context_notice is not None:
-            self.console.print(plain(result.context_notice, "dim"))
+        # getattr: a result from a session that does not manage context (a test double) has neither
+        notice, limit = getattr(result, "context_notice", None), getattr(result, "context_limit", None)
+        if notice is not None:
+            self.console.print(plain(notice, "dim"))
         if result.interrupted:
             self.console.print(Text.assemble(("[interrupted]", "yellow"), " partial answer kept"))
         if result.unsaved is not None:
             self.console.print(Text.assemble(("not saved yet:", "yellow"), " ", plain(result.unsaved)))
-        used = f" · context {result.context_used}/{result.context_limit} tokens" if result.context_limit else ""
+        used = f" · context {result.context_used}/{limit} tokens" if limit else ""
         self.console.print(plain(answer_summary(result) + used, "dim"))
 
     # -- slash commands ------------------------------------------------------------------------
