@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, TextIO
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, History
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.text import Text
 
+from agent.applicable import setting_warning
 from agent.confirm import ask_confirmation, confirm_call
-from agent.paths import history_path
+from agent.paths import history_path, history_writable
 from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
 from agent.sessions.store import StoreError
 
@@ -93,8 +94,14 @@ class Repl:
         self.model_loader = model_loader
         self.out = out or sys.stdout
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
+        if history is None:
+            # a read-only agent home: the history lives in memory (prompt_toolkit would print a traceback
+            # and "Press ENTER" on every message trying to append to the file)
+            history = FileHistory(str(history_path())) if history_writable() else InMemoryHistory()
+            if isinstance(history, InMemoryHistory):
+                self.console.print(plain("history is not kept: the agent home cannot be written", "dim"))
         self.prompt = PromptSession(
-            history=history if history is not None else FileHistory(str(history_path())),
+            history=history,
             completer=SlashCompleter(self._tool_names),
             key_bindings=key_bindings(),
             multiline=False,
@@ -103,7 +110,7 @@ class Repl:
         )
         self.running = True
         self.input, self.output = input, output
-        if getattr(session, "confirm", None) is ask_confirmation:  # a test double may have none
+        if session.confirm is ask_confirmation:
             # the terminal default becomes this REPL's own: the same input (what is typed after the
             # answer stays there for the next message) and the same output as the streamed answer
             session.confirm = self.confirm
@@ -152,14 +159,14 @@ class Repl:
             self.console.print(Text.assemble("\n", ("error:", "red"), " ", plain(str(exc))))
             return
         self.out.write("\n")
-        # getattr: a result from a session that does not manage context (a test double) has neither
-        notice, limit = getattr(result, "context_notice", None), getattr(result, "context_limit", None)
-        if notice is not None:
-            self.console.print(plain(notice, "dim"))
+        if result.context_notice is not None:
+            self.console.print(plain(result.context_notice, "dim"))
         if result.interrupted:
-            self.console.print(Text.assemble(("[interrupted]", "yellow"), " partial answer kept"))
+            kept = "partial answer kept" if result.response else "no answer was found before the interruption"
+            self.console.print(Text.assemble(("[interrupted]", "yellow"), " ", kept))
         if result.unsaved is not None:
             self.console.print(Text.assemble(("not saved yet:", "yellow"), " ", plain(result.unsaved)))
+        limit = result.context_limit
         used = f" · context {result.context_used}/{limit} tokens" if limit else ""
         self.console.print(plain(answer_summary(result) + used, "dim"))
 
@@ -202,6 +209,9 @@ class Repl:
         self.session.config = self.session.config.set_from_text(name, value)
         field = name.strip().replace("-", "_")
         self.console.print(plain(f"{name.strip()} = {self.session.config.to_dict()[field]}"))
+        warning = setting_warning(self.session.config, field)
+        if warning:
+            self.console.print(plain(f"warning: {warning}", "yellow"))
 
     def cmd_model(self, arg: str) -> None:
         if not arg:
@@ -240,6 +250,8 @@ class Repl:
             self.console.print("no answer yet")
         elif result.search is not None:
             self.console.print(render_alts(result.search))
+        elif not result.candidates:
+            self.console.print("no alternatives: the answer was interrupted before there was one")
         else:
             self.console.print(plain(f"one candidate ({result.candidates[0]['strategy']}), score {result.score:.3f}; "
                                      "use /set strategy=tree for alternatives"))

@@ -119,3 +119,26 @@ def test_sessions_and_resume_in_the_repl(tiny_lm, tmp_path: Path) -> None:
     assert session.session_id == session_id
     stored = [m["text"] for m in SessionStore.open(tmp_path / "sessions.sqlite").messages(session_id)]
     assert stored[:1] == ["remember this"] and "and more" in stored
+
+
+def test_set_warns_when_the_strategy_ignores_the_setting(tiny_lm, tmp_path: Path) -> None:
+    out = io.StringIO()
+    drive(tiny_lm, "/set temperature=0.7\r/set strategy=sample\r/exit\r", out, tmp_path / "history")
+    lines = out.getvalue().splitlines()
+    warned = [line for line in lines if line.startswith("warning: temperature does not apply to the greedy")]
+    assert len(warned) == 1  # under greedy, not after switching to sample
+
+
+def test_a_read_only_home_keeps_the_history_in_memory(tiny_lm, tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "repl_history").mkdir()  # the history file cannot be opened for appending
+    monkeypatch.setenv("AGENT_HOME", str(home))
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4))
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("hello\r/exit\r")
+        Repl(session, input=pipe, output=DummyOutput(), out=out).run()
+    text = out.getvalue()
+    assert "history is not kept" in text and "Traceback" not in text and "Press ENTER" not in text
+    assert session.turn_index == 1

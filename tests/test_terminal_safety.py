@@ -115,6 +115,9 @@ class HostileAnswer:
     seconds: float = 0.01
     tool_calls: list = field(default_factory=list)
     unsaved: str | None = None
+    context_notice: str | None = None
+    context_limit: int | None = None
+    context_used: int = 0
 
 
 class HostileSession:
@@ -126,6 +129,7 @@ class HostileSession:
         self.registry = None
         self.store = None
         self.last_result: HostileAnswer | None = None
+        self.confirm = None
 
     def close(self) -> None:
         """Nothing to save: the REPL calls this on exit."""
