@@ -98,3 +98,12 @@ def test_a_session_without_tools_reruns_identically(tiny_model_dir: Path, tmp_pa
     rerun = agent("replay", session_id[:6], "--rerun", home=tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "identical" in rerun.stdout
+
+
+def test_run_refuses_a_message_longer_than_the_context(tmp_path: Path) -> None:
+    paste = "The quick brown fox jumps over the lazy dog. " * 450  # ~20 KB, far over the demo model's 512 tokens
+    done = agent("run", paste, "--no-save", home=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "too long for the model's context" in done.stderr and "512 tokens" in done.stderr
+    short = agent("run", "What is 12 * 12?", "--json", "--no-save", home=tmp_path)
+    assert json.loads(short.stdout)["context_tokens"]["limit"] == 512

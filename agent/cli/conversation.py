@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent.cli.options import CONTEXT, build_session, decoding_options, load_lm
+from agent.context import ContextOverflowError
 from agent.grammar.errors import GrammarError
 from agent.render import printable, terminal_json
 
@@ -57,7 +58,7 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
     Examples:
       agent run "What is 1234 * 5678?"
       agent run "hello" --model ./my-model --json
-      agent run "Give me a JSON object" --grammar grammars/json.lark --strategy sample -t 0.8
+      agent run "Give me a JSON object" --grammar json --strategy sample -t 0.8
     """
     try:
         session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
@@ -66,6 +67,8 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
         if not as_json:
             click.echo("")  # end the streamed part of the answer
         raise click.ClickException(printable(f"grammar: {exc}")) from None
+    except ContextOverflowError as exc:  # refused before anything was stored
+        raise click.ClickException(printable(str(exc))) from None
     except KeyboardInterrupt:  # Ctrl-C before there was an answer to keep (loading the model, starting a turn)
         click.echo("\ninterrupted: no answer", err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
@@ -91,6 +94,8 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
         "backward_passes": result.backward_passes,
         "score": result.score,
         "refinement": result.refinement,
+        "context_notice": result.context_notice,
+        "context_tokens": {"used": result.context_used, "limit": result.context_limit},
         "saved": result.unsaved is None,  # False: a locked database refused the turn (the exit status says so too)
     }
     click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
