@@ -7,7 +7,6 @@ what the command printed, its exit status, the file's permissions.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import random
@@ -26,9 +25,7 @@ import sqlite_utils
 from agent.tools import kb
 from agent.tools.load import load
 from agent.tools.search import search
-
-PR_CAPBSET_DROP = 24
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+from privileges import without_root_override
 
 
 @pytest.fixture()
@@ -144,15 +141,6 @@ def test_kb_add_does_not_follow_links_out_of_the_folder(kb_env: dict[str, str], 
     assert found("zqsecretword")
 
 
-def _without_root_override() -> None:
-    """As root, drop the capabilities that ignore file permissions, so chmod 000 means unreadable."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_kb_add_lists_unreadable_files_and_folders(kb_env: dict[str, str], tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     (notes / "locked").mkdir(parents=True)
@@ -162,7 +150,7 @@ def test_kb_add_lists_unreadable_files_and_folders(kb_env: dict[str, str], tmp_p
     (notes / "locked").chmod(0)
     (notes / "closed.md").chmod(0)
     try:
-        res = agent(kb_env, "kb", "add", str(notes), preexec=_without_root_override)
+        res = agent(kb_env, "kb", "add", str(notes), preexec=without_root_override)
     finally:
         (notes / "locked").chmod(0o755)
     err = res.stderr.decode()

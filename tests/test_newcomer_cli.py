@@ -4,7 +4,6 @@ shipped grammars by name, and an agent home that cannot be written. Each through
 
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import os
@@ -20,18 +19,7 @@ from agent.applicable import setting_warning
 from agent.config import DecodeConfig
 from agent.render import sessions_table
 from agent.sessions.store import SessionStore
-
-PR_CAPBSET_DROP = 24
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _without_root_override() -> None:
-    """As root, drop the capabilities that ignore file permissions, so chmod 0500 means read-only."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+from privileges import without_root_override
 
 
 def agent(*args: str, home: Path, cwd: Path | None = None, preexec: Callable[[], None] | None = None,
@@ -170,7 +158,7 @@ def test_an_agent_home_that_cannot_be_written_gives_clear_messages(tmp_path: Pat
         home.chmod(0o500)
     try:
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return agent(*args, home=home, cwd=tmp_path, preexec=_without_root_override)
+            return agent(*args, home=home, cwd=tmp_path, preexec=without_root_override)
 
         answered = run("run", "hi", "--model", str(tiny_model_dir), "--no-tools", "--max-new-tokens", "3", "--no-save")
         clean_error(answered, 0)
