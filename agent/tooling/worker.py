@@ -46,6 +46,7 @@ def run_in_worker(name: str, func: Callable[..., Any], kwargs: dict[str, Any], t
 
     KeyboardInterrupt (Ctrl-C) while waiting kills the child too, then propagates.
     """
+    deadline = time.monotonic() + timeout  # from the call's start: forking a large process takes time too
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     with tempfile.TemporaryFile() as output:
@@ -66,7 +67,7 @@ def run_in_worker(name: str, func: Callable[..., Any], kwargs: dict[str, Any], t
         try:
             with contextlib.suppress(OSError):  # the child may already have done it, or be gone
                 os.setpgid(pid, pid)  # also here: no window in which killpg misses the child
-            message, complete = _read_message(read_fd, time.monotonic() + timeout)
+            message, complete = _read_message(read_fd, deadline)
             if not complete:
                 _kill(pid)
             status = os.waitpid(pid, 0)[1]
