@@ -55,3 +55,13 @@ def history_writable() -> bool:
     except (HomeError, OSError):
         return False
     return True
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 (its folder 0700) unless it exists: databases hold what was
+    typed and answered, and SQLite gives its journal/-wal/-shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # it exists already, or another process created it first

@@ -9,16 +9,17 @@ no tables, no -wal file); one written by a newer version (migrations unknown her
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
+
+from agent.paths import create_private_file
 
 from . import schema
 from .checkpoint import Checkpointer
@@ -26,17 +27,10 @@ from .errors import StoreError, check_header, explain
 from .identity import Kind, identify, read_only_uri, writable
 from .text import decode_column
 
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+: only for annotations (the package supports 3.10)
+
 DEFAULT_TIMEOUT_S = 15.0
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file 0600 (SQLite gives its -wal and -shm files the same mode): sessions
-    hold everything typed and answered, so other users of the machine must not read them."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass  # another process created it first
 
 
 class StoreConnection:
@@ -84,7 +78,7 @@ class StoreConnection:
                       "write to it, or pass --db with another path")
         try:
             if reason is None:
-                _create_private(path)
+                create_private_file(path)
             conn = sqlite3.connect(read_only_uri(path) if reason else str(path), uri=reason is not None,
                                    timeout=timeout, check_same_thread=False)
         except (OSError, sqlite3.Error) as e:

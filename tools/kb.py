@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.demo_model import demo_kb_docs_path
-from agent.paths import default_kb_path
+from agent.paths import create_private_file, default_kb_path
 from agent.tools import kb_files
 from agent.tools.kb_files import DEFAULT_MAX_BYTES, Skipped
 
@@ -171,12 +171,8 @@ def _read_jsonl(path: Path) -> list[Doc]:
 
 
 def _connect(file: Path) -> sqlite3.Connection:
-    if not file.exists():
-        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:  # created here, 0600, before SQLite would create it 0644 (its journal copies the mode)
-            os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # another process created it first
+    if not file.exists():  # created 0600 before SQLite would create it 0644 (its journal copies the mode)
+        create_private_file(file)
     conn = sqlite3.connect(file, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.create_function("kb_snippet", 1, snippet_of, deterministic=True)
     return conn
