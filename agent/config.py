@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 STRATEGIES = ("greedy", "sample", "beam", "best-of-n", "tree", "tree+grad")
+# OpenAI's meaning: auto = the model decides; required = the response opens with a call; none = no
+# call is possible. Any other value names the one tool the response must open with.
+TOOL_CHOICES = ("auto", "required", "none")
+# How calls are written: `protocol` (our SEARCH(...) / CALL(...) form, explained in the system prompt)
+# or a model's own trained syntax shown through its chat template's `tools` (agent.grammar.native).
+# `auto` picks from the chat template.
+TOOL_FORMATS = ("auto", "protocol", "hermes", "llama3", "mistral")
 
 
 @dataclass
@@ -32,6 +40,8 @@ class DecodeConfig:
     # Tool calls one response may make (0 = no limit). After the last one no call can open, so a
     # model that keeps retrying a failing call has to answer in words instead.
     max_tool_calls: int = 8
+    tool_choice: str = "auto"  # one of TOOL_CHOICES, or a tool's name
+    tool_format: str = "auto"  # one of TOOL_FORMATS (a turn stores the format it resolved to)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,6 +65,11 @@ class DecodeConfig:
             raise ValueError("repetition_penalty must be > 0")
         if self.max_tool_calls < 0:
             raise ValueError("max_tool_calls must be >= 0 (0 = no limit)")
+        if self.tool_choice not in TOOL_CHOICES and not re.fullmatch(r"[A-Za-z_][\w.-]*", self.tool_choice):
+            raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a tool's name, "
+                             f"not {self.tool_choice!r}")
+        if self.tool_format not in TOOL_FORMATS:
+            raise ValueError(f"unknown tool_format {self.tool_format!r}; choose one of {', '.join(TOOL_FORMATS)}")
 
     @property
     def search_budget(self) -> int:
