@@ -1,7 +1,7 @@
 """The `agent` command line: chat (the REPL), run (one answer), and the tool/session/grammar groups.
 
 One module per command group: `conversation` (chat, run), `sessions` (sessions, replay), `tools` (tools,
-kb, grammar); `options` holds what chat and run share.
+kb, grammar), `models` (the demo model and cached GGUF conversions); `options` holds what chat and run share.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from agent.cli.conversation import chat, run
+from agent.cli.models import models_command_group
 from agent.cli.options import CONTEXT
 from agent.cli.sessions import replay_command, sessions_command_group
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
@@ -36,6 +37,8 @@ def main() -> None:
       agent chat                          # the REPL on the shipped demo model
       agent run "What is 1234 * 5678?"    # one answer, then exit
       agent run "hi" --model ./my-model --json
+      agent run "hi" --model ~/models/SmolLM2-135M-Instruct.Q4_1.gguf   # converted once
+      agent models
       agent tools list
       agent sessions list
       agent grammar list
@@ -43,5 +46,5 @@ def main() -> None:
 
 
 for command in (chat, run, tools_command_group, kb_command_group, grammar_command_group, sessions_command_group,
-                replay_command):
+                replay_command, models_command_group):
     main.add_command(command)

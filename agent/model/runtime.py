@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from agent.model.gguf import GGUFError, ensure_converted, is_gguf_path
+
 if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -143,7 +145,8 @@ def _check_model_dir(path: Path) -> None:
 
 def load_model(name_or_path: str, device: str | None = None, dtype: str | None = None,
                threads: int | None = None) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a local directory or the local Hugging Face cache.
+    """Load a causal LM and its tokenizer from a local directory, a .gguf file (converted once, see
+    agent.model.gguf) or the local Hugging Face cache.
 
     threads: CPU threads for torch (None: AGENT_THREADS, else 1 for small models, else torch's default).
     """
@@ -159,7 +162,17 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     hf_logging.disable_progress_bar()
     path = Path(name_or_path).expanduser()
     local = path.exists() or name_or_path.startswith((".", "/", "~"))
-    if local:
+    if is_gguf_path(name_or_path) and not path.is_dir():
+        # converted once into the agent home; the session records the file the user named, by its content
+        try:
+            conversion = ensure_converted(name_or_path)
+        except GGUFError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        local, path = True, path.resolve()
+        source = str(conversion.directory)
+        _check_model_dir(conversion.directory)
+        fingerprint = conversion.sha256[:16]
+    elif local:
         _check_model_dir(path)
         source = str(path)
         fingerprint = weights_fingerprint(path)
