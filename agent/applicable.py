@@ -4,8 +4,12 @@ mistake the user should hear about (an error on the command line, a warning line
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from agent.config import DecodeConfig
+
+if TYPE_CHECKING:
+    from agent.tooling.registry import ToolRegistry
 
 SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 
@@ -51,3 +55,16 @@ def setting_warning(config: DecodeConfig, name: str) -> str | None:
     else:
         names = [key]
     return explain(config.strategy, names, flags=False)
+
+
+def tool_choice_problem(tool_choice: str, registry: ToolRegistry | None) -> str | None:
+    """Why a tool choice cannot hold with these tools (None when it can): a call required without
+    tools, or a name that is not a registered tool."""
+    if tool_choice == "auto":
+        return None
+    if registry is None:
+        return f"tool choice {tool_choice!r} needs tools, and there are none (--no-tools or --grammar)"
+    if tool_choice not in ("required", "none") and tool_choice not in registry:
+        return (f"tool choice {tool_choice!r} is not a registered tool; choose auto, required, none or one of: "
+                f"{', '.join(registry.names())}")
+    return None

@@ -206,7 +206,7 @@ class Repl:
             self.console.print(plain(f"usage: /set name=value   now: {settings}"))
             return
         name, value = arg.split("=", 1)
-        self.session.config = self.session.config.set_from_text(name, value)
+        self.session.set_config(self.session.config.set_from_text(name, value))
         field = name.strip().replace("-", "_")
         self.console.print(plain(f"{name.strip()} = {self.session.config.to_dict()[field]}"))
         warning = setting_warning(self.session.config, field)

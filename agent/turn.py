@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.applicable import tool_choice_problem
 from agent.config import DecodeConfig
 from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
@@ -162,7 +163,16 @@ class ChatSession:
         if self.registry is None and self.user_grammar is None:
             return None
         return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
-                               defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls)
+                               defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
+                               tool_choice=self.config.tool_choice)
+
+    def set_config(self, config: DecodeConfig) -> None:
+        """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the
+        tools (a call required without tools, or a name that is not a registered tool)."""
+        problem = tool_choice_problem(config.tool_choice, self.registry)
+        if problem:
+            raise ValueError(problem)
+        self.config = config
 
     # -- saving --------------------------------------------------------------------------------
     def _create_session(self, store: SessionStore) -> str:
@@ -227,10 +237,9 @@ class ChatSession:
         # a command-line argument with bytes that are not UTF-8 arrives with lone surrogates, which
         # neither the tokenizer nor SQLite takes: the model, the history and the store see U+FFFD
         user_text = valid_text(user_text)
-        config = self.config
-        if self.registry is None and self.user_grammar is None:
-            # free text: a base model on the plain template must not write the user's next turn
-            config = config.replace(stop=list(config.stop) + stop_strings_for(self.lm.tokenizer))
+        # a base model on the plain template must not write the user's next turn, with or without tools
+        # (a protocol island is one line, so a header in a tool's result cannot end the response)
+        config = self.config.replace(stop=list(self.config.stop) + stop_strings_for(self.lm.tokenizer))
         # before anything is stored: a message that cannot fit raises ContextOverflowError here
         limit = context_length(self.lm)
         fitted = fit_prompt(self.lm.tokenizer, self.messages, user_text, config.max_new_tokens, limit)

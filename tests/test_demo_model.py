@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import DecodeConfig
 from agent.demo_model import demo_kb_docs_path, demo_model_dir
-from agent.grammar.protocol import format_island
+from agent.grammar.islands import format_island
 from agent.model.runtime import LoadedModel, load_model
 from agent.tooling.registry import default_registry
 from agent.turn import ChatSession, TurnResult

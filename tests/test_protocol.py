@@ -7,13 +7,12 @@ from typing import Literal
 import pytest
 from llguidance import LLMatcher
 
+from agent.grammar.islands import format_island, island_content
 from agent.grammar.protocol import (
     ProtocolError,
     TurnGrammar,
     build_turn_grammar,
     format_call,
-    format_island,
-    island_content,
     parse_response,
 )
 from agent.grammar.tokenizer import TokenizerInfo, tokenizer_info

@@ -20,7 +20,7 @@ import functools
 import random
 import sys
 
-from agent.grammar.protocol import format_island
+from agent.grammar.islands import format_island
 from agent.tooling.spec import ToolFailure
 from agent.tools.calc import calc
 from agent.tools.load import load

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import DecodeConfig
-from agent.grammar.protocol import ISLAND_PREFIX
+from agent.grammar.islands import ISLAND_PREFIX
 from agent.model.runtime import LoadedModel
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import default_registry

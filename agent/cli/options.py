@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import demo_model
-from agent.applicable import explain
+from agent.applicable import explain, tool_choice_problem
 from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
-from agent.config import STRATEGIES, DecodeConfig
+from agent.config import STRATEGIES, TOOL_FORMATS, DecodeConfig
 from agent.grammar.errors import GrammarError
 from agent.paths import default_db_path
 from agent.safe_text import printable
@@ -58,6 +58,14 @@ def decoding_options(func: Command) -> Command:
         click.option("--max-tool-calls", type=int, default=None,
                      help="Tool calls one response may make; after that the model must answer in words "
                           "(default 8, 0 = no limit)."),
+        click.option("--tool-choice", metavar="auto|required|none|NAME", default=None,
+                     help="Whether the response calls a tool, enforced by the grammar: auto (the model "
+                          "decides; default), required (it opens with a call), none (no call), or a tool's "
+                          "name (it opens with a call of that tool)."),
+        click.option("--tool-format", type=click.Choice(TOOL_FORMATS), default=None,
+                     help="How calls are written: the model's own trained syntax (hermes, llama3, mistral: "
+                          "tools shown through its chat template) or our protocol (SEARCH(...) / CALL(...)). "
+                          "Default auto: picked from the chat template."),
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
                      help="A Python file of @tool functions to register (repeatable)."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),
@@ -77,7 +85,7 @@ def decoding_options(func: Command) -> Command:
 
 # the options that are DecodeConfig fields, under the same names
 CONFIG_FIELDS = ("strategy", "seed", "max_new_tokens", "temperature", "top_k", "top_p", "min_p",
-                 "repetition_penalty", "budget", "max_tool_calls")
+                 "repetition_penalty", "budget", "max_tool_calls", "tool_choice", "tool_format")
 
 
 def build_config(opts: Options) -> DecodeConfig:
@@ -240,6 +248,9 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
     check_device_and_dtype(opts)
     grammar = read_grammar(opts)
     registry = load_registry(opts)
+    problem = tool_choice_problem(config.tool_choice, registry)
+    if problem:
+        raise click.UsageError(printable(problem))
     store = open_store(opts)
     try:
         if session_id is not None and store is not None:

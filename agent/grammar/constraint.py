@@ -26,7 +26,8 @@ from agent.grammar.checking import check_grammar
 from agent.grammar.errors import GrammarError
 from agent.grammar.finishing import FINISH_WINDOW, ISLAND_OPEN, FinishSteering, open_reserve
 from agent.grammar.free_text import LINE_STARTS, drop_crossers, find_call_opening, free_text_state
-from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, ProtocolError, TurnGrammar, build_turn_grammar
+from agent.grammar.islands import DEFAULT_RESULT_LIMIT
+from agent.grammar.protocol import ProtocolError, TurnGrammar, build_turn_grammar
 from agent.grammar.tokenizer import BoundedCache, TokenizerInfo, tokenizer_info
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
@@ -211,6 +212,10 @@ class GrammarConstraint:
     # -- free-text masks (cached per engine state: see agent.grammar.free_text) ---------------------
     def free_text_mask(self) -> np.ndarray:
         """The engine's mask (bitmask words) for the current free-text state, computed once per state."""
+        if self._shared.turn is not None and self._shared.turn.first_call_forced and not self._calls:
+            # before the forced first call the engine allows only its opening: a state the cache's
+            # key (text since the last island) would confuse with the free text after an island
+            return self.fresh_free_text_mask()
         cache = self._shared.info.masks_for(self._shared.grammar_text)
         key = self._free_text_state()
         words = cache.get(key)
@@ -312,9 +317,9 @@ class GrammarConstraint:
 TURN_GRAMMARS: BoundedCache[str, TurnGrammar] = BoundedCache(32)
 
 
-def turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
-    """The turn grammar for a registry (cached by its text)."""
-    grammar = build_turn_grammar(registry)
+def turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto") -> TurnGrammar:
+    """The turn grammar for a registry and tool choice (cached by its text)."""
+    grammar = build_turn_grammar(registry, tool_choice)
     cached = TURN_GRAMMARS.get(grammar.llguidance)
     if cached is not None and cached.registry is registry:
         return cached
@@ -323,7 +328,8 @@ def turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
 
 def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar: str | None = None,
                     confirm: Confirm | None = None, defer_side_effects: bool = False,
-                    result_limit: int = DEFAULT_RESULT_LIMIT, max_calls: int = 0) -> GrammarConstraint:
+                    result_limit: int = DEFAULT_RESULT_LIMIT, max_calls: int = 0,
+                    tool_choice: str = "auto") -> GrammarConstraint:
     """A fresh constraint for one response.
 
     registry: the tools the model may call (None or empty: free text, no calls).
@@ -332,6 +338,7 @@ def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar
     defer_side_effects: on speculative branches a side-effect call is not run; the branch pauses
     (is_finished) with `pending_call` set until `run_pending()`.
     max_calls: after this many calls no call can open (no `(` in the text that follows); 0 = no limit.
+    tool_choice: auto / required / none / a tool's name (agent.grammar.protocol.build_turn_grammar).
     """
     info = tokenizer_info(lm.tokenizer, lm.vocab_size, lm.eos_token_ids)
     if user_grammar is not None:
@@ -343,13 +350,15 @@ def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar
                              defer_side_effects=defer_side_effects, open_reserve=0,
                              finishing=FinishSteering.for_tokenizer(info, protocol=False))
         return GrammarConstraint(shared, info.matcher(user_grammar))
-    turn = turn_grammar(registry)
+    turn = turn_grammar(registry, tool_choice)
     shared = SharedSetup(info=info, grammar_text=turn.llguidance, turn=turn,
                          triggers=[t.encode() for t in turn.triggers],
                          runner=ToolRunner(turn.registry, confirm=confirm, result_limit=result_limit),
                          defer_side_effects=defer_side_effects, open_reserve=open_reserve(turn.registry),
                          finishing=FinishSteering.for_tokenizer(info, protocol=True), max_calls=max_calls)
     constraint = GrammarConstraint(shared, info.matcher(turn.llguidance))
-    if turn.llguidance not in info.free_text_masks:
+    # (a response that must open with a call cannot take the free text prewarming writes at its start;
+    # its masks are cached as they are met)
+    if turn.llguidance not in info.free_text_masks and not turn.first_call_forced:
         constraint.prewarm()
     return constraint

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from llguidance import LLMatcher
 
-from agent.grammar.protocol import ISLAND_PREFIX, value_json
+from agent.grammar.islands import ISLAND_PREFIX
+from agent.grammar.protocol import value_json
 from agent.grammar.tokenizer import TokenizerInfo
 from agent.tooling.spec import Param, ToolSpec
 

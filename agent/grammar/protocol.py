@@ -19,17 +19,16 @@ from typing import Any
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput
 
+from agent.grammar.islands import ISLAND_PREFIX, ISLAND_SUFFIX
+from agent.grammar.text_rules import (
+    CALL_TRIGGER,
+    LOAD_TRIGGER,
+    SEARCH_TRIGGER,
+    text_rules_lark,
+    text_rules_llguidance,
+)
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.spec import Param, ParamType, ToolSpec
-
-ISLAND_PREFIX = "\n=> "
-ISLAND_SUFFIX = "\n"
-TRUNCATION_MARKER = " ...[truncated]"
-DEFAULT_RESULT_LIMIT = 1000
-
-SEARCH_TRIGGER = "SEARCH("
-LOAD_TRIGGER = "LOAD("
-CALL_TRIGGER = "CALL("
 
 
 class ProtocolError(ValueError):
@@ -40,29 +39,6 @@ class ProtocolError(ValueError):
         super().__init__(f"{message}{where}")
         self.line = line
         self.column = column
-
-
-# ---------------------------------------------------------------------------------------------
-# Islands
-
-
-def one_line(text: str) -> str:
-    """A result on one line: each newline becomes the two characters `\\n`."""
-    return text.replace("\r\n", "\n").replace("\n", "\\n")
-
-
-def island_content(result: str | None, error: str | None = None, limit: int = DEFAULT_RESULT_LIMIT) -> str:
-    """What follows `=> `: the result (or `error: ...`) on one line, cut at `limit` characters."""
-    body = f"error: {error}" if error is not None else (result or "")
-    body = one_line(body)
-    if len(body) > limit:
-        body = body[:limit] + TRUNCATION_MARKER
-    return body
-
-
-def format_island(result: str | None, error: str | None = None, limit: int = DEFAULT_RESULT_LIMIT) -> str:
-    """The hard island written after a call: `\\n=> ` + one-line result + `\\n`."""
-    return ISLAND_PREFIX + island_content(result, error, limit) + ISLAND_SUFFIX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,44 +73,6 @@ def value_json(value: Any) -> str:
 def protocol_template() -> str:
     """The fixed part of the protocol grammar (grammars/protocol.lark)."""
     return resources.files("agent.grammars").joinpath("protocol.lark").read_text(encoding="utf-8")
-
-
-# No free-text line may start with the island arrow: a line `=> ...` is always a tool's result.
-ISLAND_ARROW = "=> "
-_ARROW_LINE = "\\n" + ISLAND_ARROW  # in a regex: a newline, then the arrow
-_NO_ARROW_LLGUIDANCE = f"~/({ISLAND_ARROW}|(?s:.*){_ARROW_LINE})(?s:.*)/"
-
-
-def _regex_alt(triggers: list[str]) -> str:
-    return "|".join(t.replace("(", "\\(") for t in triggers)
-
-
-def _text_rules_llguidance(triggers: list[str]) -> str:
-    """Free text for llguidance: lazy lexemes that end at the first call opening; a tail without one.
-    Each starts at a line start, so "no line starts with `=> `" is: not `=> ` first, no `\\n=> ` inside."""
-    lines = []
-    for rule, trig in (("search_head", SEARCH_TRIGGER), ("load_head", LOAD_TRIGGER), ("call_head", CALL_TRIGGER)):
-        if trig in triggers:
-            lines.append(f"{rule}[lazy]: /(?s:.*){trig.replace('(', chr(92) + '(')}/ & {_NO_ARROW_LLGUIDANCE}")
-    if triggers:
-        lines.append(f"TAIL: /(?s:.+)/ & ~/(?s:.*)({_regex_alt(triggers)})(?s:.*)/ & {_NO_ARROW_LLGUIDANCE}")
-    else:
-        lines.append(f"TAIL: /(?s:.+)/ & {_NO_ARROW_LLGUIDANCE}")
-    return "\n".join(lines) + "\n"
-
-
-def _text_rules_lark(triggers: list[str]) -> str:
-    """The same free text for Python's lark: no call opening and no `\\n=> ` inside (a negative
-    lookahead before each character), no `=> ` first."""
-    free = f"(?:(?!{_regex_alt(triggers)}|{_ARROW_LINE})[\\s\\S])" if triggers else f"(?:(?!{_ARROW_LINE})[\\s\\S])"
-    lines = []
-    for rule, term, trig in (("search_head", "SEARCH_HEAD", SEARCH_TRIGGER), ("load_head", "LOAD_HEAD", LOAD_TRIGGER),
-                             ("call_head", "CALL_HEAD", CALL_TRIGGER)):
-        if trig in triggers:
-            lines.append(f"{rule}: {term}")
-            lines.append(f"{term}.2: /(?!{ISLAND_ARROW}){free}*{trig.replace('(', chr(92) + '(')}/")
-    lines.append(f"TAIL: /(?!{ISLAND_ARROW}){free}+/")
-    return "\n".join(lines) + "\n"
 
 
 def _value_rule(ptype: ParamType, literal_terms: list[str], literal_name: str) -> str:
@@ -172,6 +110,7 @@ class TurnGrammar:
     triggers: list[str]  # call openings present: SEARCH( / LOAD( / CALL(
     tool_rules: dict[str, str] = field(default_factory=dict)  # rule name -> tool name
     arg_rules: dict[str, ArgRule] = field(default_factory=dict)  # rule name -> (tool, param)
+    first_call_forced: bool = False  # tool_choice required / a name: the response opens with a call
 
     @property
     def hash(self) -> str:
@@ -196,9 +135,16 @@ class TurnGrammar:
         return reader.call(tree, call_text)
 
 
-def build_turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
-    """Protocol + registry: only registered names are legal, each argument constrained by its type."""
+def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto") -> TurnGrammar:
+    """Protocol + registry: only registered names are legal, each argument constrained by its type.
+
+    tool_choice: "auto" (text and calls as the model likes), "required" (the response opens with a
+    call), a tool's name (it opens with a call of that tool), "none" (no call can be written).
+    """
     registry = registry if registry is not None else ToolRegistry()
+    if tool_choice not in ("auto", "required", "none") and tool_choice not in registry:
+        raise ValueError(f"tool_choice names {tool_choice!r}, which is not a registered tool "
+                         f"(registered: {', '.join(registry.names()) or 'none'})")
     specs = list(registry)
     rules: list[str] = []
     terms: list[str] = []
@@ -235,6 +181,7 @@ def build_turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
                 parts.append(arg_rule if param.required else f"{arg_rule}?")
             rules.append(f"{tool_rule}: " + " ".join(parts))
         rules.append("tool_args: " + " | ".join(tool_alts))
+    first = _first_call_rules(specs, tool_choice, tool_rules)
     if call_alts:
         rules.insert(0, "call: " + " | ".join(call_alts))
     else:
@@ -246,14 +193,41 @@ def build_turn_grammar(registry: ToolRegistry | None) -> TurnGrammar:
     if not call_alts:
         # Without tools the response is free text only.
         base = base.replace("start: chunk* tail?", "start: tail?")
+    elif tool_choice == "none":
+        # Free text only, and it may not write a call opening either (no text that looks like a call).
+        base = base.replace("start: chunk* tail?", "start: tail?")
+    elif first:
+        base = base.replace("start: chunk* tail?", "start: first_chunk chunk* tail?") + "\n".join(first) + "\n"
     return TurnGrammar(
-        llguidance=base + _text_rules_llguidance(triggers),
-        lark=base + _text_rules_lark(triggers),
+        llguidance=base + text_rules_llguidance(triggers),
+        lark=base + text_rules_lark(triggers),
         registry=registry,
         triggers=triggers,
         tool_rules=tool_rules,
         arg_rules=arg_rules,
+        first_call_forced=bool(first),
     )
+
+
+def _first_call_rules(specs: list[ToolSpec], tool_choice: str, tool_rules: dict[str, str]) -> list[str]:
+    """For `required` or a tool's name: the response's first chunk, a call with no text before it
+    (its opening is an exact literal, not a lazy head). Empty for `auto` / `none`."""
+    if tool_choice in ("auto", "none") or not specs:
+        return []
+    wanted = [s for s in specs if tool_choice in ("required", s.name)]
+    rule_of = {name: rule for rule, name in tool_rules.items()}
+    alts, rules = [], []
+    for form, open_rule, value, trig in (("SEARCH", "search_open", "STRING", SEARCH_TRIGGER),
+                                          ("LOAD", "load_open", "INT", LOAD_TRIGGER)):
+        if any(s.shorthand == form for s in wanted):
+            alts.append(f"{form.lower()}_call_first")
+            rules += [f'{form.lower()}_call_first: {open_rule} {value} ")"',
+                      f"{open_rule}: {form}_OPEN", f"{form}_OPEN: {lark_literal(trig)}"]
+    alts.append("generic_call_first")
+    rules += ['generic_call_first: call_open first_tool_args ")"', "call_open: CALL_OPEN",
+              f"CALL_OPEN: {lark_literal(CALL_TRIGGER)}",
+              "first_tool_args: " + " | ".join(rule_of[s.name] for s in wanted)]
+    return ["first_chunk: first_call ISLAND", "first_call: " + " | ".join(alts)] + rules
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,10 +280,9 @@ def _describe(exc: UnexpectedInput) -> str:
     return "unexpected input"
 
 
-def _json_value(tok: Token, kind: str) -> Any:
-    if kind == "FLOAT":
-        return float(tok)
-    return json.loads(str(tok))
+def _plain(rule: str) -> str:
+    """A call rule's name without the `_first` of the forced first call's copy."""
+    return rule.removesuffix("_first")
 
 
 class _Reader:
@@ -331,7 +304,7 @@ class _Reader:
     def call(self, tree: Tree, call_text: str) -> CallSegment:
         """tree: a `call` node; call_text: the call as written (from the token positions)."""
         node = tree.children[0]
-        form = {"search_call": "SEARCH", "load_call": "LOAD"}.get(node.data, "CALL")
+        form = {"search_call": "SEARCH", "load_call": "LOAD"}.get(_plain(node.data), "CALL")
         if form in ("SEARCH", "LOAD"):
             spec = next(s for s in self.g.registry if s.shorthand == form)
             tok = node.children[1]
@@ -354,7 +327,7 @@ class _Reader:
     def head_text(self, node: Tree) -> str:
         """The free text before the call opening, taken from the head token."""
         tok = self.head(node)
-        trig = {"search_call": SEARCH_TRIGGER, "load_call": LOAD_TRIGGER}.get(node.data, CALL_TRIGGER)
+        trig = {"search_call": SEARCH_TRIGGER, "load_call": LOAD_TRIGGER}.get(_plain(node.data), CALL_TRIGGER)
         return str(tok)[: len(str(tok)) - len(trig)]
 
 
@@ -366,7 +339,7 @@ def parse_response(text: str, grammar: TurnGrammar) -> list[Segment]:
     reader = _Reader(grammar)
     segments: list[Segment] = []
     for child in tree.children:
-        if child.data == "chunk":
+        if child.data in ("chunk", "first_chunk"):
             call_tree, island = child.children
             node = call_tree.children[0]
             lead = reader.head_text(node)

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from agent.grammar.protocol import DEFAULT_RESULT_LIMIT, format_island
+from agent.grammar.islands import DEFAULT_RESULT_LIMIT, format_island
 from agent.safe_text import valid_text
 from agent.tooling.inprocess import run_in_process
 from agent.tooling.outcome import Outcome
