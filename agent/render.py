@@ -189,7 +189,7 @@ def model_label(model_id: str) -> str:
     path ate the width of a terminal), a hub id as it is."""
     from agent import demo_model  # importlib.resources: only when a listing is drawn
 
-    if model_id == str(demo_model.demo_model_dir().resolve()):
+    if demo_model.is_demo_model(model_id):
         return "demo"
     if model_id.startswith(("/", "~", ".")) or "\\" in model_id:
         return model_id.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or model_id

@@ -27,8 +27,9 @@ from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult, empty_refinement
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
+from agent.demo_model import is_demo_model
 from agent.grammar.constraint import make_constraint
-from agent.grammar.system_prompt import build_system_prompt
+from agent.grammar.system_prompt import build_system_prompt, worked_examples
 from agent.model.chat_format import Message, stop_strings_for
 from agent.model.runtime import LoadedModel, load_model
 from agent.safe_text import valid_text
@@ -116,7 +117,7 @@ class ChatSession:
         self.prefix_cache = PrefixCache()
         self.last_result: TurnResult | None = None
         if system_prompt is None:
-            system_prompt = build_system_prompt(list(registry)) if registry is not None else ""
+            system_prompt = self._default_system_prompt()
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
@@ -124,6 +125,15 @@ class ChatSession:
         self._start_messages()
         if session_id is not None:
             self.resume(session_id)
+
+    def _default_system_prompt(self) -> str:
+        """The protocol and the tools; a model other than the demo model (which was trained on the bare
+        list) also gets a worked example per tool."""
+        if self.registry is None:
+            return ""
+        specs = list(self.registry)
+        examples = None if is_demo_model(self.lm.model_id) else worked_examples(specs)
+        return build_system_prompt(specs, examples=examples)
 
     # -- history -------------------------------------------------------------------------------
     def _start_messages(self) -> None:

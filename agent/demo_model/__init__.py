@@ -37,3 +37,8 @@ def demo_model_dir() -> Path:
 def demo_kb_docs_path() -> Path:
     """The knowledge base shipped with the demo model: one {"id", "title", "text"} JSON object per line."""
     return _data_path("kb", "docs.jsonl")
+
+
+def is_demo_model(model_id: str) -> bool:
+    """Whether a loaded model's id (its resolved path) is the shipped demo model."""
+    return model_id == str(demo_model_dir().resolve())

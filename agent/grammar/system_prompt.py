@@ -7,7 +7,10 @@ retrained model.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
+
+from agent.grammar.protocol import format_call
+from agent.tooling.spec import Param, ToolSpec
 
 
 class DescribedTool(Protocol):
@@ -24,12 +27,58 @@ PROTOCOL_TEXT = (
 )
 
 
-def build_system_prompt(tools: Iterable[DescribedTool], extra: str | None = None) -> str:
-    """Protocol explanation, then one line per tool: its call form and description."""
+def build_system_prompt(tools: Iterable[DescribedTool], extra: str | None = None,
+                        examples: list[str] | None = None) -> str:
+    """Protocol explanation, then one line per tool: its call form and description; then the worked
+    examples when given (see worked_examples)."""
     lines = [PROTOCOL_TEXT, "Tools:"]
     for tool in tools:
         note = "" if tool.pure else " (has side effects; asks first)"
         lines.append(f"{tool.call_signature} - {tool.description}{note}")
+    if examples:
+        lines.append(EXAMPLE_INTRO)
+        lines.extend(examples)
     if extra:
         lines.append(extra)
     return "\n".join(lines)
+
+
+# For a model never trained on the protocol (anything but the demo model): one worked example per
+# tool kind, so the model sees a whole exchange (call, island, answer) rather than only signatures.
+EXAMPLE_INTRO = "Write a call on its own, then wait for its result. Examples:"
+_KNOWN_EXAMPLES: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    # tool name -> (arguments, question, result, answer)
+    "search": ({"query": "capital of France"}, "What is the capital of France?",
+               "[3] France: The capital of France is Paris.", "The capital of France is Paris."),
+    "load": ({"id": 3}, "Show me document 3.", "France: The capital of France is Paris.",
+             "Document 3 says the capital of France is Paris."),
+    "calc": ({"expr": "12 * 7"}, "What is 12 * 7?", "84", "12 * 7 = 84."),
+    "note": ({"text": "buy milk"}, "Note that I must buy milk.", "noted", "I noted that you must buy milk."),
+}
+_PLACEHOLDERS = {"str": "text", "int": 1, "float": 1.5, "bool": True}
+
+
+def _example_value(param: Param) -> Any:
+    kind = param.type
+    if kind.kind == "literal":
+        return kind.choices[0]
+    if kind.kind == "list":
+        assert kind.item is not None
+        return [_PLACEHOLDERS.get(kind.item.kind, kind.item.choices[0] if kind.item.choices else "text")]
+    return _PLACEHOLDERS[kind.kind]
+
+
+def worked_examples(specs: Iterable[ToolSpec]) -> list[str]:
+    """One example exchange per tool: the question, the call as the model writes it, the shell's
+    result line, and the answer that uses it."""
+    lines = []
+    for spec in specs:
+        known = _KNOWN_EXAMPLES.get(spec.name)
+        if known is not None and set(known[0]) == {p.name for p in spec.params}:
+            args, question, result, answer = known
+        else:
+            args = {p.name: _example_value(p) for p in spec.params if p.required}
+            question, result, answer = f"(a question {spec.name} helps with)", f"(what {spec.name} returns)", \
+                "(the answer, using the result)"
+        lines.append(f"Question: {question}\nAnswer: {format_call(spec, args)}\n=> {result}\n{answer}")
+    return lines
