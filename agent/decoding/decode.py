@@ -22,15 +22,29 @@ from agent.model.runtime import LoadedModel
 from agent.tooling.records import ToolCallRecord
 
 
+def response_text(tokenizer: PreTrainedTokenizerBase, ids: list[int], keep_special: bool = False) -> str:
+    """The text of a response's token ids.
+
+    keep_special: keep special tokens, for a constrained response. There the grammar lets through
+    only the special tokens it names (a native format's call opening, e.g. Mistral's
+    `[TOOL_CALLS]`), and islands of native formats are the chat template's own text (`<|im_end|>`,
+    `<|start_header_id|>`...): the next turn renders the response back through the template, and
+    must meet the same tokens. End-of-sequence never is among the ids (the decoder stops on it).
+    Unconstrained, special tokens are dropped as before.
+    """
+    return tokenizer.decode(ids, skip_special_tokens=not keep_special)
+
+
 class StreamingDetokenizer:
     """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, keep_special: bool = False) -> None:
         self.tokenizer = tokenizer
+        self.keep_special = keep_special
         self.emitted = ""
 
     def text(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return response_text(self.tokenizer, ids, self.keep_special)
 
     def push(self, ids: list[int]) -> str:
         text = self.text(ids)
@@ -71,7 +85,7 @@ def decode(
     islands: list[bool] = []
     logprobs: list[float] = []
     tool_calls: list[ToolCallRecord] = []
-    detok = StreamingDetokenizer(lm.tokenizer)
+    detok = StreamingDetokenizer(lm.tokenizer, keep_special=constraint is not None)
     stop_strings = [s for s in config.stop if s]
     finish = "length"
     passes = 0

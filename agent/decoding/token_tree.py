@@ -25,6 +25,7 @@ from transformers import DynamicCache
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.decode import response_text
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.sampling import processed_logits
 from agent.decoding.scoring import model_token_ids, score_parts, tail_loop
@@ -93,6 +94,7 @@ class TokenTree:
         self.evaluated: list[Node] = []
         self.dead: dict[tuple[int, ...], str] = {}  # path of every dead end -> why
         self.stop_strings = [s for s in config.stop if s]
+        self.keep_special = constraint is not None  # see agent.decoding.decode.response_text
         pad = lm.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.started = time.perf_counter()
@@ -299,7 +301,7 @@ class TokenTree:
 
     def _hits_stop(self, node: Node) -> bool:
         ids = self.response_ids(node)[0][-64:]
-        tail = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+        tail = response_text(self.lm.tokenizer, ids, self.keep_special)
         return any(s in tail for s in self.stop_strings)
 
     def needs_evaluation(self, node: Node) -> bool:
@@ -328,7 +330,7 @@ class TokenTree:
             logprobs += n.logprobs
             if n.tool_call is not None:
                 calls.append(n.tool_call)
-        text = self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+        text = response_text(self.lm.tokenizer, ids, self.keep_special)
         reason = finish or (node.reason if node.status == "complete" else "budget")
         if reason == "pending call":
             reason = "tool"

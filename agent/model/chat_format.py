@@ -16,7 +16,7 @@ and the generation prompt is the last `### Assistant` header.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -39,19 +39,26 @@ def render_plain(messages: list[Message], add_generation_prompt: bool = True) ->
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message],
-                  add_generation_prompt: bool = True) -> str:
-    """The prompt text for messages, ending where the assistant's response begins."""
+                  add_generation_prompt: bool = True, tools: list[dict[str, Any]] | None = None) -> str:
+    """The prompt text for messages, ending where the assistant's response begins.
+
+    `tools` (JSON schemas, agent.tooling.json_schema.tool_schemas) go to the chat template, which
+    shows them in the model's own trained form; the plain template has no place for them (the
+    protocol's system prompt lists the tools instead).
+    """
     for m in messages:
         if m["role"] not in PLAIN_HEADERS:
             raise ValueError(f"unknown message role {m['role']!r}")
     if has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             tools=tools or None)
     return render_plain(messages, add_generation_prompt)
 
 
-def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> list[int]:
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message],
+                     tools: list[dict[str, Any]] | None = None) -> list[int]:
     """Token ids of the prompt; the template text already holds any BOS, so none is added again."""
-    text = render_prompt(tokenizer, messages)
+    text = render_prompt(tokenizer, messages, tools=tools)
     ids = tokenizer.encode(text, add_special_tokens=False)
     if not has_chat_template(tokenizer) and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
