@@ -58,7 +58,7 @@ def is_gguf_path(name: str) -> bool:
 
 def _stderr() -> Console:
     # bound to the stderr of now: the conversion silences transformers' own bars by swapping sys.stderr
-    return Console(file=sys.stderr, highlight=False)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,9 +80,10 @@ def _check_source(name: str) -> Path:
     if magic != MAGIC:
         raise GGUFError(f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); "
                         "--model takes a .gguf file or a directory written by save_pretrained")
-    if importlib.util.find_spec("gguf") is None:
-        raise GGUFError(f"reading {path.name} needs the gguf package: pip install gguf "
-                        "(or pip install 'agent-shell[gguf]')")
+    for package in ("gguf", "accelerate"):  # transformers' GGUF loader needs both, and says so less plainly
+        if importlib.util.find_spec(package) is None:
+            raise GGUFError(f"reading {path.name} needs the {package} package: pip install {package} "
+                            "(or pip install 'agent-shell[gguf]')")
     return path
 
 
@@ -165,6 +166,18 @@ def hash_file(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Converting
 
+def _dequantized() -> dict[str, object]:
+    """from_pretrained's option asking for plain tensors: newer transformers (GgufConfig) may otherwise keep
+    the GGUF blocks, with kernels, which save_pretrained would write as nothing a later load can read.
+    Older ones always dequantize and have no such option."""
+    try:
+        # transformers is already imported by the caller; the name exists only in newer versions.
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
 def _convert(path: Path, metadata: _Metadata, digest: str, temp: Path, say: Callable[[str], None]) -> None:
     """Load the GGUF with transformers (dequantized), save it to `temp` with its tokenizer and source.json.
     `say` tells the spinner which step is running."""
@@ -182,7 +195,7 @@ def _convert(path: Path, metadata: _Metadata, digest: str, temp: Path, say: Call
         # transformers' GGUF loader draws its own tqdm bar, which disable_progress_bar does not reach;
         # it would fight our spinner for the line. Our console keeps the real stderr (bound at creation).
         with redirect_stderr(io.StringIO()):
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **_dequantized())
     except NotImplementedError as exc:  # a tensor type or layout transformers does not handle
         raise GGUFError(f"{path}: transformers cannot convert it: {exc}") from exc
     except Exception as exc:  # transformers raises many kinds here

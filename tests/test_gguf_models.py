@@ -1,0 +1,203 @@
+"""GGUF model files (issue 12): `--model FILE.gguf` converts once into the agent home, later runs load the
+cached copy, `agent models` lists and removes conversions, and a file that cannot be used is one clear line.
+
+The GGUF files are written here with the `gguf` package from the tiny random Llama of tiny_model.py, in
+llama.cpp's layout (tensor names, q/k row order, a byte-level BPE vocabulary in the metadata), so the
+converted model can be checked against the original logit for logit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from agent.model.model_cache import indexed_hash, remember_hash
+from tiny_model import CHAT_TEMPLATE
+
+_LAYER_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+                "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+                "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                "mlp.down_proj": "ffn_down"}
+
+
+def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's row order for q and k (its rotary embedding pairs neighbouring rows)."""
+    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _gguf_name(name: str) -> str | None:
+    if name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if name == "model.norm.weight":
+        return "output_norm.weight"
+    if name == "lm_head.weight":
+        return None  # tied to the embeddings: llama.cpp writes no output.weight then
+    _, _, layer, rest = name.split(".", 3)
+    module, _, kind = rest.rpartition(".")
+    return f"blk.{layer}.{_LAYER_NAMES[module]}.{kind}"
+
+
+def write_gguf(path: Path, model_dir: Path, *, architecture: str = "llama", chat_template: str | None = CHAT_TEMPLATE,
+               raw_type: gguf.GGMLQuantizationType | None = None) -> Path:
+    """The tiny Llama in `model_dir` as a GGUF file; `raw_type` adds one extra tensor of that quantisation."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    config = model.config
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab: dict[str, int] = backend["model"]["vocab"]
+    tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    specials = set(tokenizer.all_special_tokens)
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_name("tiny-llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if token in specials else 1 for token in tokens])  # 3: control, 1: normal
+    writer.add_token_merges([" ".join(merge) if isinstance(merge, list) else merge
+                             for merge in backend["model"]["merges"]])
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_add_bos_token(False)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+    for name, tensor in model.state_dict().items():
+        target = _gguf_name(name)
+        if target is None:
+            continue
+        weights = tensor.float().numpy()
+        if target.endswith("attn_q.weight"):
+            weights = _permute(weights, config.num_attention_heads)
+        elif target.endswith("attn_k.weight"):
+            weights = _permute(weights, config.num_key_value_heads)
+        writer.add_tensor(target, weights)
+    if raw_type is not None:
+        type_size = gguf.GGML_QUANT_SIZES[raw_type][1]  # bytes per block: the rows are given in bytes
+        writer.add_tensor("extra.weight", np.zeros((4, type_size), dtype=np.uint8), raw_dtype=raw_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def agent(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("AGENT_KB", None)
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def models_json(home: Path) -> list[dict[str, object]]:
+    done = agent("models", "--json", home=home)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_gguf_file_is_converted_once_and_answers(tmp_path: Path, tiny_model_dir: Path) -> None:
+    gguf_file = write_gguf(tmp_path / "tiny.gguf", tiny_model_dir)
+    home = tmp_path / "home"
+    models = home / "models"
+    # a conversion a killed process left behind is cleared by the next conversion
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = models / f".partial-{dead.pid}-xyz"
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half")
+
+    first = agent("run", "hi", "--model", str(gguf_file), "--max-new-tokens", "3", "--json", home=home)
+    assert first.returncode == 0, first.stderr
+    assert "converting tiny.gguf" in first.stderr
+    answer = json.loads(first.stdout)
+    assert answer["model"] == str(gguf_file.resolve()) and answer["new_tokens"] >= 1
+    assert not leftover.exists()
+
+    [demo, entry] = models_json(home)
+    assert demo["name"] == "demo" and demo["kind"] == "demo"
+    assert entry["name"] == "tiny.gguf" and entry["source"] == str(gguf_file.resolve())
+    assert entry["architecture"] == "llama" and entry["parameters"] and entry["size_bytes"]
+    cached = Path(str(entry["path"]))
+    assert cached.parent == models and len(cached.name) == 16
+    source = json.loads((cached / "source.json").read_text())
+    assert source["file_size"] == gguf_file.stat().st_size and source["sha256"].startswith(cached.name)
+
+    second = agent("run", "hi", "--model", str(gguf_file), "--max-new-tokens", "3", "--json", home=home)
+    assert second.returncode == 0, second.stderr
+    assert "convert" not in second.stderr
+    assert json.loads(second.stdout)["response"] == answer["response"]
+    assert json.loads((cached / "source.json").read_text())["converted_at"] == source["converted_at"]
+
+    # the chat template survived, and the weights are the original model's, logit for logit
+    assert AutoTokenizer.from_pretrained(cached).chat_template == CHAT_TEMPLATE
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)(ids).logits
+    converted = AutoModelForCausalLM.from_pretrained(cached)(ids).logits
+    torch.testing.assert_close(converted, original, rtol=1e-4, atol=1e-4)
+
+    listed = agent("models", home=home)
+    assert listed.returncode == 0 and "tiny.gguf" in listed.stdout and cached.name in listed.stdout
+    one_line_error(agent("models", "remove", "nope.gguf", home=home), "nope.gguf", "tiny.gguf")
+    removed = agent("models", "remove", cached.name[:6], home=home)
+    assert removed.returncode == 0, removed.stderr
+    assert "removed tiny.gguf" in removed.stdout and not cached.exists() and gguf_file.exists()
+    assert [e["name"] for e in models_json(home)] == ["demo"]
+
+
+def test_an_unsupported_architecture_is_one_line_naming_the_file(tmp_path: Path, tiny_model_dir: Path) -> None:
+    odd = write_gguf(tmp_path / "odd.gguf", tiny_model_dir, architecture="nosucharch")
+    home = tmp_path / "home"
+    one_line_error(agent("run", "hi", "--model", str(odd), home=home), str(odd), "'nosucharch'", "llama")
+    assert [entry.name for entry in (home / "models").iterdir()] == []  # nothing hashed, nothing half-made
+
+
+def test_an_unsupported_quantisation_is_named(tmp_path: Path, tiny_model_dir: Path) -> None:
+    q81 = write_gguf(tmp_path / "q81.gguf", tiny_model_dir, raw_type=gguf.GGMLQuantizationType.Q8_1)
+    one_line_error(agent("run", "hi", "--model", str(q81), home=tmp_path / "home"), str(q81), "Q8_1")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all\n", b"GGUA" + bytes(60)])
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path, content: bytes) -> None:
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(content)
+    one_line_error(agent("run", "hi", "--model", str(fake), home=tmp_path / "home"), str(fake), "not a GGUF file")
+
+
+def test_a_missing_gguf_file_is_named(tmp_path: Path) -> None:
+    one_line_error(agent("run", "hi", "--model", str(tmp_path / "absent.gguf"), home=tmp_path / "home"),
+                   "absent.gguf", "does not exist")
+
+
+def test_the_hash_index_is_trusted_only_while_size_and_mtime_are_unchanged(tmp_path: Path) -> None:
+    file = tmp_path / "weights.gguf"
+    file.write_bytes(b"GGUF one")
+    remember_hash(tmp_path, file, "ab" * 32)
+    assert indexed_hash(tmp_path, file) == "ab" * 32
+    file.write_bytes(b"GGUF two, longer")
+    assert indexed_hash(tmp_path, file) is None
