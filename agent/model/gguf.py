@@ -91,6 +91,7 @@ def _check_source(name: str) -> Path:
 class _Metadata:
     architecture: str
     chat_template: str | None
+    weights: int  # elements in all tensors: the converted copy takes 4 bytes each (float32)
 
 
 def _read_metadata(path: Path) -> _Metadata:
@@ -126,7 +127,8 @@ def _read_metadata(path: Path) -> _Metadata:
         except NotImplementedError as exc:
             raise GGUFError(f"{path}: quantisation type {qtype.name} is not supported (the gguf package cannot "
                             "dequantize it); use a file with another quantisation (Q4_K_M, Q8_0, F16)") from exc
-    return _Metadata(architecture, text("tokenizer.chat_template"))
+    weights = sum(int(tensor.n_elements) for tensor in reader.tensors)
+    return _Metadata(architecture, text("tokenizer.chat_template"), weights)
 
 
 def _check_architecture(path: Path, architecture: str) -> None:
@@ -226,6 +228,18 @@ def _convert(path: Path, metadata: _Metadata, digest: str, temp: Path, say: Call
     write_json(temp / SOURCE_FILE, source)
 
 
+def _move_into_place(temp: Path, target: Path) -> None:
+    if read_conversion(target) is not None:  # another process finished the same file first: keep theirs
+        return
+    if target.exists():  # a folder without source.json (a removal cut short): not a conversion
+        shutil.rmtree(target)
+    try:
+        temp.rename(target)
+    except OSError:
+        if read_conversion(target) is None:  # not another process winning the race just now
+            raise
+
+
 def ensure_converted(name: str) -> Conversion:
     """The cached conversion of the GGUF file `name`, converting it first if needed (once per file content).
 
@@ -249,23 +263,21 @@ def ensure_converted(name: str) -> Conversion:
     if cached is not None:
         return cached
     remove_stale_partials(root)
+    needed, free = metadata.weights * 4, shutil.disk_usage(root).free
+    if free < needed:  # said now, not after minutes of dequantizing
+        raise GGUFError(f"{path}: converting it needs about {needed / 1e9:.1f} GB under {root} (weights as "
+                        f"float32), and {free / 1e9:.1f} GB are free; free some space or set AGENT_HOME elsewhere")
     console = _stderr()
     console.print(f"converting {path.name} to a transformers model (once; cached in {target})")
-    with console.status(f"converting {path.name}") as status, partial_dir(root) as temp:
-        _convert(path, metadata, digest, temp, lambda step: status.update(f"converting {path.name}: {step}"))
-        if target.exists():  # a stale or half-removed folder without source.json: replace it
-            shutil.rmtree(target)
-        try:
-            temp.rename(target)
-        except OSError:
-            if read_conversion(target) is None:  # not another process finishing the same file first
-                raise
+    try:
+        with console.status(f"converting {path.name}") as status, partial_dir(root) as temp:
+            _convert(path, metadata, digest, temp, lambda step: status.update(f"converting {path.name}: {step}"))
+            _move_into_place(temp, target)
+    except OSError as exc:  # a full disk, most likely: the weights are written as float32
+        raise GGUFError(f"{path}: cannot write the converted model under {root}: {exc.strerror or exc} "
+                        f"(the float32 copy needs about {metadata.weights * 4 / 1e9:.1f} GB)") from exc
     console.print(f"converted {path.name} in {time.monotonic() - started:.1f} s")
     conversion = read_conversion(target)
     if conversion is None:
         raise GGUFError(f"{path}: the converted model in {target} is missing its {SOURCE_FILE}")
     return conversion
-
-
-# ---------------------------------------------------------------------------------------------
-# The cache: listing and removing
