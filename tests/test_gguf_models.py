@@ -189,6 +189,14 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path, content: bytes) -> N
     one_line_error(agent("run", "hi", "--model", str(fake), home=tmp_path / "home"), str(fake), "not a GGUF file")
 
 
+def test_a_gguf_file_cut_short_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    whole = write_gguf(tmp_path / "whole.gguf", tiny_model_dir).read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: len(whole) // 2])  # an unfinished download
+    one_line_error(agent("run", "hi", "--model", str(cut), home=tmp_path / "home"), str(cut),
+                   "could not be read as GGUF")
+
+
 def test_a_missing_gguf_file_is_named(tmp_path: Path) -> None:
     one_line_error(agent("run", "hi", "--model", str(tmp_path / "absent.gguf"), home=tmp_path / "home"),
                    "absent.gguf", "does not exist")

@@ -108,7 +108,7 @@ def _read_metadata(path: Path) -> _Metadata:
             raise GGUFError(f"{path}: it uses a quantisation type the installed gguf package does not know "
                             f"({exc}); upgrade it (pip install -U gguf) or use a file with another "
                             "quantisation (Q4_K_M, Q8_0, F16)") from exc
-        raise GGUFError(f"{path} could not be read as GGUF: {exc}") from exc
+        raise GGUFError(f"{path} could not be read as GGUF (damaged, or an unfinished download?): {exc}") from exc
 
     def text(key: str) -> str | None:
         field = reader.fields.get(key)
@@ -150,7 +150,8 @@ def _check_architecture(path: Path, architecture: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The hash, remembered by (path, size, mtime)
+# Hashing (agent.model.model_cache remembers the result by path, size and mtime)
+
 
 def hash_file(path: Path) -> str:
     """The file's sha256, with a progress bar on stderr (a multi-GB file takes a while)."""
@@ -167,6 +168,7 @@ def hash_file(path: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Converting
+
 
 def _dequantized() -> dict[str, object]:
     """from_pretrained's option asking for plain tensors: newer transformers (GgufConfig) may otherwise keep
