@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.grammar.finishing import FINISH_MARGIN, FinishSteering
+from agent.grammar.finishing import FINISH_MARGIN, FINISH_PIECES, FinishSteering
 from agent.grammar.native.constraint import FIRST, LATER, TEXT_ONLY, NativeConstraint, NativeSetup
 from agent.grammar.native.grammar import call_reserve, segment_grammar
 from agent.grammar.native.resolve import PROTOCOL, native_format, resolve_tool_format
-from agent.grammar.tokenizer import tokenizer_info
+from agent.grammar.tokenizer import TokenizerInfo, tokenizer_info
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.runner import DEFAULT_RESULT_LIMIT, Confirm, ToolRunner
 
@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from agent.model.runtime import LoadedModel
 
 TOOL_CHOICES = ("auto", "required", "none")
+# The templates' JSON puts a space after `:` and `,`: the closing policy must be able to cross it
+# (llguidance forces those bytes but no single token, as several tokens can spell them).
+JSON_PIECES = [b' "', b" ", b" 0", b" [", b" f"]
+
+
+def finishing_for(info: TokenizerInfo) -> FinishSteering:
+    """The steering that closes an open call near the token limit, with the JSON pieces added."""
+    ids = [info.by_bytes[p] for p in FINISH_PIECES + JSON_PIECES if p in info.by_bytes]
+    return FinishSteering(finish_ids=ids, lengths=info.lengths, protocol=False)
 
 
 def make_native_constraint(lm: LoadedModel, registry: ToolRegistry | None, tool_format: str,
@@ -58,6 +67,6 @@ def make_native_constraint(lm: LoadedModel, registry: ToolRegistry | None, tool_
     shared = NativeSetup(fmt=fmt, info=info, special_text=special_text, grammars=grammars, registry=registry,
                          runner=ToolRunner(registry, confirm=confirm, result_limit=result_limit),
                          defer_side_effects=defer_side_effects, first_is_call=first_mode == "required",
-                         open_reserve=reserve, finishing=FinishSteering.for_tokenizer(info, protocol=False),
+                         open_reserve=reserve, finishing=finishing_for(info),
                          max_calls=max_calls)
     return NativeConstraint(shared)
