@@ -12,14 +12,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import gguf
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from agent.cli import main
 from agent.model.model_cache import indexed_hash, remember_hash
 from tiny_model import CHAT_TEMPLATE
 
@@ -107,7 +111,32 @@ def agent(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
-def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+class Outcome(NamedTuple):
+    """What a command left: its exit status and what it wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Run = Callable[[Path], Outcome]
+
+
+@pytest.fixture()
+def run_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """`agent run hi --model FILE` in this process (click's runner) in an empty agent home: quick for
+    the files refused before any model loads."""
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AGENT_KB", raising=False)
+
+    def run(model: Path) -> Outcome:
+        result = CliRunner().invoke(main, ["run", "hi", "--model", str(model)])
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def one_line_error(done: Outcome | subprocess.CompletedProcess[str], *words: str) -> None:
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr + done.stdout
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -170,36 +199,35 @@ def test_a_gguf_file_is_converted_once_and_answers(tmp_path: Path, tiny_model_di
     assert [e["name"] for e in models_json(home)] == ["demo"]
 
 
-def test_an_unsupported_architecture_is_one_line_naming_the_file(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_an_unsupported_architecture_is_one_line_naming_the_file(tmp_path: Path, tiny_model_dir: Path,
+                                                                 run_here: Run) -> None:
     odd = write_gguf(tmp_path / "odd.gguf", tiny_model_dir, architecture="nosucharch")
-    home = tmp_path / "home"
-    one_line_error(agent("run", "hi", "--model", str(odd), home=home), str(odd), "'nosucharch'", "llama")
-    assert [entry.name for entry in (home / "models").iterdir()] == []  # nothing hashed, nothing half-made
+    one_line_error(run_here(odd), str(odd), "'nosucharch'", "llama")
+    assert list((tmp_path / "home" / "models").iterdir()) == []  # nothing hashed, nothing half-made
 
 
-def test_an_unsupported_quantisation_is_named(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_an_unsupported_quantisation_is_named(tmp_path: Path, tiny_model_dir: Path, run_here: Run) -> None:
     q81 = write_gguf(tmp_path / "q81.gguf", tiny_model_dir, raw_type=gguf.GGMLQuantizationType.Q8_1)
-    one_line_error(agent("run", "hi", "--model", str(q81), home=tmp_path / "home"), str(q81), "Q8_1")
+    one_line_error(run_here(q81), str(q81), "Q8_1")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a model at all\n", b"GGUA" + bytes(60)])
-def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize("content", [b"", b"not a model at all\n", b"GGUA" + bytes(60)],
+                         ids=["empty", "text", "other-magic"])
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path, content: bytes, run_here: Run) -> None:
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(content)
-    one_line_error(agent("run", "hi", "--model", str(fake), home=tmp_path / "home"), str(fake), "not a GGUF file")
+    one_line_error(run_here(fake), str(fake), "not a GGUF file")
 
 
-def test_a_gguf_file_cut_short_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_a_gguf_file_cut_short_is_refused(tmp_path: Path, tiny_model_dir: Path, run_here: Run) -> None:
     whole = write_gguf(tmp_path / "whole.gguf", tiny_model_dir).read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[: len(whole) // 2])  # an unfinished download
-    one_line_error(agent("run", "hi", "--model", str(cut), home=tmp_path / "home"), str(cut),
-                   "could not be read as GGUF")
+    one_line_error(run_here(cut), str(cut), "could not be read as GGUF")
 
 
-def test_a_missing_gguf_file_is_named(tmp_path: Path) -> None:
-    one_line_error(agent("run", "hi", "--model", str(tmp_path / "absent.gguf"), home=tmp_path / "home"),
-                   "absent.gguf", "does not exist")
+def test_a_missing_gguf_file_is_named(tmp_path: Path, run_here: Run) -> None:
+    one_line_error(run_here(tmp_path / "absent.gguf"), "absent.gguf", "does not exist")
 
 
 def test_the_hash_index_is_trusted_only_while_size_and_mtime_are_unchanged(tmp_path: Path) -> None:
