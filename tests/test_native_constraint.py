@@ -4,6 +4,7 @@ argument schema enforced token by token, side effects deferred, rollback across 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import pytest
@@ -20,7 +21,7 @@ from agent.tooling import tool
 from agent.tooling.json_schema import tool_schemas
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.spec import ToolFailure
-from test_native_formats import FORMAT_NAMES, build_lm, weather
+from test_native_formats import FORMAT_NAMES, build_lm, build_tokenizer, weather
 
 OPENERS = {"hermes": "<tool_call>", "llama3": "<|python_tag|>", "mistral": "[TOOL_CALLS]"}
 
@@ -267,3 +268,30 @@ def test_rollback_crosses_an_island_and_fork_is_independent(lms: dict) -> None:
     with pytest.raises(GrammarError, match="cannot roll back"):
         constraint.rollback(10_000)
     assert torch.equal(branch.allowed_tokens(), branch.fork().allowed_tokens())
+
+
+def test_inside_a_call_the_response_cannot_end(lms: dict) -> None:
+    lm = lms["hermes"]
+    constraint = make_native_constraint(lm, registry_of(echo), "hermes")
+    eos = lm.tokenizer.eos_token_id
+    feed(constraint, lm, "Hi ")
+    assert constraint.allowed_tokens()[eos]
+    feed(constraint, lm, '<tool_call>\n{"name": "echo", "arguments": {"text": "a')
+    assert constraint.in_call and not constraint.allowed_tokens()[eos]
+
+
+def test_an_opener_that_is_plain_text_is_found_lazily(lms: dict) -> None:
+    """A Hermes fine-tune whose tokenizer spells `<tool_call>` in pieces: free text runs until the
+    opener's text appears, then the call is constrained; text-only responses cannot spell it."""
+    base = lms["hermes"]
+    tok = build_tokenizer("hermes")
+    plain = build_tokenizer("llama3")  # no <tool_call> tokens, but give it the Qwen template
+    plain.chat_template = tok.chat_template
+    lm = dataclasses.replace(base, tokenizer=plain, model=build_lm("llama3").model)
+    assert "<tool_call>" not in plain.get_added_vocab()
+    constraint = make_native_constraint(lm, registry_of(echo), "hermes")
+    steps = feed(constraint, lm, "Sure. " + call_text("hermes", "echo", '{"text": "b"}'))
+    assert steps[-1].tool_call.result == "echo: b" and constraint.text.startswith("Sure. <tool_call>\n")
+    words_only = make_native_constraint(lm, registry_of(echo), "hermes", tool_choice="none")
+    with pytest.raises(GrammarError, match="does not fit"):
+        feed(words_only, lm, "Sure. <tool_call>")
