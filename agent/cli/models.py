@@ -138,7 +138,13 @@ def models_command_group(ctx: click.Context, as_json: bool) -> None:
 @models_command_group.command("list", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (as `agent models --json`).")
 def models_list(as_json: bool) -> None:
-    """List the demo model and the cached conversions (the same as `agent models`)."""
+    """List the demo model and the cached conversions (the same as `agent models`).
+
+    \b
+    Examples:
+      agent models list
+      agent models list --json | python -m json.tool
+    """
     _list(as_json)
 
 
