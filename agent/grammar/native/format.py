@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Segment = TextSegment | CallSegment | IslandSegment
 TRUNCATION_MARKER = " ...[truncated]"  # as the protocol's islands end a cut result
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 class NativeCallError(ValueError):
@@ -111,19 +112,21 @@ class NativeFormat:
         body = f"error: {error}" if error is not None else (result or "")
         if len(body) > limit:
             body = body[:limit] + TRUNCATION_MARKER
-        return self.island.text(body)
+        return self.island.text(self.defuse(body))
+
+    def defuse(self, content: str) -> str:
+        """A result that spells an added token (`<|im_end|>`, `<tool_call>`) gets a zero-width space
+        after its first character, so it stays text: in this island and when the next turn renders
+        the response again through the template, it can never close a message or open a call."""
+        for token in self.added:
+            if len(token) > 1 and token in content:
+                content = content.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
+        return content
 
     def island_ids(self, result: str | None, error: str | None, limit: int) -> list[int]:
-        """Token ids of the island. The template's parts go through the tokenizer with its special
-        tokens; the content never does: a result that spells `<|im_end|>` stays text."""
-        text = self.island_text(result, error, limit)
-        content = text[len(self.island.prefix):len(text) - len(self.island.suffix)]
-        encode = self.tokenizer.encode
-        if not any(special in content for special in self.added):
-            return list(encode(text, add_special_tokens=False))
-        return (list(encode(self.island.prefix, add_special_tokens=False))
-                + list(encode(content, add_special_tokens=False, split_special_tokens=True))
-                + list(encode(self.island.suffix, add_special_tokens=False)))
+        """Token ids of the island: the template's special tokens become their ids (the content
+        cannot spell one: see `defuse`)."""
+        return list(self.tokenizer.encode(self.island_text(result, error, limit), add_special_tokens=False))
 
     # -- calls -------------------------------------------------------------------------------------
     def parse_call(self, call_text: str, registry: ToolRegistry) -> tuple[str, dict[str, Any]]:
