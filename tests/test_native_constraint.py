@@ -295,3 +295,16 @@ def test_an_opener_that_is_plain_text_is_found_lazily(lms: dict) -> None:
     words_only = make_native_constraint(lm, registry_of(echo), "hermes", tool_choice="none")
     with pytest.raises(GrammarError, match="does not fit"):
         feed(words_only, lm, "Sure. <tool_call>")
+
+
+def test_a_search_runs_the_chosen_branchs_side_effect_call_then_goes_on(lms: dict) -> None:
+    lm = lms["llama3"]
+    asked = []
+    result = respond(lm, registry_of(remember), "llama3", "remember", strategy="beam", max_new_tokens=40,
+                     budget=200, defer_side_effects=True, confirm=lambda record: asked.append(record.tool) or True)
+    best = result.best
+    (record,) = best.tool_calls
+    assert asked == ["remember"] and record.result == "remembered" and not record.speculative
+    island = native_format(lm.tokenizer, "llama3").island_ids("remembered", None, 1000)
+    start = best.island_mask.index(True)
+    assert best.token_ids[start:start + len(island)] == island and len(best.token_ids) > start + len(island)
