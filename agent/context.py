@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.model.chat_format import Message, prompt_token_ids
 
@@ -87,27 +87,28 @@ def _flatten(head: list[Message], turns: list[list[Message]], current: Message) 
 
 
 def fit_prompt(tokenizer: PreTrainedTokenizerBase, history: list[Message], user_text: str,
-               max_new_tokens: int, limit: int | None) -> FittedPrompt:
-    """The prompt for `user_text` after `history`, trimmed so prompt + max_new_tokens fit in `limit`."""
+               max_new_tokens: int, limit: int | None, tools: list[dict[str, Any]] | None = None) -> FittedPrompt:
+    """The prompt for `user_text` after `history`, trimmed so prompt + max_new_tokens fit in `limit`.
+    tools: JSON schemas the chat template shows (a native tool format); they take room too."""
     current: Message = {"role": "user", "content": user_text}
-    ids = prompt_token_ids(tokenizer, history + [current])
+    ids = prompt_token_ids(tokenizer, history + [current], tools=tools)
     if limit is None or len(ids) + max_new_tokens <= limit:
         return FittedPrompt(ids, max_new_tokens)
     head, turns = split_turns(history)
-    bare = prompt_token_ids(tokenizer, head + [current])
+    bare = prompt_token_ids(tokenizer, head + [current], tools=tools)
     if len(bare) + MIN_ANSWER_TOKENS > limit:
-        system = len(prompt_token_ids(tokenizer, head)) if head else 0
+        system = len(prompt_token_ids(tokenizer, head, tools=tools)) if head else 0
         raise ContextOverflowError(
             f"the message is too long for the model's context: with the system prompt ({system} tokens) it makes "
             f"a {len(bare)}-token prompt, and the context is {limit} tokens (at least {MIN_ANSWER_TOKENS} of them "
             "for the answer); shorten it")
     dropped = 0
     shortened = [[shorten_islands(m) for m in turn] for turn in turns]
-    ids = prompt_token_ids(tokenizer, _flatten(head, shortened, current))
+    ids = prompt_token_ids(tokenizer, _flatten(head, shortened, current), tools=tools)
     while shortened and len(ids) + max_new_tokens > limit:
         shortened.pop(0)
         dropped += 1
-        ids = prompt_token_ids(tokenizer, _flatten(head, shortened, current))
+        ids = prompt_token_ids(tokenizer, _flatten(head, shortened, current), tools=tools)
     parts = ["tool results of earlier turns shortened"] if shortened else []
     if dropped:
         parts.append(f"the oldest {dropped} of {len(turns)} turn(s) left out")
@@ -131,14 +132,16 @@ class ContextUse:
         return self.system_tokens + sum(self.turn_tokens)
 
 
-def context_use(tokenizer: PreTrainedTokenizerBase, messages: list[Message], limit: int | None) -> ContextUse:
-    """Tokens of the system prompt and of each turn, as the whole history would be rendered (untrimmed)."""
+def context_use(tokenizer: PreTrainedTokenizerBase, messages: list[Message], limit: int | None,
+                tools: list[dict[str, Any]] | None = None) -> ContextUse:
+    """Tokens of the system prompt (with the tools a native format shows) and of each turn, as the whole
+    history would be rendered (untrimmed)."""
     head, turns = split_turns(messages)
-    system = len(prompt_token_ids(tokenizer, head)) if head else 0
+    system = len(prompt_token_ids(tokenizer, head, tools=tools)) if head else 0
     sizes: list[int] = []
     before = system
     for index in range(1, len(turns) + 1):
-        total = len(prompt_token_ids(tokenizer, head + [m for turn in turns[:index] for m in turn]))
+        total = len(prompt_token_ids(tokenizer, head + [m for turn in turns[:index] for m in turn], tools=tools))
         sizes.append(total - before)
         before = total
     return ContextUse(limit, system, sizes)

@@ -28,16 +28,15 @@ from agent.decoding.results import SearchResult, empty_refinement
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
 from agent.demo_model import is_demo_model
-from agent.grammar.constraint import make_constraint
-from agent.grammar.system_prompt import build_system_prompt, worked_examples
+from agent.grammar import tool_format
+from agent.grammar.system_prompt import EXAMPLE_INTRO, EXAMPLE_STOP
 from agent.model.chat_format import Message, stop_strings_for
-from agent.model.runtime import LoadedModel, load_model
+from agent.model.runtime import LoadedModel
 from agent.safe_text import valid_text
 from agent.sessions.errors import StoreError
 from agent.sessions.records import AnswerRecord
-from agent.sessions.replay import tool_files_for_rerun
 from agent.tooling.records import ToolCallRecord
-from agent.tooling.registry import ToolRegistry, build_registry
+from agent.tooling.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from agent.sessions.store import SessionStore
@@ -116,8 +115,12 @@ class ChatSession:
         self.store = store
         self.prefix_cache = PrefixCache()
         self.last_result: TurnResult | None = None
+        # the form calls take (our protocol, or the model's own syntax with the tools in its template)
+        self.tool_format = tool_format.resolve(lm, registry, self.config.tool_format)
         if system_prompt is None:
-            system_prompt = self._default_system_prompt()
+            # the demo model was trained on the protocol's bare tool list; any other model gets examples
+            system_prompt = tool_format.system_prompt(self.tool_format, registry,
+                                                      examples=not is_demo_model(lm.model_id))
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
@@ -125,15 +128,6 @@ class ChatSession:
         self._start_messages()
         if session_id is not None:
             self.resume(session_id)
-
-    def _default_system_prompt(self) -> str:
-        """The protocol and the tools; a model other than the demo model (which was trained on the bare
-        list) also gets a worked example per tool."""
-        if self.registry is None:
-            return ""
-        specs = list(self.registry)
-        examples = None if is_demo_model(self.lm.model_id) else worked_examples(specs)
-        return build_system_prompt(specs, examples=examples)
 
     # -- history -------------------------------------------------------------------------------
     def _start_messages(self) -> None:
@@ -155,7 +149,7 @@ class ChatSession:
 
     def context_use(self) -> ContextUse:
         """How the model's context is spent by the history as it stands (for `/context`)."""
-        return context_use(self.lm.tokenizer, self.messages, context_length(self.lm))
+        return context_use(self.lm.tokenizer, self.messages, context_length(self.lm), tools=self.tool_format.tools)
 
     def resume(self, session_id: str) -> None:
         """Continue a stored session: its messages become the context of the next turn."""
@@ -170,11 +164,10 @@ class ChatSession:
 
     # -- decoding ------------------------------------------------------------------------------
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
-        if self.registry is None and self.user_grammar is None:
-            return None
-        return make_constraint(self.lm, self.registry, self.user_grammar, confirm=self.confirm,
-                               defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
-                               tool_choice=self.config.tool_choice)
+        return tool_format.response_constraint(
+            self.lm, self.tool_format, self.registry, self.user_grammar, confirm=self.confirm,
+            defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
+            tool_choice=self.config.tool_choice)
 
     def set_config(self, config: DecodeConfig) -> None:
         """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the
@@ -182,7 +175,21 @@ class ChatSession:
         problem = tool_choice_problem(config.tool_choice, self.registry)
         if problem:
             raise ValueError(problem)
+        if config.tool_format != self.config.tool_format:
+            self._switch_tool_format(config.tool_format)
         self.config = config
+
+    def _switch_tool_format(self, requested: str) -> None:
+        """Write calls in another form from the next turn on: the default system prompt follows it (a
+        prompt given by the caller stays); ValueError when the model cannot take that form."""
+        fmt = tool_format.resolve(self.lm, self.registry, requested)
+        examples = not is_demo_model(self.lm.model_id)
+        if self.system_prompt == tool_format.system_prompt(self.tool_format, self.registry, examples=examples):
+            self.system_prompt = tool_format.system_prompt(fmt, self.registry, examples=examples)
+            if self.messages and self.messages[0]["role"] == "system":
+                self.messages[0] = {"role": "system", "content": self.system_prompt}
+        self.tool_format = fmt
+        self.prefix_cache.reset()
 
     # -- saving --------------------------------------------------------------------------------
     def _create_session(self, store: SessionStore) -> str:
@@ -249,10 +256,12 @@ class ChatSession:
         user_text = valid_text(user_text)
         # a base model on the plain template must not write the user's next turn, with or without tools
         # (a protocol island is one line, so a header in a tool's result cannot end the response)
-        config = self.config.replace(stop=list(self.config.stop) + stop_strings_for(self.lm.tokenizer))
+        stops = stop_strings_for(self.lm.tokenizer) + ([EXAMPLE_STOP] if EXAMPLE_INTRO in self.system_prompt else [])
+        config = self.config.replace(stop=list(self.config.stop) + stops)
         # before anything is stored: a message that cannot fit raises ContextOverflowError here
         limit = context_length(self.lm)
-        fitted = fit_prompt(self.lm.tokenizer, self.messages, user_text, config.max_new_tokens, limit)
+        fitted = fit_prompt(self.lm.tokenizer, self.messages, user_text, config.max_new_tokens, limit,
+                            tools=self.tool_format.tools)
         if fitted.max_new_tokens != config.max_new_tokens:
             config = config.replace(max_new_tokens=fitted.max_new_tokens)
         pending = UnsavedTurn(user_text)
@@ -333,7 +342,8 @@ class ChatSession:
 
     def _answer_record(self, result: TurnResult) -> AnswerRecord:
         """What the store keeps of a turn's answer (written in one transaction by `finish_turn`)."""
-        config = {**self.config.to_dict(), **self.tool_setup()}
+        # the format the calls took, not `auto`: replay re-renders and reruns it as it was
+        config = {**self.config.to_dict(), **self.tool_setup(), "tool_format": self.tool_format.name}
         config["grammar_hash"] = result.grammar_hash
         return AnswerRecord(
             text=result.response, interrupted=result.interrupted, config=config,
@@ -345,33 +355,3 @@ class ChatSession:
                           "reused_prompt_tokens": result.reused_prompt_tokens, "forward_passes": result.forward_passes,
                           "backward_passes": result.backward_passes},
         )
-
-
-def rerun_turn(model_id: str, history: list[dict[str, Any]], user_text: str, config: dict[str, Any],
-               tool_files: tuple[str, ...] = ()) -> str:
-    """Re-execute one stored turn (for `agent replay --rerun`): same model, history, seed and config.
-
-    Tool files come from `tool_files` (the command line), never from the stored config: a session
-    file is data, and importing a file it names would run code it chose. Each file the turn recorded
-    is matched to one given (agent.sessions.replay.tool_files_for_rerun); one not given fails the turn.
-    """
-    lm = _cached_model(model_id, load_model)
-    known = {k: v for k, v in config.items() if k in DecodeConfig.__dataclass_fields__}
-    known.pop("grammar_hash", None)
-    grammar = config.get("user_grammar")
-    # Sessions stored before tool set-ups were recorded used the built-in tools.
-    uses_tools = "tools" not in config or config["tools"] is not None
-    files = tool_files_for_rerun(config.get("tool_files") or [], tool_files)
-    registry = build_registry(tuple(files)) if uses_tools and not grammar else None
-    session = ChatSession(lm, registry, DecodeConfig(**known), user_grammar=grammar, system_prompt="")
-    session.messages = [{"role": m["role"], "content": m.get("content", m.get("text", ""))} for m in history]
-    return session.ask(user_text).response
-
-
-_MODELS: dict[str, LoadedModel] = {}
-
-
-def _cached_model(model_id: str, loader: Callable[[str], LoadedModel]) -> LoadedModel:
-    if model_id not in _MODELS:
-        _MODELS[model_id] = loader(model_id)
-    return _MODELS[model_id]

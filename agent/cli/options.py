@@ -257,8 +257,12 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
             session_id = store.resolve_id(session_id)  # unknown or ambiguous: a clear error, before the load
         from agent.turn import ChatSession  # torch: only once the options are known to be good
 
-        session = ChatSession(load_lm(opts), registry, config, user_grammar=grammar, confirm=confirm, store=store,
-                              session_id=session_id)
+        lm = load_lm(opts)
+        try:
+            session = ChatSession(lm, registry, config, user_grammar=grammar, confirm=confirm, store=store,
+                                  session_id=session_id)
+        except ValueError as exc:  # a tool format this model's template cannot take
+            raise click.ClickException(printable(str(exc))) from None
     except BaseException as exc:
         if store is not None:
             store.close()  # no session to close it later

@@ -226,14 +226,14 @@ def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, t
 
 
 def _runner(ctx: click.Context, tool_files: tuple[str, ...]) -> RunTurn:
-    """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.turn.rerun_turn
+    """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.rerun.rerun_turn
     with the --tools files."""
     if isinstance(ctx.obj, dict) and ctx.obj.get("run_turn") is not None:
         return ctx.obj["run_turn"]
     try:
-        from agent.turn import rerun_turn  # torch: only when a turn is re-run
+        from agent.rerun import rerun_turn  # torch: only when a turn is re-run
     except ImportError as e:
-        raise click.ClickException(f"--rerun needs the model stack (agent.turn.rerun_turn): {e}") from e
+        raise click.ClickException(f"--rerun needs the model stack (agent.rerun.rerun_turn): {e}") from e
     return partial(rerun_turn, tool_files=tool_files)
 
 

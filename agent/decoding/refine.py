@@ -35,6 +35,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.decode import response_text
 from agent.decoding.results import Candidate, SearchResult, mark_interrupted, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
 from agent.decoding.tree import tree_search
@@ -319,7 +320,7 @@ def refine_result(
                 if tuple(proposal) in seen:
                     continue
                 seen.add(tuple(proposal))
-                text = lm.tokenizer.decode(proposal, skip_special_tokens=True)
+                text = response_text(lm.tokenizer, proposal, keep_special=any(cand.island_mask))
                 lps, eos_lp = sequence_logprobs(lm, prompt_ids, proposal,
                                                 eos_id=min(lm.eos_token_ids) if ended else None)
                 lps = [0.0 if island else lp for lp, island in zip(lps, cand.island_mask, strict=False)]
@@ -337,7 +338,7 @@ def refine_result(
         gains.append(max(gain, 0.0))
         if accepted:
             improved += 1
-        text = lm.tokenizer.decode(best_ids, skip_special_tokens=True)
+        text = response_text(lm.tokenizer, best_ids, keep_special=any(cand.island_mask))
         refined.append((parent_index, Candidate(
             text=text, token_ids=best_ids, island_mask=list(cand.island_mask), logprobs=best_lps,
             score=best_parts.value, tool_calls=list(cand.tool_calls), strategy="tree+grad",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.decode import decode
+from agent.decoding.decode import decode, response_text
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.scoring import score_parts
@@ -75,7 +75,7 @@ def continue_deferred_call(lm: LoadedModel, prompt_ids: list[int], config: Decod
         finish_reason = rest.finish_reason
     else:
         finish_reason = "grammar" if constraint.is_finished() else "length"
-    text = lm.tokenizer.decode(token_ids, skip_special_tokens=True)
+    text = response_text(lm.tokenizer, token_ids, keep_special=True)  # constrained: a native island's tokens stay
     parts = score_parts(logprobs, islands, token_ids, text=text)
     finished = dataclasses.replace(best, token_ids=token_ids, island_mask=islands, logprobs=logprobs,
                                    tool_calls=tool_calls, text=text, score=parts.value, eos_logprob=None,

@@ -46,6 +46,8 @@ def build_system_prompt(tools: Iterable[DescribedTool], extra: str | None = None
 # For a model never trained on the protocol (anything but the demo model): one worked example per
 # tool kind, so the model sees a whole exchange (call, island, answer) rather than only signatures.
 EXAMPLE_INTRO = "Write a call on its own, then wait for its result. Examples:"
+# A response that writes this has started another example (base models continue the pattern): it ends there.
+EXAMPLE_STOP = "\nQuestion: "
 _KNOWN_EXAMPLES: dict[str, tuple[dict[str, Any], str, str, str]] = {
     # tool name -> (arguments, question, result, answer)
     "search": ({"query": "capital of France"}, "What is the capital of France?",

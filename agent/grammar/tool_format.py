@@ -1,0 +1,71 @@
+"""Which form a session's tool calls take, and what follows from it: the system prompt, the tools the
+chat template shows, and the constraint of each response.
+
+`protocol` is our own `SEARCH(...)` / `CALL(...)` form, explained in the system prompt
+(agent.grammar.system_prompt); a native format (agent.grammar.native: hermes, llama3, mistral) is the
+model's own trained syntax, with the tools shown through its chat template's `tools` argument.
+Both run through the same registry, tool runner, islands, search and store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.grammar.constraint import make_constraint
+from agent.grammar.native import PROTOCOL, make_native_constraint, native_system_prompt, resolve_tool_format
+from agent.grammar.system_prompt import build_system_prompt, worked_examples
+from agent.tooling.json_schema import tool_schemas
+
+if TYPE_CHECKING:
+    from agent.decoding.constraint import ResponseConstraint
+    from agent.model.runtime import LoadedModel
+    from agent.tooling.registry import ToolRegistry
+    from agent.tooling.runner import Confirm
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """The resolved tool-call form of a session."""
+
+    name: str  # "protocol" or a native format's name
+    tools: list[dict[str, Any]] | None  # the JSON schemas the chat template shows (native); None for the protocol
+
+    @property
+    def native(self) -> bool:
+        return self.name != PROTOCOL
+
+
+def resolve(lm: LoadedModel, registry: ToolRegistry | None, requested: str) -> ToolFormat:
+    """The form for these tools: `requested` (auto: from the chat template). Without tools nothing is
+    called, and the protocol's free text is what is left. ValueError for a native format the tokenizer
+    cannot take (no chat template)."""
+    if registry is None:
+        return ToolFormat(PROTOCOL, None)
+    name = resolve_tool_format(lm.tokenizer, requested)
+    return ToolFormat(name, tool_schemas(registry) if name != PROTOCOL else None)
+
+
+def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool) -> str:
+    """The default system prompt: none without tools; a short neutral text for a native format (the
+    template shows the tools); the protocol and its tools otherwise, with a worked example per tool when
+    `examples` (a model not trained on the protocol)."""
+    if registry is None:
+        return ""
+    if fmt.native:
+        return native_system_prompt()
+    specs = list(registry)
+    return build_system_prompt(specs, examples=worked_examples(specs) if examples else None)
+
+
+def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry | None, user_grammar: str | None,
+                        *, confirm: Confirm | None, defer_side_effects: bool, max_calls: int,
+                        tool_choice: str) -> ResponseConstraint | None:
+    """A fresh constraint for one response (None: free text, no tools and no grammar)."""
+    if registry is None and user_grammar is None:
+        return None
+    if fmt.native and user_grammar is None:
+        return make_native_constraint(lm, registry, fmt.name, tool_choice=tool_choice, confirm=confirm,
+                                      defer_side_effects=defer_side_effects, max_calls=max_calls)
+    return make_constraint(lm, registry, user_grammar, confirm=confirm, defer_side_effects=defer_side_effects,
+                           max_calls=max_calls, tool_choice=tool_choice)
