@@ -198,7 +198,7 @@ def test_replay_renders_the_session(tmp_path: Path) -> None:
 
 
 def _tiny_runner(tiny_lm: Any, seen: list[str]):
-    """The same pipeline as `agent.turn.rerun_turn`, on the test's tiny model (no tools)."""
+    """The same pipeline as `agent.rerun.rerun_turn`, on the test's tiny model (no tools)."""
     from agent.turn import ChatSession
 
     fields = {f.name for f in dataclasses.fields(DecodeConfig)}
