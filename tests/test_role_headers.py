@@ -75,7 +75,9 @@ def test_the_model_really_writes_the_header_when_nothing_stops_it(run_on_lm: Loa
 @pytest.mark.parametrize("tools", [False, True])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_no_strategy_writes_a_role_header(run_on_lm: LoadedModel, strategy: str, tools: bool) -> None:
-    result = _session(run_on_lm, tools, strategy).ask(QUESTION)
+    shown: list[str] = []  # what the terminal shows as the answer streams
+    result = _session(run_on_lm, tools, strategy).ask(QUESTION, on_token=shown.append)
     assert "###" not in result.response, result.response
+    assert "###" not in "".join(shown) and "".join(shown) == result.response
     if strategy == "greedy":
         assert result.response.strip() == ANSWER

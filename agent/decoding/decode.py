@@ -36,11 +36,14 @@ def response_text(tokenizer: PreTrainedTokenizerBase, ids: list[int], keep_speci
 
 
 class StreamingDetokenizer:
-    """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8."""
+    """Turns a growing list of token ids into text pieces, holding back incomplete UTF-8 and any ending
+    that may be the start of a stop string (a stop string is never shown, even for a moment)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, keep_special: bool = False) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, keep_special: bool = False,
+                 stops: list[str] | None = None) -> None:
         self.tokenizer = tokenizer
         self.keep_special = keep_special
+        self.stops = [s for s in stops or [] if s]
         self.emitted = ""
 
     def text(self, ids: list[int]) -> str:
@@ -48,11 +51,29 @@ class StreamingDetokenizer:
 
     def push(self, ids: list[int]) -> str:
         text = self.text(ids)
-        if text.endswith("\ufffd") or not text.startswith(self.emitted):
+        if text.endswith("\ufffd"):
+            return ""
+        return self._advance(self._before_stops(text))
+
+    def finish(self, text: str) -> str:
+        """The rest of the final text (what was held back and is not a stop string)."""
+        return self._advance(text)
+
+    def _advance(self, text: str) -> str:
+        if not text.startswith(self.emitted):
             return ""
         piece = text[len(self.emitted):]
         self.emitted = text
         return piece
+
+    def _before_stops(self, text: str) -> str:
+        held = 0
+        for stop in self.stops:
+            if stop in text:
+                text = text[: text.index(stop)]
+            held = max(held, next((k for k in range(min(len(stop) - 1, len(text)), 0, -1)
+                                   if text.endswith(stop[:k])), 0))
+        return text[: len(text) - held]
 
 
 def forward(lm: LoadedModel, input_ids: list[int], cache: DynamicCache) -> torch.Tensor:
@@ -85,8 +106,8 @@ def decode(
     islands: list[bool] = []
     logprobs: list[float] = []
     tool_calls: list[ToolCallRecord] = []
-    detok = StreamingDetokenizer(lm.tokenizer, keep_special=constraint is not None)
     stop_strings = [s for s in config.stop if s]
+    detok = StreamingDetokenizer(lm.tokenizer, keep_special=constraint is not None, stops=stop_strings)
     finish = "length"
     passes = 0
     eos_logprob: float | None = None
@@ -157,6 +178,10 @@ def decode(
             if s in text:
                 text = text[: text.index(s)]
                 break
+    if on_token is not None:
+        rest = detok.finish(text)
+        if rest:
+            on_token(rest)
     return DecodeResult(
         token_ids=response,
         island_mask=islands,

@@ -25,6 +25,9 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 PLAIN_HEADERS = {"system": "### System", "user": "### User", "assistant": "### Assistant"}
 PLAIN_STOP = "\n### User"
+# Any header of the plain template at a line start ends the response: a base model runs on into the
+# next turn with `### User`, and sometimes writes a new `### Assistant` or `### System` first.
+PLAIN_STOPS = [PLAIN_STOP, "\n### Assistant", "\n### System"]
 
 
 def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -67,4 +70,4 @@ def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Message]
 
 def stop_strings_for(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Extra stop strings: a base model with the plain template must not write the user's next turn."""
-    return [] if has_chat_template(tokenizer) else [PLAIN_STOP]
+    return [] if has_chat_template(tokenizer) else list(PLAIN_STOPS)
