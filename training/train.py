@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from agent.model.runtime import cache_keyword_of
 from training.config import TrainConfig
 from training.data import prepare_data
 from training.encoding import ISLAND, OWN, EncodedCorpus
@@ -97,7 +98,8 @@ def prefix_loss(model: LlamaForCausalLM, prefix: torch.Tensor, batch: dict[str, 
         pre = model.model(input_ids=prefix[None], use_cache=True)
         cache = pre.past_key_values
         cache.batch_repeat_interleave(n)
-        hidden = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache,
+        # the cache keyword this transformers takes (`cache` in newer ones, which warn about the old name)
+        hidden = model.model(input_ids=ids, attention_mask=mask, **{cache_keyword_of(model.model): cache},
                              use_cache=True).last_hidden_state
     else:
         full = torch.cat([prefix[None].expand(n, p), ids], dim=1)
