@@ -23,6 +23,8 @@ from rich.text import Text
 
 from agent.applicable import setting_warning
 from agent.confirm import ask_confirmation, confirm_call
+from agent.grammar.tool_format import island_form
+from agent.island_view import streamed
 from agent.paths import history_path, history_writable
 from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
 from agent.sessions.store import StoreError
@@ -150,8 +152,12 @@ class Repl:
             self.out.write(printable(piece))
             self.out.flush()
 
+        on_token, end_of_answer = streamed(write, island_form(self.session.lm, self.session.tool_format))
         try:
-            result = self.session.ask(text, on_token=write)
+            try:
+                result = self.session.ask(text, on_token=on_token)
+            finally:
+                end_of_answer()  # what the view held back
         except KeyboardInterrupt:
             self.console.print(Text("\n[interrupted]", style="yellow"))
             return

@@ -10,6 +10,7 @@ import click
 from agent.cli.options import CONTEXT, build_session, decoding_options, load_lm
 from agent.context import ContextOverflowError
 from agent.grammar.errors import GrammarError
+from agent.island_view import streamed
 from agent.render import printable, terminal_json
 
 if TYPE_CHECKING:
@@ -62,7 +63,13 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
     """
     try:
         session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
-        result = session.ask(prompt, on_token=None if as_json else _write_to_stdout)
+        from agent.grammar.tool_format import island_form  # llguidance: once the model is loaded anyway
+
+        on_token, end_of_answer = streamed(_write_to_stdout, island_form(session.lm, session.tool_format))
+        try:
+            result = session.ask(prompt, on_token=None if as_json else on_token)
+        finally:
+            end_of_answer()
     except GrammarError as exc:  # the engine gave up on a --grammar mid-answer (the question stays saved)
         if not as_json:
             click.echo("")  # end the streamed part of the answer

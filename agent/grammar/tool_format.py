@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.grammar.constraint import make_constraint
-from agent.grammar.native import PROTOCOL, make_native_constraint, native_system_prompt, resolve_tool_format
+from agent.grammar.native import (
+    PROTOCOL,
+    make_native_constraint,
+    native_format,
+    native_system_prompt,
+    resolve_tool_format,
+)
 from agent.grammar.system_prompt import build_system_prompt, worked_examples
 from agent.tooling.json_schema import tool_schemas
 
 if TYPE_CHECKING:
     from agent.decoding.constraint import ResponseConstraint
+    from agent.grammar.native.format import IslandForm
     from agent.model.runtime import LoadedModel
     from agent.tooling.registry import ToolRegistry
     from agent.tooling.runner import Confirm
@@ -69,3 +76,9 @@ def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry
                                       defer_side_effects=defer_side_effects, max_calls=max_calls)
     return make_constraint(lm, registry, user_grammar, confirm=confirm, defer_side_effects=defer_side_effects,
                            max_calls=max_calls, tool_choice=tool_choice)
+
+
+def island_form(lm: LoadedModel, fmt: ToolFormat) -> IslandForm | None:
+    """How a native format's chat template writes a tool result (prefix + content + suffix), for the
+    terminal's view of a streamed answer; None for the protocol (its island is already one line)."""
+    return native_format(lm.tokenizer, fmt.name).island if fmt.native else None
