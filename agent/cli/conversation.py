@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +26,16 @@ def _always_yes(record: ToolCallRecord) -> bool:
     return True
 
 
+def _loading(opts: dict[str, Any]) -> AbstractContextManager[object]:
+    """A spinner on the terminal while the model stack imports and the model loads (seconds on a CPU);
+    nothing when stderr is not a terminal (a script's stderr stays empty)."""
+    if not sys.stderr.isatty() or str(opts.get("model") or "").endswith(".gguf"):
+        return nullcontext()  # (a GGUF conversion shows its own steps on stderr; two live lines would fight)
+    from rich.console import Console  # rich is loaded by the renderer anyway; only here for the spinner
+
+    return Console(stderr=True).status(f"loading {opts.get('model') or 'the demo model'} ...", spinner="dots")
+
+
 @click.command(context_settings=CONTEXT)
 @decoding_options
 @click.option("--session", "session_id", default=None, help="Continue a saved session (see `agent sessions list`).")
@@ -43,7 +54,8 @@ def chat(session_id: str | None, **opts: Any) -> None:
     """
     from agent.repl import Repl, ask_confirmation  # prompt_toolkit: only for the REPL
 
-    session = build_session(opts, _always_yes if opts.get("yes") else ask_confirmation, session_id)
+    with _loading(opts):
+        session = build_session(opts, _always_yes if opts.get("yes") else ask_confirmation, session_id)
     Repl(session, model_loader=lambda name: load_lm({**opts, "model": name})).run()
 
 
@@ -62,7 +74,8 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
       agent run "Give me a JSON object" --grammar json --strategy sample -t 0.8
     """
     try:
-        session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
+        with _loading(opts):
+            session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
         from agent.grammar.tool_format import island_form  # llguidance: once the model is loaded anyway
 
         on_token, end_of_answer = streamed(_write_to_stdout, island_form(session.lm, session.tool_format))
