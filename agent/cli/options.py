@@ -67,7 +67,8 @@ def decoding_options(func: Command) -> Command:
                           "tools shown through its chat template) or our protocol (SEARCH(...) / CALL(...)). "
                           "Default auto: picked from the chat template."),
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
-                     help="A Python file of @tool functions to register (repeatable)."),
+                     help="A Python file of @tool functions, or a .json file of OpenAI-style function definitions "
+                          "(run by the function of the same name in a .py file also given); repeatable."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),
         click.option("--grammar", "grammar_file", type=click.Path(dir_okay=False), default=None,
                      help="A Lark grammar the response must match: a file, or a shipped one by name "

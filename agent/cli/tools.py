@@ -44,7 +44,7 @@ def tools_command_group() -> None:
 
 @tools_command_group.command("list", context_settings=CONTEXT)
 @click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
-              help="A Python file of @tool functions to register too (repeatable).")
+              help="A Python file of @tool functions, or a .json file of function definitions (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (name, call_signature, description, ...).")
 def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
     """List the registered tools: call form, description, and whether they have side effects.

@@ -18,6 +18,7 @@ from llguidance import LLMatcher
 from agent.grammar.islands import ISLAND_PREFIX
 from agent.grammar.protocol import value_json
 from agent.grammar.tokenizer import TokenizerInfo
+from agent.grammar.values import minimal_value
 from agent.tooling.spec import Param, ToolSpec
 
 ISLAND_OPEN = ISLAND_PREFIX.encode()
@@ -42,7 +43,8 @@ def _min_value_len(param: Param) -> int:
         return 5
     if kind == "list":
         return 2
-    return max(len(value_json(c)) for c in param.type.choices)
+    # an enum's longest choice; an object's required keys with such values (an upper bound)
+    return len(value_json(minimal_value(param.type, longest_choice=True)))
 
 
 def call_reserve(spec: ToolSpec) -> int:

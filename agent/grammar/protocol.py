@@ -27,8 +27,9 @@ from agent.grammar.text_rules import (
     text_rules_lark,
     text_rules_llguidance,
 )
+from agent.grammar.values import ValueRules, lark_literal, value_json
 from agent.tooling.registry import ToolRegistry
-from agent.tooling.spec import Param, ParamType, ToolSpec
+from agent.tooling.spec import Param, ToolSpec
 
 
 class ProtocolError(ValueError):
@@ -45,53 +46,9 @@ class ProtocolError(ValueError):
 # Grammar assembly
 
 
-def lark_literal(text: str) -> str:
-    """A Lark string literal for `text` (valid for both lark and llguidance)."""
-    out = ['"']
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def value_json(value: Any) -> str:
-    """A value as written in a call (JSON)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
 def protocol_template() -> str:
     """The fixed part of the protocol grammar (grammars/protocol.lark)."""
     return resources.files("agent.grammars").joinpath("protocol.lark").read_text(encoding="utf-8")
-
-
-def _value_rule(ptype: ParamType, literal_terms: list[str], literal_name: str) -> str:
-    """The grammar expression for one argument value of this type."""
-    if ptype.kind == "str":
-        return "STRING"
-    if ptype.kind == "int":
-        return "INT"
-    if ptype.kind == "float":
-        return "FLOAT"
-    if ptype.kind == "bool":
-        return "BOOL"
-    if ptype.kind == "literal":
-        alts = " | ".join(lark_literal(value_json(c)) for c in ptype.choices)
-        literal_terms.append(f"{literal_name}: {alts}")
-        return literal_name
-    assert ptype.kind == "list" and ptype.item is not None
-    item = _value_rule(ptype.item, literal_terms, literal_name)
-    return f'"[" ({item} (", " {item})*)? "]"'
 
 
 @dataclass(frozen=True)
@@ -111,6 +68,7 @@ class TurnGrammar:
     tool_rules: dict[str, str] = field(default_factory=dict)  # rule name -> tool name
     arg_rules: dict[str, ArgRule] = field(default_factory=dict)  # rule name -> (tool, param)
     first_call_forced: bool = False  # tool_choice required / a name: the response opens with a call
+    values: ValueRules = field(default_factory=ValueRules)  # object values' rules, to read them back
 
     @property
     def hash(self) -> str:
@@ -152,6 +110,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto")
     arg_rules: dict[str, ArgRule] = {}
     call_alts: list[str] = []
     triggers: list[str] = []
+    values = ValueRules()
 
     search = next((s for s in specs if s.shorthand == "SEARCH"), None)
     load = next((s for s in specs if s.shorthand == "LOAD"), None)
@@ -176,7 +135,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto")
             for j, param in enumerate(spec.params):
                 arg_rule = f"arg_{i}_{j}"
                 arg_rules[arg_rule] = ArgRule(spec.name, param)
-                value = _value_rule(param.type, terms, f"LIT_{i}_{j}")
+                value = values.expr(param.type, terms, f"LIT_{i}_{j}")
                 rules.append(f"{arg_rule}: {lark_literal(', ' + param.name + '=')} {value}")
                 parts.append(arg_rule if param.required else f"{arg_rule}?")
             rules.append(f"{tool_rule}: " + " ".join(parts))
@@ -188,7 +147,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto")
         rules.insert(0, "call: NO_CALL")  # no tools: a rule that can never match
         terms.append('NO_CALL: "\\x00NO TOOLS\\x00"')
 
-    generated = "\n// --- generated from the tool registry ---\n" + "\n".join(rules + terms) + "\n"
+    generated = "\n// --- generated from the tool registry ---\n" + "\n".join(rules + terms + values.lines) + "\n"
     base = protocol_template() + generated
     if not call_alts:
         # Without tools the response is free text only.
@@ -206,6 +165,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto")
         tool_rules=tool_rules,
         arg_rules=arg_rules,
         first_call_forced=bool(first),
+        values=values,
     )
 
 
@@ -291,16 +251,6 @@ class _Reader:
     def __init__(self, grammar: TurnGrammar) -> None:
         self.g = grammar
 
-    def value(self, items: list[Any], ptype: ParamType) -> Any:
-        toks = [t for t in items if isinstance(t, Token)]
-        if ptype.kind == "list":
-            assert ptype.item is not None
-            return [self.value([t], ptype.item) for t in toks]
-        tok = toks[0]
-        if ptype.kind == "float":
-            return float(tok)
-        return json.loads(str(tok))
-
     def call(self, tree: Tree, call_text: str) -> CallSegment:
         """tree: a `call` node; call_text: the call as written (from the token positions)."""
         node = tree.children[0]
@@ -316,7 +266,7 @@ class _Reader:
         for child in tool_tree.children:
             if isinstance(child, Tree) and child.data in self.g.arg_rules:
                 rule = self.g.arg_rules[child.data]
-                args[rule.param.name] = self.value(child.children, rule.param.type)
+                args[rule.param.name] = self.g.values.read(child.children, rule.param.type)
         return CallSegment(tool, args, call_text, form)
 
     @staticmethod

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from agent.grammar.protocol import format_call
+from agent.grammar.values import example_value
 from agent.tooling.spec import Param, ToolSpec
 
 
@@ -57,17 +58,10 @@ _KNOWN_EXAMPLES: dict[str, tuple[dict[str, Any], str, str, str]] = {
     "calc": ({"expr": "12 * 7"}, "What is 12 * 7?", "84", "12 * 7 = 84."),
     "note": ({"text": "buy milk"}, "Note that I must buy milk.", "noted", "I noted that you must buy milk."),
 }
-_PLACEHOLDERS = {"str": "text", "int": 1, "float": 1.5, "bool": True}
 
 
 def _example_value(param: Param) -> Any:
-    kind = param.type
-    if kind.kind == "literal":
-        return kind.choices[0]
-    if kind.kind == "list":
-        assert kind.item is not None
-        return [_PLACEHOLDERS.get(kind.item.kind, kind.item.choices[0] if kind.item.choices else "text")]
-    return _PLACEHOLDERS[kind.kind]
+    return example_value(param.type)
 
 
 def worked_examples(specs: Iterable[ToolSpec]) -> list[str]:

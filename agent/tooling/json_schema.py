@@ -2,7 +2,10 @@
 native tool-call grammars (agent.grammar.native) constrain a call's arguments to.
 
 One mapping from ParamType: str -> string, int -> integer, float -> number, bool -> boolean,
-Literal[...] -> enum (with its type when all values share one), list[X] -> array of X.
+Literal[...] -> enum (with its type when all values share one), list[X] -> array of X, an object
+(from a JSON Schema tool) -> object of its fields. A tool described in JSON Schema shows a template
+its own schema; the grammar always gets the strict rendering of its ParamTypes, which agrees with
+what `ParamType.check` accepts.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.tooling.registry import ToolRegistry
-from agent.tooling.spec import ParamType, ToolSpec
+from agent.tooling.spec import Param, ParamType, ToolSpec
 
 _JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 # The protocol's integers have at most 18 digits (they fit SQLite and every tool's int64); a strict
@@ -23,14 +26,16 @@ def type_schema(ptype: ParamType, strict: bool = False) -> dict[str, Any]:
     if ptype.kind == "literal":
         schema: dict[str, Any] = {"enum": list(ptype.choices)}
         # bool before int: True is an int to Python but a boolean to JSON Schema
-        kinds = {"boolean" if isinstance(c, bool) else "integer" if isinstance(c, int) else "string"
-                 for c in ptype.choices}
+        kinds = {"boolean" if isinstance(c, bool) else "integer" if isinstance(c, int)
+                 else "number" if isinstance(c, float) else "string" for c in ptype.choices}
         if len(kinds) == 1:
             schema = {"type": kinds.pop(), **schema}
         return schema
     if ptype.kind == "list":
         assert ptype.item is not None
         return {"type": "array", "items": type_schema(ptype.item, strict)}
+    if ptype.kind == "object":
+        return fields_schema(ptype.fields, strict)
     if strict and ptype.kind == "int":
         return {"type": "integer", "minimum": -INT_BOUND, "maximum": INT_BOUND}
     return {"type": _JSON_TYPES[ptype.kind]}
@@ -39,14 +44,21 @@ def type_schema(ptype: ParamType, strict: bool = False) -> dict[str, Any]:
 def parameters_schema(spec: ToolSpec, strict: bool = False) -> dict[str, Any]:
     """The object schema of a tool's arguments; `strict` forbids keys the tool does not take
     (the grammar uses it; a template only shows the schema, where the extra key is noise)."""
+    if not strict and spec.json_schema is not None:
+        return spec.json_schema
+    return fields_schema(spec.params, strict)
+
+
+def fields_schema(params: tuple[Param, ...], strict: bool) -> dict[str, Any]:
+    """The object schema of named fields (a tool's arguments, or an object argument's keys)."""
     properties: dict[str, Any] = {}
-    for p in spec.params:
+    for p in params:
         prop = type_schema(p.type, strict)
-        if not p.required:
+        if not p.required and p.default is not None:  # None: no default (a JSON tool's optional key)
             prop["default"] = p.default
         properties[p.name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties,
-                              "required": [p.name for p in spec.params if p.required]}
+                              "required": [p.name for p in params if p.required]}
     if strict:
         schema["additionalProperties"] = False
     return schema

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agent.tooling.json_tools import JsonTool, read_tools_json
 from agent.tooling.spec import ToolError, ToolSpec, make_spec, spec_of
 from agent.tools import calc, load, note, search
 
@@ -84,31 +86,7 @@ class ToolRegistry:
 
     def load_file(self, path: str | Path, replace: bool = False) -> list[ToolSpec]:
         """Import a Python file (`--tools x.py`) and register its `@tool` functions."""
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise ToolError(f"tools file {str(file)!r} does not exist")
-        if file.suffix != ".py":
-            raise ToolError(f"tools file {str(file)!r} is not a Python file (.py)")
-        mod_name = "agent_user_tools_" + "".join(c if c.isalnum() else "_" for c in str(file.resolve()))
-        spec = importlib.util.spec_from_file_location(mod_name, file)
-        if spec is None or spec.loader is None:
-            raise ToolError(f"cannot import tools file {str(file)!r}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            # what the file prints while imported goes to stderr: stdout carries answers and --json
-            with contextlib.redirect_stdout(sys.stderr):
-                spec.loader.exec_module(module)
-        except SystemExit as exc:  # not an Exception: it would end the agent with no answer
-            sys.modules.pop(mod_name, None)
-            raise ToolError(f"tools file {str(file)!r} called sys.exit({exc.code!r}) while being imported; "
-                            "a tools file should only define tools") from None
-        except ToolError as exc:
-            sys.modules.pop(mod_name, None)
-            raise ToolError(f"{file}: {exc}") from exc
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            raise ToolError(f"error while importing tools file {str(file)!r}: {type(exc).__name__}: {exc}") from exc
+        file, module = import_tools_file(path)
         found = self.load_module(module, source=str(file), replace=replace)
         if not found:
             raise ToolError(f"tools file {str(file)!r} defines no @tool functions")
@@ -140,6 +118,36 @@ class ToolRegistry:
         return found
 
 
+def import_tools_file(path: str | Path) -> tuple[Path, types.ModuleType]:
+    """Import a Python tools file (`--tools x.py`); ToolError naming the file for any problem."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ToolError(f"tools file {str(file)!r} does not exist")
+    if file.suffix != ".py":
+        raise ToolError(f"tools file {str(file)!r} is not a Python file (.py) or a JSON Schema file (.json)")
+    mod_name = "agent_user_tools_" + "".join(c if c.isalnum() else "_" for c in str(file.resolve()))
+    spec = importlib.util.spec_from_file_location(mod_name, file)
+    if spec is None or spec.loader is None:
+        raise ToolError(f"cannot import tools file {str(file)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        # what the file prints while imported goes to stderr: stdout carries answers and --json
+        with contextlib.redirect_stdout(sys.stderr):
+            spec.loader.exec_module(module)
+    except SystemExit as exc:  # not an Exception: it would end the agent with no answer
+        sys.modules.pop(mod_name, None)
+        raise ToolError(f"tools file {str(file)!r} called sys.exit({exc.code!r}) while being imported; "
+                        "a tools file should only define tools") from None
+    except ToolError as exc:
+        sys.modules.pop(mod_name, None)
+        raise ToolError(f"{file}: {exc}") from exc
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise ToolError(f"error while importing tools file {str(file)!r}: {type(exc).__name__}: {exc}") from exc
+    return file, module
+
+
 def default_registry() -> ToolRegistry:
     """The built-in tools in their fixed order: search, load, calc, note."""
     registry = ToolRegistry()
@@ -149,11 +157,72 @@ def default_registry() -> ToolRegistry:
 
 
 def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool = True,
-                   entry_points: bool = True) -> ToolRegistry:
-    """Built-ins, then installed entry-point tools, then `--tools` files (a clash is an error)."""
+                   entry_points: bool = True, provided: ToolRegistry | None = None) -> ToolRegistry:
+    """Built-ins, then installed entry-point tools, then `--tools` files (a clash is an error).
+
+    A `.json` file describes tools (agent.tooling.json_tools); each is run by the function of its
+    name in a `.py` file also given, or by a tool of its name in `provided` (e.g. an MCP server's).
+    A described tool with neither is an error here, before any model loads.
+    """
     registry = default_registry() if builtins else ToolRegistry()
     if entry_points:
         registry.load_entry_points()
-    for path in tool_files:
-        registry.load_file(path)
+    python_files = [p for p in tool_files if Path(p).suffix != ".json"]
+    json_files = [p for p in tool_files if Path(p).suffix == ".json"]
+    described = {tool.name: (path, tool) for path in json_files for tool in read_tools_json(path)}
+    for path in python_files:
+        file, module = import_tools_file(path)
+        found = registry.load_module(module, source=str(file))
+        runs = [name for name in described if callable(vars(module).get(name))]
+        if not found and not runs:
+            raise ToolError(f"tools file {str(file)!r} defines no @tool functions"
+                            + (" and no function named after a tool of the .json files" if described else ""))
+        for name in runs:
+            json_path, tool = described.pop(name)
+            if name in registry and registry.get(name).source != str(file):  # not this file's own @tool
+                raise ToolError(f"tool {name!r} of {json_path} is already registered (from "
+                                f"{registry.get(name).source}); rename one of them")
+            registry.register(described_spec(tool, vars(module)[name], str(json_path), str(file)), replace=True)
+    for name, (json_path, tool) in described.items():
+        runner = provided.get(name) if provided is not None and name in provided else None
+        if runner is None:
+            raise ToolError(f"{json_path}: tool {name!r} has no implementation: give a .py file with a function "
+                            f"named {name!r} with --tools too, or an MCP server that provides it (--mcp)")
+        registry.register(described_spec(tool, runner.func, str(json_path), runner.source, like=runner))
+    if provided is not None:
+        for spec in provided:
+            if spec.name not in registry:
+                registry.register(spec)
     return registry
+
+
+def described_spec(tool: JsonTool, func: Callable[..., Any], json_path: str, runs_in: str,
+                   like: ToolSpec | None = None) -> ToolSpec:
+    """The tool as its JSON describes it, run by `func`: an `@tool` function (or `like`) keeps its
+    purity, timeout and process; a plain function is pure only if the JSON says readOnlyHint."""
+    base = like if like is not None else spec_of(func)
+    if like is None:
+        _check_signature(tool, func, json_path)
+    return ToolSpec(name=tool.name, description=tool.description, params=tool.params, func=func,
+                    pure=base.pure if base else tool.read_only, timeout=base.timeout if base else 10.0,
+                    source=f"{json_path} (run by {runs_in})", in_process=base.in_process if base else False,
+                    json_schema=tool.schema)
+
+
+def _check_signature(tool: JsonTool, func: Callable[..., Any], json_path: str) -> None:
+    """The function takes every described argument, and needs none that the JSON makes optional."""
+    where = f"{json_path}: tool {tool.name!r}: function {getattr(func, '__qualname__', tool.name)}"
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError) as exc:
+        raise ToolError(f"{where}: cannot read its signature ({exc})") from None
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    described = {p.name: p for p in tool.params}
+    for name in described:
+        if name not in params and not takes_any:
+            raise ToolError(f"{where}: takes no argument {name!r}, which the JSON describes")
+    for p in params.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.default is not p.empty:
+            continue
+        if p.name not in described or not described[p.name].required:
+            raise ToolError(f"{where}: needs argument {p.name!r}, which the JSON does not make required")

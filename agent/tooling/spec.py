@@ -29,6 +29,7 @@ ToolFunction = TypeVar("ToolFunction", bound=Callable[..., Any])
 SHORTHAND = {"search": "SEARCH", "load": "LOAD"}
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+TOOL_NAME_CHARS = frozenset(_NAME_CHARS)  # for tools described elsewhere (JSON Schema, MCP)
 
 
 class ToolError(Exception):
@@ -44,19 +45,23 @@ class ToolFailure(Exception):
 
 @dataclass(frozen=True)
 class ParamType:
-    """The type of one argument: str, int, float, bool, a Literal of values, or a list of one of these."""
+    """The type of one argument: str, int, float, bool, a Literal of values, a list of one of these,
+    or (from JSON Schema tools) an object with named fields."""
 
-    kind: str  # "str" | "int" | "float" | "bool" | "literal" | "list"
+    kind: str  # "str" | "int" | "float" | "bool" | "literal" | "list" | "object"
     choices: tuple[Any, ...] = ()  # for "literal"
     item: ParamType | None = None  # for "list"
+    fields: tuple[Param, ...] = ()  # for "object": its keys in schema order
 
     def text(self) -> str:
-        """The type as written in the call signature (Python syntax)."""
+        """The type as written in the call signature (Python syntax; an object as `{key: type, ...}`)."""
         if self.kind == "literal":
             return "Literal[" + ", ".join(_json_text(c) for c in self.choices) + "]"
         if self.kind == "list":
             assert self.item is not None
             return f"list[{self.item.text()}]"
+        if self.kind == "object":
+            return "{" + ", ".join(_param_text(f) for f in self.fields) + "}"
         return self.kind
 
     def check(self, value: Any) -> Any:
@@ -83,7 +88,27 @@ class ParamType:
             if isinstance(value, list):
                 assert self.item is not None
                 return [self.item.check(v) for v in value]
+        elif self.kind == "object":
+            if isinstance(value, dict):
+                return self._check_object(value)
         raise TypeError(f"expected {self.text()}, got {type(value).__name__} {_json_text(value)}")
+
+    def _check_object(self, value: dict[str, Any]) -> dict[str, Any]:
+        """The object with its fields checked, in schema order; TypeError naming the key at fault."""
+        known = {f.name for f in self.fields}
+        for key in value:
+            if key not in known:
+                raise TypeError(f"unexpected key {_json_text(key)} (keys: {', '.join(sorted(known)) or 'none'})")
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            if f.name in value:
+                try:
+                    out[f.name] = f.type.check(value[f.name])
+                except TypeError as exc:
+                    raise TypeError(f"key {_json_text(f.name)}: {exc}") from None
+            elif f.required:
+                raise TypeError(f"missing required key {_json_text(f.name)}")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-schema-like description (for `agent tools list --json`)."""
@@ -92,6 +117,11 @@ class ParamType:
         if self.kind == "list":
             assert self.item is not None
             return {"type": "array", "items": self.item.to_json()}
+        if self.kind == "object":
+            return {"type": "object",
+                    "properties": {f.name: {**f.type.to_json(), **({} if f.required else {"default": f.default})}
+                                   for f in self.fields},
+                    "required": [f.name for f in self.fields if f.required]}
         return {"type": {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}[self.kind]}
 
 
@@ -131,6 +161,9 @@ class ToolSpec:
     source: str = ""  # where it came from: "builtin", a file path, or an entry point
     # Run in the agent's own process instead of a worker process: the timeout cannot stop it.
     in_process: bool = False
+    # A tool described in JSON Schema (a --tools .json file, an MCP server) keeps its own parameters
+    # schema: a chat template shows the model that, with its descriptions, rather than our rendering.
+    json_schema: dict[str, Any] | None = None
     call_signature: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -158,11 +191,17 @@ class ToolSpec:
         }
 
 
-def _call_signature(name: str, params: tuple[Param, ...]) -> str:
-    def one(p: Param) -> str:
-        text = f"{p.name}: {p.type.text()}"
-        return text if p.required else f"{text} = {_json_text(p.default)}"
+def _param_text(p: Param) -> str:
+    """`name: type`, with ` = default` for an optional one."""
+    text = f"{p.name}: {p.type.text()}"
+    if p.required:
+        return text
+    # None is never a Python tool's default (no type accepts it): a JSON tool's optional key without one
+    return f"{text} (optional)" if p.default is None else f"{text} = {_json_text(p.default)}"
 
+
+def _call_signature(name: str, params: tuple[Param, ...]) -> str:
+    one = _param_text
     form = SHORTHAND.get(name)
     shorthand_kind = "str" if name == "search" else "int"
     if form and len(params) == 1 and params[0].required and params[0].type.kind == shorthand_kind:

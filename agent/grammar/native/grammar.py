@@ -14,8 +14,9 @@ import json
 from typing import Any
 
 from agent.grammar.native.format import NativeFormat
+from agent.grammar.values import minimal_value
 from agent.tooling.json_schema import parameters_schema
-from agent.tooling.spec import Param, ToolSpec
+from agent.tooling.spec import ToolSpec
 
 # How llguidance writes the JSON of a call: no free whitespace, the separators `tojson` uses.
 JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -68,15 +69,8 @@ def segment_grammar(fmt: NativeFormat, specs: list[ToolSpec], mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _shortest_value(param: Param) -> Any:
-    kind = param.type.kind
-    if kind == "literal":
-        return min(param.type.choices, key=lambda c: len(json.dumps(c)))
-    return {"str": "", "int": 0, "float": 0, "bool": True, "list": []}[kind]
-
-
 def call_reserve(fmt: NativeFormat, spec: ToolSpec) -> int:
     """An upper bound on the tokens the shortest call of `spec` takes (a token is at least one byte)."""
-    args = {p.name: _shortest_value(p) for p in spec.params if p.required}
+    args = {p.name: minimal_value(p.type) for p in spec.params if p.required}
     body = json.dumps({"name": spec.name, fmt.spec.args_key: args}, ensure_ascii=False)
     return len(fmt.spec.opener) + len(fmt.spec.call_end) + len(body.encode()) + 4

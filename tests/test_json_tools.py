@@ -1,0 +1,219 @@
+"""Tools described in JSON Schema (`--tools x.json`): the mapping, its errors, pairing with a Python
+function, and both grammars (protocol and a native format) producing only schema-valid calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import torch
+from transformers import DynamicCache
+
+from agent.grammar.constraint import make_constraint
+from agent.grammar.native.factory import make_native_constraint
+from agent.grammar.protocol import build_turn_grammar
+from agent.model.runtime import LoadedModel
+from agent.tooling.json_schema import parameters_schema
+from agent.tooling.registry import build_registry
+from agent.tooling.runner import ToolRunner
+from agent.tooling.spec import ToolError
+from test_native_formats import build_lm
+
+BOOK_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "when": {"type": "object", "description": "When to come.",
+                 "properties": {"day": {"type": "string", "enum": ["mon", "tue", "wed"]},
+                                "seats": {"type": "integer"},
+                                "late": {"type": "boolean", "default": False}},
+                 "required": ["day", "seats"]},
+        "size": {"enum": ["small", "large", 3, 2.5]},
+        "tags": {"type": "array", "items": {"type": "string", "enum": ["window", "quiet"]}},
+        "guests": {"type": "array", "items": {"type": "object",
+                                              "properties": {"name": {"type": "string"},
+                                                             "age": {"type": "number"}},
+                                              "required": ["name"]}},
+        "note": {"type": "string", "default": "none"},
+    },
+    "required": ["when", "size"],
+}
+BOOK = [{"type": "function", "function": {"name": "book", "description": "Book a table.",
+                                          "parameters": BOOK_PARAMETERS}}]
+IMPL = '''
+def book(when, size, tags=(), guests=(), note="none"):
+    return f"booked {when['day']} for {when['seats']} ({size}, {list(tags)}, {len(guests)} guests, {note})"
+'''
+
+
+def write_tools(tmp_path: Path, tools: Any = None, impl: str = IMPL) -> tuple[str, str]:
+    described = tmp_path / "tools.json"
+    described.write_text(json.dumps(BOOK if tools is None else tools), encoding="utf-8")
+    runs = tmp_path / "book_impl.py"
+    runs.write_text(impl, encoding="utf-8")
+    return str(described), str(runs)
+
+
+def test_a_json_tool_is_described_by_its_schema_and_run_by_its_function(tmp_path: Path) -> None:
+    described, runs = write_tools(tmp_path)
+    registry = build_registry([described, runs])
+    spec = registry.get("book")
+    assert spec.description == "Book a table." and not spec.pure  # no readOnlyHint: a side effect
+    assert described in spec.source and runs in spec.source
+    assert parameters_schema(spec) == BOOK_PARAMETERS  # a template shows the tool's own schema
+    record = ToolRunner(registry, confirm=lambda r: True).run(
+        "book", {"when": {"day": "mon", "seats": 2}, "size": 3})
+    assert record.result == "booked mon for 2 (3, [], 0 guests, none)", record.error
+    bad = ToolRunner(registry, confirm=lambda r: True).run("book", {"when": {"day": "fri", "seats": 2}, "size": 3})
+    assert bad.error is not None and "'when'" in bad.error and '"day"' in bad.error and '"fri"' in bad.error
+
+
+def test_the_protocol_writes_objects_with_keys_in_schema_order(tmp_path: Path) -> None:
+    registry = build_registry(list(write_tools(tmp_path)))
+    grammar = build_turn_grammar(registry)
+    call = grammar.parse_call('CALL(book, when={"day": "tue", "seats": 2, "late": true}, size=2.5, '
+                              'guests=[{"name": "Ann"}, {"name": "Bo", "age": 7}])')
+    assert call.args == {"when": {"day": "tue", "seats": 2, "late": True}, "size": 2.5,
+                         "guests": [{"name": "Ann"}, {"name": "Bo", "age": 7.0}]}
+    for wrong in ('CALL(book, when={"seats": 2, "day": "tue"}, size=3)',  # keys out of order
+                  'CALL(book, when={"day": "tue"}, size=3)',  # a required key missing
+                  'CALL(book, when={"day": "tue", "seats": 2, "x": 1}, size=3)',  # an unknown key
+                  'CALL(book, when={"day": "fri", "seats": 2}, size=3)'):  # not in the enum
+        with pytest.raises(ValueError):
+            grammar.parse_call(wrong)
+
+
+@pytest.mark.parametrize(("schema", "message"), [
+    ({"type": "object", "properties": {"when": {"oneOf": [{"type": "string"}]}}},
+     'tool "book": parameters.properties.when: "oneOf" is not supported'),
+    ({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}},
+     'tool "book": parameters.properties.when: "format" is not supported'),
+    ({"type": "object", "properties": {"when": {"type": ["string", "null"]}}},
+     'parameters.properties.when: "type": ["string", "null"] is not supported'),
+    ({"type": "object",
+      "properties": {"a": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}}},
+     "parameters.properties.a.items: arrays of arrays are not supported"),
+    ({"type": "object", "properties": {"a": {"type": "object"}}},
+     "parameters.properties.a: an object needs its \"properties\""),
+    ({"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}},
+     "parameters.properties.a.default: does not match the type"),
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]},
+     'parameters.required: "b" is not one of the properties'),
+])
+def test_what_cannot_be_mapped_names_the_tool_and_the_path(tmp_path: Path, schema: dict, message: str) -> None:
+    tools = [{"type": "function", "function": {"name": "book", "description": "Book.", "parameters": schema}}]
+    described, runs = write_tools(tmp_path, tools, impl="def book(**kwargs):\n    return 'ok'\n")
+    with pytest.raises(ToolError) as error:
+        build_registry([described, runs])
+    assert f"{described}: " in str(error.value) and message in str(error.value)
+
+
+def test_a_bare_function_object_and_a_plain_function_work_too(tmp_path: Path) -> None:
+    tools = [{"name": "shout", "description": "Shout a word.", "annotations": {"readOnlyHint": True},
+              "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}]
+    described, runs = write_tools(tmp_path, tools, impl="def shout(word):\n    return word.upper()\n")
+    registry = build_registry([described, runs])
+    assert registry.get("shout").pure  # readOnlyHint: runs without asking
+    assert ToolRunner(registry).run("shout", {"word": "hi"}).result == "HI"
+
+
+def test_a_described_tool_without_an_implementation_is_an_error(tmp_path: Path) -> None:
+    described, _ = write_tools(tmp_path)
+    with pytest.raises(ToolError, match="tool 'book' has no implementation"):
+        build_registry([described])
+    impl = "def book(when, size, colour, tags=(), guests=(), note=''):\n    return 'x'\n"
+    described, runs = write_tools(tmp_path, impl=impl)
+    with pytest.raises(ToolError, match="needs argument 'colour'"):
+        build_registry([described, runs])
+
+
+def test_the_cli_reports_a_bad_tools_file_before_any_model_loads(tmp_path: Path) -> None:
+    described, _ = write_tools(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "run", "hi", "--tools", described, "--no-save",
+                           "--model", str(tmp_path / "no-such-model")],
+                          capture_output=True, text=True, timeout=120, env=_env(tmp_path))
+    assert done.returncode != 0 and "has no implementation" in done.stderr and "Traceback" not in done.stderr
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AGENT_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1,000 sampled calls per grammar, all schema-valid
+
+
+def sample_calls(lm: LoadedModel, first: Any, prompt: str, count: int, max_tokens: int = 160,
+                 seed: int = 0) -> list[dict[str, Any]]:
+    """`count` forks of the constraint `first`, decoded together (one batched forward pass per step, KV
+    cache shared by position), each sampled from the model's masked distribution until its call closes
+    (the side-effect tool is deferred, so the call's arguments are read from the pending call)."""
+    generator = torch.Generator().manual_seed(seed)
+    forks = [first.fork() for _ in range(count)]
+    forced: list[list[int]] = [[] for _ in range(count)]
+    ids = torch.tensor([lm.tokenizer.encode(prompt)] * count)
+    calls: list[dict[str, Any] | None] = [None] * count
+    cache = DynamicCache()
+    with torch.no_grad():
+        logits = lm.run(cache, input_ids=ids).logits[:, -1, :]
+        for step in range(max_tokens):
+            chosen = []
+            for i, con in enumerate(forks):
+                if calls[i] is not None or con.is_finished():
+                    chosen.append(lm.tokenizer.pad_token_id or 0)
+                    continue
+                if forced[i]:
+                    token = forced[i].pop(0)
+                else:
+                    con.set_tokens_left(max_tokens - step)
+                    mask = con.allowed_tokens()[: logits.shape[1]]
+                    probs = torch.softmax(logits[i].masked_fill(~mask, float("-inf")), dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generator))
+                forced[i] += con.accept(token).forced_token_ids
+                if con.pending_call is not None:
+                    calls[i] = con.pending_call.args
+                chosen.append(token)
+            if all(c is not None for c in calls):
+                break
+            logits = lm.run(cache, input_ids=torch.tensor(chosen)[:, None]).logits[:, -1, :]
+    print(*calls[:5], sep="\n")  # what the model wrote, for a failing run's log
+    missing = sum(c is None for c in calls)
+    assert not missing, f"{missing} of {count} sampled responses did not finish their call"
+    return [c for c in calls if c is not None]
+
+
+def check_all_valid(calls: list[dict[str, Any]]) -> None:
+    validator = jsonschema.Draft202012Validator({**BOOK_PARAMETERS, "additionalProperties": False})
+    for args in calls:
+        errors = list(validator.iter_errors(args))
+        assert not errors, f"{args}: {errors[0].message}"
+    # the model explored the schema, not one corner of it
+    assert len({json.dumps(c, sort_keys=True) for c in calls}) > len(calls) // 2
+    assert any("guests" in c for c in calls) and any("tags" in c for c in calls)
+
+
+def test_1000_sampled_protocol_calls_are_all_schema_valid(tmp_path: Path, tiny_lm: LoadedModel) -> None:
+    registry = build_registry(list(write_tools(tmp_path)), builtins=False, entry_points=False)
+    start = time.perf_counter()
+    constraint = make_constraint(tiny_lm, registry, tool_choice="required", defer_side_effects=True)
+    calls = sample_calls(tiny_lm, constraint, "<|user|>\nBook a table.\n<|assistant|>\n", 1000)
+    check_all_valid(calls)
+    assert time.perf_counter() - start < 60
+
+
+def test_1000_sampled_hermes_calls_are_all_schema_valid(tmp_path: Path) -> None:
+    registry = build_registry(list(write_tools(tmp_path)), builtins=False, entry_points=False)
+    lm = build_lm("hermes")
+    start = time.perf_counter()
+    constraint = make_native_constraint(lm, registry, "hermes", tool_choice="required", defer_side_effects=True)
+    prompt = lm.tokenizer.apply_chat_template([{"role": "user", "content": "Book a table."}], tokenize=False,
+                                              add_generation_prompt=True)
+    calls = sample_calls(lm, constraint, prompt, 1000)
+    check_all_valid(calls)
+    assert time.perf_counter() - start < 60
