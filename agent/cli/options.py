@@ -69,6 +69,10 @@ def decoding_options(func: Command) -> Command:
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
                      help="A Python file of @tool functions, or a .json file of OpenAI-style function definitions "
                           "(run by the function of the same name in a .py file also given); repeatable."),
+        click.option("--mcp", "mcp_servers", multiple=True, metavar='"COMMAND ARGS..."',
+                     help="An MCP server to start (stdio): its tools are registered, called through it, and it "
+                          "stops with the command (repeatable). Servers in AGENT_HOME/config.json "
+                          "(mcpServers) start too."),
         click.option("--no-tools", is_flag=True, help="No tools and no tool grammar: free text."),
         click.option("--grammar", "grammar_file", type=click.Path(dir_okay=False), default=None,
                      help="A Lark grammar the response must match: a file, or a shipped one by name "
@@ -150,16 +154,42 @@ def load_lm(opts: Options) -> LoadedModel:
 
 
 def load_registry(opts: Options) -> ToolRegistry | None:
-    """The tools (built-ins, installed, --tools files); None with --no-tools or --grammar."""
+    """The tools (built-ins, installed, --tools files, MCP servers); None with --no-tools or --grammar."""
     if opts.get("no_tools") or opts.get("grammar_file"):
-        if opts.get("tool_files") and opts.get("no_tools"):
-            raise click.UsageError("--tools and --no-tools cannot be used together")
+        if opts.get("no_tools"):
+            for option, key in (("--tools", "tool_files"), ("--mcp", "mcp_servers")):
+                if opts.get(key):
+                    raise click.UsageError(f"{option} and --no-tools cannot be used together")
         return None
-    from agent.tooling.registry import build_registry  # the built-in tools load lark
+    return load_tools(tuple(opts.get("tool_files") or ()), tuple(opts.get("mcp_servers") or ()))
 
+
+def load_tools(tool_files: tuple[str, ...], mcp_servers: tuple[str, ...]) -> ToolRegistry:
+    """Built-ins, installed tools, --tools files, and the tools of the MCP servers (--mcp and the agent
+    home's config.json), which start here and stop when the command ends."""
+    # the built-in tools load lark; the MCP configuration goes with them (read only where tools are loaded)
+    from agent.tooling.mcp_config import configured_servers
+    from agent.tooling.registry import ToolRegistry, build_registry
+
+    hub = None
     try:
-        return build_registry(tuple(opts.get("tool_files") or ()))
+        servers = configured_servers(mcp_servers)
+        provided = None
+        if servers:
+            try:
+                from agent.tooling.mcp_client import McpHub  # mcp and its async stack: only when servers are used
+            except ImportError as exc:
+                raise click.ClickException(f"MCP servers need the mcp package ({exc}); install it with "
+                                           "pip install 'agent-shell[mcp]'") from None
+            hub = McpHub()
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.call_on_close(hub.close)
+            provided = ToolRegistry([spec for server in servers for spec in hub.start(server)])
+        return build_registry(tool_files, provided=provided)
     except (ToolError, OSError) as exc:
+        if hub is not None:
+            hub.close()
         raise click.ClickException(str(exc)) from exc
 
 

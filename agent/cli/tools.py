@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from agent.cli.grammar_names import TEMPLATE_NOTE, description, is_template, resolve_grammar, shipped
-from agent.cli.options import CONTEXT
+from agent.cli.options import CONTEXT, load_tools
 from agent.grammar.errors import GrammarError
 from agent.render import printable, tools_table
-from agent.tooling.spec import ToolError
 from agent.tools import kb
 from agent.tools.kb_files import DEFAULT_MAX_BYTES
 from agent.tools.search import search
+
+if TYPE_CHECKING:
+    from agent.tooling.registry import ToolRegistry
 
 
 def _console() -> Console:
@@ -45,8 +49,10 @@ def tools_command_group() -> None:
 @tools_command_group.command("list", context_settings=CONTEXT)
 @click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
               help="A Python file of @tool functions, or a .json file of function definitions (repeatable).")
+@click.option("--mcp", "mcp_servers", multiple=True, metavar='"COMMAND ARGS..."',
+              help="An MCP server whose tools to list too (repeatable); it is started, asked, and stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (name, call_signature, description, ...).")
-def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
+def tools_list(tool_files: tuple[str, ...], mcp_servers: tuple[str, ...], as_json: bool) -> None:
     """List the registered tools: call form, description, and whether they have side effects.
 
     \b
@@ -54,17 +60,25 @@ def tools_list(tool_files: tuple[str, ...], as_json: bool) -> None:
       agent tools list
       agent tools list --tools ./weather_tools.py
       agent tools list --json | python -m json.tool
+      agent tools list --mcp "uvx mcp-server-time"
     """
-    from agent.tooling.registry import build_registry  # the built-in tools load lark
-
-    try:
-        registry = build_registry(tool_files)
-    except (ToolError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    registry = load_tools(tool_files, mcp_servers)
     if as_json:
         click.echo(json.dumps([spec.to_json() for spec in registry], ensure_ascii=False, default=str))
         return
-    _console().print(tools_table(registry))
+    _console().print(_with_sources(registry))
+
+
+def _with_sources(registry: ToolRegistry) -> Table:
+    """The tools table (agent.render.tools_table) plus where each tool comes from: builtin, a file, an
+    entry point, a JSON file and what runs it, an MCP server."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in tools_table(registry).columns:
+        table.add_column(column.header, justify=column.justify)
+    table.add_column("source")
+    for spec, *cells in zip(registry, *(column.cells for column in tools_table(registry).columns)):
+        table.add_row(*cells, printable(spec.source))
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
