@@ -19,11 +19,12 @@ from transformers import DynamicCache
 from agent.grammar.constraint import make_constraint
 from agent.grammar.native.factory import make_native_constraint
 from agent.grammar.protocol import build_turn_grammar
+from agent.grammar.system_prompt import worked_examples
 from agent.model.runtime import LoadedModel
 from agent.tooling.json_schema import parameters_schema
-from agent.tooling.registry import build_registry
+from agent.tooling.registry import ToolRegistry, build_registry
 from agent.tooling.runner import ToolRunner
-from agent.tooling.spec import ToolError
+from agent.tooling.spec import ToolError, ToolSpec, make_spec
 from test_native_formats import build_lm
 
 BOOK_PARAMETERS: dict[str, Any] = {
@@ -81,6 +82,10 @@ def test_the_protocol_writes_objects_with_keys_in_schema_order(tmp_path: Path) -
                               'guests=[{"name": "Ann"}, {"name": "Bo", "age": 7}])')
     assert call.args == {"when": {"day": "tue", "seats": 2, "late": True}, "size": 2.5,
                          "guests": [{"name": "Ann"}, {"name": "Bo", "age": 7.0}]}
+    # the worked example a protocol system prompt shows is a call the grammar takes
+    (example,) = worked_examples([registry.get("book")])
+    shown = example.split("Answer: ", 1)[1].split("\n", 1)[0]
+    assert grammar.parse_call(shown).args == {"when": {"day": "mon", "seats": 1}, "size": "small"}
     for wrong in ('CALL(book, when={"seats": 2, "day": "tue"}, size=3)',  # keys out of order
                   'CALL(book, when={"day": "tue"}, size=3)',  # a required key missing
                   'CALL(book, when={"day": "tue", "seats": 2, "x": 1}, size=3)',  # an unknown key
@@ -217,3 +222,24 @@ def test_1000_sampled_hermes_calls_are_all_schema_valid(tmp_path: Path) -> None:
     calls = sample_calls(lm, constraint, prompt, 1000)
     check_all_valid(calls)
     assert time.perf_counter() - start < 60
+
+
+def test_a_provided_tool_is_described_by_the_json_or_clashes_clearly(tmp_path: Path) -> None:
+    """Tools provided from elsewhere (an MCP server's): a .json description of the same name narrows
+    one; one named like a built-in is an error, not silently dropped."""
+    def calc(expr: str) -> str:
+        """A second calc."""
+        return expr
+
+    with pytest.raises(ToolError, match="'calc' is already registered"):
+        build_registry([], provided=ToolRegistry([make_spec(calc)]))
+
+    def book(**kwargs: Any) -> str:
+        """Books, described below."""
+        return json.dumps(kwargs)
+
+    described, _ = write_tools(tmp_path)
+    provided = ToolSpec(name="book", description="Books.", params=(), func=book, pure=False, source="elsewhere")
+    registry = build_registry([described], provided=ToolRegistry([provided]))
+    spec = registry.get("book")
+    assert spec.params[0].name == "when" and spec.source.endswith("(run by elsewhere)") and not spec.pure

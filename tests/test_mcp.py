@@ -164,6 +164,16 @@ def test_a_json_schema_narrows_the_servers_tool_and_the_server_runs_it(tmp_path:
     assert not servers_running("mcp_server_time")
 
 
+def test_chat_stops_the_server_at_end_of_input(tmp_path: Path, long_model_dir: Path) -> None:
+    """Ctrl-D (end of input) ends the REPL; the server ends with it."""
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "chat", "--mcp", TIME_SERVER, "--model",
+                           str(long_model_dir)], input="/tools\n", capture_output=True, text=True,
+                          env=env_for(tmp_path), timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "get_current_time" in done.stdout
+    assert not servers_running("mcp_server_time")
+
+
 @pytest.fixture()
 def trouble_home(tmp_path: Path) -> tuple[Path, Path]:
     """An agent home whose config.json starts the trouble server with a 2-second call timeout."""

@@ -191,8 +191,8 @@ def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool 
         registry.register(described_spec(tool, runner.func, str(json_path), runner.source, like=runner))
     if provided is not None:
         for spec in provided:
-            if spec.name not in registry:
-                registry.register(spec)
+            if spec.name not in described:  # described by a .json file: registered above as described
+                registry.register(spec)  # a clash with a tool of another source is an error
     return registry
 
 
