@@ -99,8 +99,10 @@ def test_the_protocol_writes_objects_with_keys_in_schema_order(tmp_path: Path) -
      'tool "book": parameters.properties.when: "oneOf" is not supported'),
     ({"type": "object", "properties": {"when": {"type": "string", "format": "date"}}},
      'tool "book": parameters.properties.when: "format" is not supported'),
-    ({"type": "object", "properties": {"when": {"type": ["string", "null"]}}},
-     'parameters.properties.when: "type": ["string", "null"] is not supported'),
+    ({"type": "object", "properties": {"when": {"type": ["string", "integer"]}}},
+     'parameters.properties.when: "type": ["string", "integer"] is not supported'),
+    ({"type": "object", "properties": {"when": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}},
+     'parameters.properties.when: "anyOf" is not supported'),
     ({"type": "object",
       "properties": {"a": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}}},
      "parameters.properties.a.items: arrays of arrays are not supported"),
@@ -117,6 +119,18 @@ def test_what_cannot_be_mapped_names_the_tool_and_the_path(tmp_path: Path, schem
     with pytest.raises(ToolError) as error:
         build_registry([described, runs])
     assert f"{described}: " in str(error.value) and message in str(error.value)
+
+
+def test_an_optional_written_as_x_or_null_is_an_optional_x(tmp_path: Path) -> None:
+    """pydantic (and so most Python MCP servers) writes `Optional[int] = None` as anyOf [int, null]."""
+    parameters = {"type": "object", "properties": {
+        "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "Limit"},
+        "mode": {"type": ["string", "null"], "enum": ["a", "b"], "default": "a"}}}
+    tools = [{"name": "pick", "description": "Pick.", "parameters": parameters}]
+    described, runs = write_tools(tmp_path, tools, impl="def pick(limit=None, mode='a'):\n    return 'ok'\n")
+    limit, mode = build_registry([described, runs]).get("pick").params
+    assert (limit.type.kind, limit.required, limit.default) == ("int", False, None)
+    assert (mode.type.kind, mode.type.choices, mode.default) == ("literal", ("a", "b"), "a")
 
 
 def test_a_bare_function_object_and_a_plain_function_work_too(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from mcp.client.stdio import stdio_client
 
 TIME_SERVER = f"{sys.executable} -m mcp_server_time"
 TROUBLE_SERVER = '''
+import datetime
 import os
 import sys
 import time
@@ -35,6 +36,12 @@ def write_mark(text: str) -> str:
     with open(sys.argv[1], "a", encoding="utf-8") as f:
         f.write(text)
     return "written"
+
+
+@server.tool()
+def remind(moment: datetime.datetime) -> str:
+    """A tool whose argument has a format the grammar cannot enforce: it is left out."""
+    return "never"
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
@@ -186,16 +193,19 @@ def trouble_home(tmp_path: Path) -> tuple[Path, Path]:
     return home, tmp_path / "mark.txt"
 
 
-@pytest.mark.parametrize(("tool", "extra", "island"), [
-    ("write_mark", [], "write_mark has side effects and was not run"),
-    ("crash", [], "crash failed: MCP server 'trouble'"),
-    ("hang", [], "hang timed out after 2 s"),
+@pytest.mark.parametrize(("tool", "island"), [
+    ("write_mark", "write_mark has side effects and was not run"),  # no --yes
+    ("crash", "crash failed: MCP server 'trouble'"),
+    ("hang", "hang timed out after 2 s"),
 ])
 def test_side_effects_crashes_and_hangs_become_error_islands(trouble_home: tuple[Path, Path], long_model_dir: Path,
-                                                             tool: str, extra: list[str], island: str) -> None:
+                                                             tool: str, island: str) -> None:
     home, mark = trouble_home
-    result = run_json(agent("run", "Go.", "--tool-choice", tool, "--model", str(long_model_dir),
-                            "--max-new-tokens", "30", "--max-tool-calls", "1", "--json", *extra, home=home))
+    done = agent("run", "Go.", "--tool-choice", tool, "--model", str(long_model_dir),
+                 "--max-new-tokens", "30", "--max-tool-calls", "1", "--json", home=home)
+    result = run_json(done)
+    assert ("warning: MCP server 'trouble': tool \"remind\": inputSchema.properties.moment: "
+            "\"format\" is not supported; the tool is left out") in done.stderr
     first = result["tool_calls"][0]
     assert first["tool"] == tool and island in first["error"], first
     assert f"=> error: {island}" in result["response"]

@@ -186,6 +186,8 @@ def load_tools(tool_files: tuple[str, ...], mcp_servers: tuple[str, ...]) -> Too
             if ctx is not None:
                 ctx.call_on_close(hub.close)
             provided = ToolRegistry([spec for server in servers for spec in hub.start(server)])
+            for message in hub.skipped:
+                click.echo(f"warning: {message}", err=True)
         return build_registry(tool_files, provided=provided)
     except (ToolError, OSError) as exc:
         if hub is not None:

@@ -51,10 +51,28 @@ def _enum_type(values: Any, path: str) -> ParamType:
     return ParamType("literal", choices=tuple(values))
 
 
+def _without_null(node: dict[str, Any], path: str) -> dict[str, Any]:
+    """`X or null` (`anyOf: [X, {"type": "null"}]`, `"type": [t, "null"]`, how pydantic writes an
+    Optional) as X: the grammar never writes null, and every value it writes is still valid."""
+    for key in ("anyOf", "oneOf"):
+        branches = node.get(key)
+        if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+            other = branches[1 - branches.index({"type": "null"})]
+            if isinstance(other, dict):
+                rest = {k: v for k, v in node.items() if k != key and (k != "default" or v is not None)}
+                return {**other, **rest}
+    kind = node.get("type")
+    if isinstance(kind, list) and len(kind) == 2 and "null" in kind:
+        rest = {k: v for k, v in node.items() if k != "default" or v is not None}
+        return {**rest, "type": kind[1 - kind.index("null")]}
+    return node
+
+
 def param_type(node: Any, path: str) -> ParamType:
     """The ParamType of one JSON Schema node; ToolError naming `path` for what cannot be mapped."""
     if not isinstance(node, dict):
         raise ToolError(f"{path}: a schema must be a JSON object, not {json.dumps(node)}")
+    node = _without_null(node, path)
     # first what cannot be mapped at all (oneOf, $ref, ...): that is the error worth reading
     _unsupported(node, {"type", "enum", "const", "items", "properties", "required", "additionalProperties"}, path)
     if "enum" in node or "const" in node:
@@ -116,7 +134,8 @@ def object_fields(node: dict[str, Any], path: str, identifiers: bool) -> tuple[P
         ptype = param_type(sub, where)
         is_required = name in required
         default = None
-        if not is_required and isinstance(sub, dict) and "default" in sub:
+        # a null default (an Optional's) is no default: the key is left out and the tool's own applies
+        if not is_required and isinstance(sub, dict) and sub.get("default") is not None:
             try:
                 default = ptype.check(sub["default"])
             except TypeError as exc:

@@ -65,8 +65,9 @@ class McpHub:
         self._tasks: list[concurrent.futures.Future[None]] = []
         self._logs: list[IO[str]] = []
         self._closed = False
+        self.skipped: list[str] = []  # why a server's tool was left out (its schema cannot be mapped)
         atexit.register(self.close)
-        _stop_on_sigterm()
+        self._sigterm = _stop_on_sigterm()
 
     # -- starting -----------------------------------------------------------------------------
     def start(self, server: ServerConfig) -> list[ToolSpec]:
@@ -84,7 +85,13 @@ class McpHub:
                             f"{_tail(log)}") from None
         except Exception as exc:
             raise ToolError(f"MCP server {server.name!r} could not start: {_reason(exc)}{_tail(log)}") from None
-        return [self._spec(server, tool) for tool in tools]
+        specs = []
+        for tool in tools:
+            try:
+                specs.append(self._spec(server, tool))
+            except ToolError as exc:  # one tool the grammar cannot express must not cost the server's others
+                self.skipped.append(f"{exc}; the tool is left out")
+        return specs
 
     async def _serve(self, server: ServerConfig, log: IO[str], ready: concurrent.futures.Future[list[Any]],
                      stop: asyncio.Event) -> None:
@@ -160,6 +167,8 @@ class McpHub:
         for log in self._logs:
             log.close()
         atexit.unregister(self.close)
+        if self._sigterm and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # no servers left to stop
 
 
 def _result_text(tool: str, result: Any) -> str:
@@ -195,13 +204,16 @@ def _tail(log: IO[str]) -> str:
     return ""
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> bool:
     """SIGTERM ends the command through SystemExit, so the cleanup that stops the servers runs (the
-    default action would end the process at once). Only where nobody installed a handler before."""
+    default action would end the process at once). Only where nobody installed a handler before;
+    True when this one was installed."""
     if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return True
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -82,6 +82,10 @@ class ParamType:
             for choice in self.choices:
                 if value == choice and type(value) is type(choice):
                     return value
+                # JSON does not tell 1 from 1.0: a float choice (JSON Schema enums only) takes an equal int
+                if isinstance(choice, float) and isinstance(value, int) and not isinstance(value, bool) \
+                        and value == choice:
+                    return choice
             expected = ", ".join(_json_text(c) for c in self.choices)
             raise TypeError(f"expected one of {expected}, got {_json_text(value)}")
         elif self.kind == "list":
