@@ -25,7 +25,7 @@ from agent.tooling.inprocess import run_in_process
 from agent.tooling.outcome import Outcome
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
-from agent.tooling.spec import ToolSpec
+from agent.tooling.spec import FieldProblem, ToolSpec, check_fields
 from agent.tooling.worker import can_fork, run_in_worker
 
 Confirm = Callable[[ToolCallRecord], bool]
@@ -44,20 +44,16 @@ class ArgumentError(ValueError):
 
 def check_args(spec: ToolSpec, args: dict[str, Any]) -> dict[str, Any]:
     """Typed arguments for `spec` (ints become floats for float params); ArgumentError naming the problem."""
-    known = {p.name: p for p in spec.params}
-    for name in args:
-        if name not in known:
-            raise ArgumentError(f"{spec.name} has no argument {name!r} (signature: {spec.call_signature})")
-    out: dict[str, Any] = {}
-    for p in spec.params:
-        if p.name in args:
-            try:
-                out[p.name] = p.type.check(args[p.name])
-            except TypeError as exc:
-                raise ArgumentError(f"{spec.name}: argument {p.name!r}: {exc}") from None
-        elif p.required:
-            raise ArgumentError(f"{spec.name}: missing required argument {p.name!r} (signature: {spec.call_signature})")
-    return out
+    try:
+        return check_fields(spec.params, args)
+    except FieldProblem as problem:
+        if problem.kind == "unexpected":
+            raise ArgumentError(f"{spec.name} has no argument {problem.name!r} (signature: {spec.call_signature})") \
+                from None
+        if problem.kind == "missing":
+            raise ArgumentError(f"{spec.name}: missing required argument {problem.name!r} "
+                                f"(signature: {spec.call_signature})") from None
+        raise ArgumentError(f"{spec.name}: argument {problem.name!r}: {problem.detail}") from None
 
 
 def _cache_key(name: str, args: dict[str, Any]) -> str:

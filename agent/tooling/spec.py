@@ -99,20 +99,16 @@ class ParamType:
 
     def _check_object(self, value: dict[str, Any]) -> dict[str, Any]:
         """The object with its fields checked, in schema order; TypeError naming the key at fault."""
-        known = {f.name for f in self.fields}
-        for key in value:
-            if key not in known:
-                raise TypeError(f"unexpected key {_json_text(key)} (keys: {', '.join(sorted(known)) or 'none'})")
-        out: dict[str, Any] = {}
-        for f in self.fields:
-            if f.name in value:
-                try:
-                    out[f.name] = f.type.check(value[f.name])
-                except TypeError as exc:
-                    raise TypeError(f"key {_json_text(f.name)}: {exc}") from None
-            elif f.required:
-                raise TypeError(f"missing required key {_json_text(f.name)}")
-        return out
+        try:
+            return check_fields(self.fields, value)
+        except FieldProblem as problem:
+            key = _json_text(problem.name)
+            if problem.kind == "unexpected":
+                known = ", ".join(sorted(f.name for f in self.fields)) or "none"
+                raise TypeError(f"unexpected key {key} (keys: {known})") from None
+            if problem.kind == "missing":
+                raise TypeError(f"missing required key {key}") from None
+            raise TypeError(f"key {key}: {problem.detail}") from None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-schema-like description (for `agent tools list --json`)."""
@@ -150,6 +146,34 @@ class Param:
         if not self.required:
             out["default"] = self.default
         return out
+
+
+class FieldProblem(TypeError):
+    """What is wrong with one named value among fields: `unexpected` (no such field), `missing` (a
+    required one is absent) or `wrong` (its type check failed; `detail` says how)."""
+
+    def __init__(self, kind: str, name: str, detail: str = "") -> None:
+        super().__init__(f"{kind} {name!r}: {detail}")
+        self.kind, self.name, self.detail = kind, name, detail
+
+
+def check_fields(fields: tuple[Param, ...], value: dict[str, Any]) -> dict[str, Any]:
+    """The named values checked against `fields` (a tool's arguments, an object's keys), in the fields'
+    order, optional ones left out when absent; FieldProblem at the first fault."""
+    known = {f.name for f in fields}
+    for key in value:
+        if key not in known:
+            raise FieldProblem("unexpected", key)
+    out: dict[str, Any] = {}
+    for f in fields:
+        if f.name in value:
+            try:
+                out[f.name] = f.type.check(value[f.name])
+            except TypeError as exc:
+                raise FieldProblem("wrong", f.name, str(exc)) from None
+        elif f.required:
+            raise FieldProblem("missing", f.name)
+    return out
 
 
 @dataclass
