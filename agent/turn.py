@@ -106,6 +106,7 @@ class ChatSession:
         store: SessionStore | None = None,  # None: keep nothing
         session_id: str | None = None,
         system_prompt: str | None = None,
+        system_extra: str | None = None,  # the user's text after the default prompt (`--system`)
     ) -> None:
         self.lm = lm
         self.registry = registry
@@ -117,10 +118,11 @@ class ChatSession:
         self.last_result: TurnResult | None = None
         # the form calls take (our protocol, or the model's own syntax with the tools in its template)
         self.tool_format = tool_format.resolve(lm, registry, self.config.tool_format)
+        self.system_extra = system_extra
         if system_prompt is None:
             # the demo model was trained on the protocol's bare tool list; any other model gets examples
-            system_prompt = tool_format.system_prompt(self.tool_format, registry,
-                                                      examples=not is_demo_model(lm.model_id))
+            system_prompt = tool_format.system_prompt(self.tool_format, registry, examples=not is_demo_model(lm.model_id),
+                                                      extra=system_extra)
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
@@ -184,8 +186,9 @@ class ChatSession:
         prompt given by the caller stays); ValueError when the model cannot take that form."""
         fmt = tool_format.resolve(self.lm, self.registry, requested)
         examples = not is_demo_model(self.lm.model_id)
-        if self.system_prompt == tool_format.system_prompt(self.tool_format, self.registry, examples=examples):
-            self.system_prompt = tool_format.system_prompt(fmt, self.registry, examples=examples)
+        extra = self.system_extra
+        if self.system_prompt == tool_format.system_prompt(self.tool_format, self.registry, examples, extra):
+            self.system_prompt = tool_format.system_prompt(fmt, self.registry, examples, extra)
             if self.messages and self.messages[0]["role"] == "system":
                 self.messages[0] = {"role": "system", "content": self.system_prompt}
         self.tool_format = fmt

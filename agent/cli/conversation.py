@@ -51,6 +51,8 @@ def chat(session_id: str | None, **opts: Any) -> None:
       agent chat
       agent chat --model ~/models/qwen2.5-0.5b-instruct --strategy tree --budget 64
       agent chat --session 3f2a9c
+      agent chat -c
+      agent chat -s "Answer in French."
     """
     from agent.repl import Repl, ask_confirmation  # prompt_toolkit: only for the REPL
 
@@ -60,19 +62,26 @@ def chat(session_id: str | None, **opts: Any) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @decoding_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the response and its figures.")
 @click.option("--session", "session_id", default=None, help="Continue a saved session.")
-def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None:
+def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) -> None:
     """Answer PROMPT once and exit (tools with side effects need --yes).
+
+    When stdin is not a terminal its text is read too: it is the prompt, or with PROMPT it follows it
+    after a blank line.
 
     \b
     Examples:
       agent run "What is 1234 * 5678?"
+      echo "What is 1234 * 5678?" | agent run
+      cat notes.txt | agent run "Summarise this" -s "Answer in one paragraph."
+      agent run -c "And in French?"
       agent run "hello" --model ./my-model --json
       agent run "Give me a JSON object" --grammar json --strategy sample -t 0.8
     """
+    prompt = _full_prompt(prompt)  # before the model loads: a missing prompt is reported at once
     try:
         with _loading(opts):
             session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
@@ -121,6 +130,20 @@ def run(prompt: str, as_json: bool, session_id: str | None, **opts: Any) -> None
     click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
     if result.interrupted:  # finish_reason says so too
         raise click.exceptions.Exit(INTERRUPTED)
+
+
+def _full_prompt(argument: str | None) -> str:
+    """PROMPT, then a blank line and stdin's text when stdin is not a terminal (as `llm` reads it); a usage
+    error when neither says anything."""
+    piped = ""
+    if sys.stdin is not None and not sys.stdin.isatty():
+        # bytes, decoded leniently: a stray non-UTF-8 byte in a piped file must not end in a traceback
+        piped = click.get_binary_stream("stdin").read().decode("utf-8", errors="replace").rstrip()
+    parts = [part for part in (argument, piped) if part and part.strip()]
+    if not parts:
+        raise click.UsageError('no prompt: give one as an argument (agent run "What is 2 + 2?") or on stdin '
+                               '(echo "What is 2 + 2?" | agent run)')
+    return "\n\n".join(parts)
 
 
 def _write_to_stdout(piece: str) -> None:

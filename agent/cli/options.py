@@ -43,7 +43,8 @@ def decoding_options(func: Command) -> Command:
                           "(default: demo, the shipped demo model)."),
         click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto."),
         click.option("--dtype", default="auto", show_default=True, help="float32, bfloat16, float16 or auto."),
-        click.option("--strategy", "-s", type=click.Choice(STRATEGIES), default=None,
+        # no short form: -s is --system, as in llm
+        click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
                      help="How the response is chosen (default: greedy)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible)."),
         click.option("--max-new-tokens", type=int, default=256, show_default=True,
@@ -77,6 +78,11 @@ def decoding_options(func: Command) -> Command:
         click.option("--grammar", "grammar_file", type=click.Path(dir_okay=False), default=None,
                      help="A Lark grammar the response must match: a file, or a shipped one by name "
                           "(json, yes_no; see `agent grammar list`)."),
+        click.option("--system", "-s", "system", metavar="TEXT", default=None,
+                     help="Your own system text, on its own line after the tool instructions (with --no-tools: "
+                          "the whole system prompt); for a new session only."),
+        click.option("--continue", "-c", "continue_latest", is_flag=True,
+                     help="Continue the latest saved session (the one most recently written to)."),
         click.option("--yes", "-y", is_flag=True, help="Run tools with side effects without asking."),
         click.option("--db", type=click.Path(dir_okay=False), default=None,
                      help="Session database (default: sessions.sqlite in AGENT_HOME or the user data dir)."),
@@ -272,11 +278,32 @@ def _close_session(session: ChatSession) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def check_continuation(opts: Options, session_id: str | None) -> None:
+    """--session, -c/--continue, --no-save and -s/--system go together only where they mean one thing."""
+    continuing = opts.get("continue_latest")
+    if continuing and session_id is not None:
+        raise click.UsageError("-c/--continue takes the latest session and --session names one: give only one")
+    for given, option in ((session_id is not None, "--session"), (continuing, "-c/--continue")):
+        if given and opts.get("no_save"):
+            raise click.UsageError(f"{option} continues a saved session, so it cannot be used with --no-save")
+        if given and opts.get("system"):  # a saved session keeps the system prompt it was started with
+            raise click.UsageError(f"-s/--system sets a new session's system prompt; {option} continues one "
+                                   "that has its own")
+
+
+def latest_session(store: SessionStore) -> str:
+    """The id of the session most recently written to (a turn, or its creation); a clear error if none."""
+    listed = store.list_sessions()  # newest first: a tie on the time goes to the newer session
+    if not listed:
+        raise click.ClickException(f"no saved session to continue in {store.path}; start one with "
+                                   'agent run "PROMPT" (or agent chat)')
+    return str(max(listed, key=lambda row: row["updated"])["id"])
+
+
 def build_session(opts: Options, confirm: Confirm | None, session_id: str | None = None) -> ChatSession:
-    """A ChatSession from the options: config, device, grammar, tools, store and --session all checked
-    before the model loads (a mistake is reported in a moment, not after the load)."""
-    if session_id is not None and opts.get("no_save"):
-        raise click.UsageError("--session continues a saved session, so it cannot be used with --no-save")
+    """A ChatSession from the options: config, device, grammar, tools, store, --session and --continue
+    all checked before the model loads (a mistake is reported in a moment, not after the load)."""
+    check_continuation(opts, session_id)
     config = build_config(opts)
     check_device_and_dtype(opts)
     grammar = read_grammar(opts)
@@ -288,12 +315,14 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
     try:
         if session_id is not None and store is not None:
             session_id = store.resolve_id(session_id)  # unknown or ambiguous: a clear error, before the load
+        elif opts.get("continue_latest") and store is not None:
+            session_id = latest_session(store)
         from agent.turn import ChatSession  # torch: only once the options are known to be good
 
         lm = load_lm(opts)
         try:
             session = ChatSession(lm, registry, config, user_grammar=grammar, confirm=confirm, store=store,
-                                  session_id=session_id)
+                                  session_id=session_id, system_extra=opts.get("system") or None)
         except ValueError as exc:  # a tool format this model's template cannot take
             raise click.ClickException(printable(str(exc))) from None
     except BaseException as exc:

@@ -53,16 +53,17 @@ def resolve(lm: LoadedModel, registry: ToolRegistry | None, requested: str) -> T
     return ToolFormat(name, tool_schemas(registry) if name != PROTOCOL else None)
 
 
-def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool) -> str:
+def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool, extra: str | None = None) -> str:
     """The default system prompt: none without tools; a short neutral text for a native format (the
     template shows the tools); the protocol and its tools otherwise, with a worked example per tool when
-    `examples` (a model not trained on the protocol)."""
+    `examples` (a model not trained on the protocol). `extra` (the user's `--system` text) comes last on
+    its own line, after the tool instructions it must not replace; without tools it is the whole prompt."""
     if registry is None:
-        return ""
+        return extra or ""
     if fmt.native:
-        return native_system_prompt()
+        return native_system_prompt(extra)
     specs = list(registry)
-    return build_system_prompt(specs, examples=worked_examples(specs) if examples else None)
+    return build_system_prompt(specs, extra=extra, examples=worked_examples(specs) if examples else None)
 
 
 def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry | None, user_grammar: str | None,
