@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agent.decoding.token_tree import Node
     from agent.sessions.store import SessionStore
     from agent.tooling.registry import ToolRegistry
+    from agent.tools.kb import Listed
     from agent.turn import TurnResult
 
 # What JSON written with ensure_ascii=False may still carry raw: DEL, C1 controls, lone surrogates
@@ -225,6 +226,28 @@ def sessions_tsv(sessions: Iterable[SessionListing]) -> str:
     lines = ["id\tstarted\tmodel\tturns\ttitle"]
     lines += ["\t".join(_listing_cells(row)) for row in sessions]
     return "\n".join(lines)
+
+
+def _kb_cells(doc: Listed) -> list[str]:
+    """id, characters, title, source file of one stored document, each one printable line (no tabs)."""
+    cells = [str(doc.id), str(doc.chars), doc.title, doc.path or "(shipped)"]
+    return [" ".join(printable(cell).replace("\t", " ").split()) for cell in cells]
+
+
+def kb_table(docs: Iterable[Listed]) -> Table:
+    """`agent kb list` on a terminal: one line per document; the title and the path are cut with an ellipsis."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "chars", "title", "source"):
+        table.add_column(column, overflow="ellipsis", no_wrap=True,
+                         justify="left" if column in ("title", "source") else "right")
+    for cells in (_kb_cells(doc) for doc in docs):
+        table.add_row(*(Text(cell) for cell in cells))
+    return table
+
+
+def kb_tsv(docs: Iterable[Listed]) -> str:
+    """`agent kb list` to a pipe: a header, then one tab-separated line per document."""
+    return "\n".join(["id\tchars\ttitle\tsource", *("\t".join(_kb_cells(doc)) for doc in docs)])
 
 
 def session_lines(sessions: Iterable[SessionListing]) -> Text:

@@ -312,3 +312,51 @@ def index_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES)
 def add_paths(paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES) -> list[Doc]:
     """`index_paths`, for callers that only want the documents stored (skipped files are not reported)."""
     return index_paths(paths, max_bytes).docs
+
+
+@dataclass
+class Listed:
+    """One stored document as `agent kb list` shows it: never its whole text."""
+
+    id: int
+    title: str
+    chars: int
+    path: str | None  # the file it was added from; None for the shipped seed documents
+
+
+def list_docs() -> list[Listed]:
+    """Every document, by id."""
+    rows = _read(f"SELECT id, title, length(text), path FROM {TABLE} ORDER BY id", [])
+    return [Listed(int(r[0]), r[1], int(r[2] or 0), r[3]) for r in rows]
+
+
+def _find(conn: sqlite3.Connection, ref: str) -> list[Listed]:
+    """The documents `ref` names: an id, or the file a document was added from (as given or resolved)."""
+    columns = f"SELECT id, title, length(text), path FROM {TABLE}"
+    if ref.strip().isdigit():
+        rows = conn.execute(f"{columns} WHERE id = ?", [int(ref)]).fetchall()
+    else:
+        resolved = os.path.realpath(Path(ref).expanduser())  # how `add` keys a file (kb_files.Source.key)
+        rows = conn.execute(f"{columns} WHERE path IN (?, ?) ORDER BY id", [resolved, ref]).fetchall()
+    return [Listed(int(r[0]), r[1], int(r[2] or 0), r[3]) for r in rows]
+
+
+def remove_docs(refs: Iterable[str]) -> list[Listed]:
+    """Remove the documents named by ids or paths, in one transaction; KBError naming every ref that
+    matches nothing, and then nothing is removed."""
+    file = kb_path()
+    conn = open_db(file)
+    try:
+        with _write(conn):
+            found = {ref: _find(conn, ref) for ref in refs}
+            unknown = [ref for ref, docs in found.items() if not docs]
+            if unknown:
+                raise KBError(f"no document {', '.join(repr(ref) for ref in unknown)} in {str(file)!r} "
+                              "(see agent kb list); nothing was removed")
+            removed = list({doc.id: doc for docs in found.values() for doc in docs}.values())
+            conn.executemany(f"DELETE FROM {TABLE} WHERE id = ?", [[doc.id] for doc in removed])
+    except sqlite3.Error as exc:
+        raise KBError(f"knowledge base {str(file)!r} could not be written ({exc}); nothing was removed") from exc
+    finally:
+        conn.close()
+    return removed

@@ -1,4 +1,4 @@
-"""`agent tools list`, `agent kb add/search`, `agent grammar check`: thin shells over the tool modules.
+"""`agent tools list`, `agent kb add/list/remove/search`, `agent grammar check`: thin shells over the tool modules.
 
 Nothing here imports torch: these commands are quick. The tool registry (lark) and the grammar
 checker (llguidance, lark) load inside the commands that need them.
@@ -6,6 +6,7 @@ checker (llguidance, lark) load inside the commands that need them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.table import Table
 from agent.cli.grammar_names import TEMPLATE_NOTE, description, is_template, resolve_grammar, shipped
 from agent.cli.options import CONTEXT, load_tools
 from agent.grammar.errors import GrammarError
-from agent.render import printable, tools_table
+from agent.render import kb_table, kb_tsv, printable, tools_table
 from agent.tools import kb
 from agent.tools.kb_files import DEFAULT_MAX_BYTES
 from agent.tools.search import search
@@ -92,7 +93,9 @@ def kb_command_group() -> None:
     \b
     Examples:
       agent kb add notes/ README.md
+      agent kb list
       agent kb search "capital of France"
+      agent kb remove 12 notes/old.md
     """
 
 
@@ -129,6 +132,51 @@ def kb_add(paths: tuple[Path, ...], max_bytes: int) -> None:
     click.echo(printable(summary))
     if result.skipped:
         sys.exit(1)
+
+
+@kb_command_group.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (id, title, chars, path).")
+def kb_list(as_json: bool) -> None:
+    """List the stored documents: id, size in characters, title, and the file each came from (a table on a
+    terminal, tab-separated lines with a header when piped).
+
+    \b
+    Examples:
+      agent kb list
+      agent kb list | grep notes/
+      agent kb list --json
+    """
+    try:
+        docs = kb.list_docs()
+    except kb.KBError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(doc) for doc in docs], ensure_ascii=False))
+    elif not sys.stdout.isatty():
+        click.echo(kb_tsv(docs))
+    else:
+        _console().print(kb_table(docs))
+
+
+@kb_command_group.command("remove", context_settings=CONTEXT)
+@click.argument("refs", nargs=-1, required=True, metavar="ID_OR_PATH...")
+def kb_remove(refs: tuple[str, ...]) -> None:
+    """Remove documents, named by id (see `agent kb list`) or by the file they were added from.
+
+    All in one transaction: if any ID_OR_PATH names no document, they are listed, nothing is removed and
+    the exit status is 1.
+
+    \b
+    Examples:
+      agent kb remove 12
+      agent kb remove notes/old.md 14 15
+    """
+    try:
+        removed = kb.remove_docs(refs)
+    except kb.KBError as exc:
+        raise click.ClickException(printable(str(exc))) from exc
+    for doc in removed:
+        click.echo(printable(f"removed [{doc.id}] {doc.title}"))
 
 
 @kb_command_group.command("search", context_settings=CONTEXT)
