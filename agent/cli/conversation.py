@@ -138,7 +138,8 @@ def _full_prompt(argument: str | None) -> str:
     piped = ""
     if sys.stdin is not None and not sys.stdin.isatty():
         # bytes, decoded leniently: a stray non-UTF-8 byte in a piped file must not end in a traceback
-        piped = click.get_binary_stream("stdin").read().decode("utf-8", errors="replace").rstrip()
+        binary = getattr(sys.stdin, "buffer", None)
+        piped = (binary.read().decode("utf-8", errors="replace") if binary is not None else sys.stdin.read()).rstrip()
     parts = [part for part in (argument, piped) if part and part.strip()]
     if not parts:
         raise click.UsageError('no prompt: give one as an argument (agent run "What is 2 + 2?") or on stdin '
