@@ -121,8 +121,8 @@ class ChatSession:
         self.system_extra = system_extra
         if system_prompt is None:
             # the demo model was trained on the protocol's bare tool list; any other model gets examples
-            system_prompt = tool_format.system_prompt(self.tool_format, registry, examples=not is_demo_model(lm.model_id),
-                                                      extra=system_extra)
+            system_prompt = tool_format.system_prompt(self.tool_format, registry,
+                                                      examples=not is_demo_model(lm.model_id), extra=system_extra)
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
