@@ -170,13 +170,16 @@ def _best_path(root: Node, node_id: int | None) -> set[int]:
 
 
 def tools_table(registry: ToolRegistry) -> Table:
-    """`agent tools list`: call form, description, pure or asking, timeout."""
+    """`agent tools list`: call form, description, pure or asking, timeout, and where the tool comes from
+    (builtin, a file, an entry point, a JSON file and what runs it, an MCP server). The source is cut
+    to its width, never wrapped: the description keeps the room."""
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column, justify in (("call", "left"), ("description", "left"), ("pure", "left"), ("timeout", "right")):
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, min_width=30 if column == "description" else None)
+    table.add_column("source", no_wrap=True, overflow="ellipsis", max_width=32)
     for spec in registry:
         table.add_row(plain(spec.call_signature), plain(spec.description), "yes" if spec.pure else "no (asks)",
-                      f"{spec.timeout:g}s")
+                      f"{spec.timeout:g}s", plain(spec.source))
     return table
 
 

@@ -13,8 +13,10 @@ from agent.cli import main
 from agent.island_view import IslandView
 from test_native_formats import build_lm
 
-PREFIX, SUFFIX = "<|im_end|>\n<|im_start|>user\n<tool_response>\n", "\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
-STREAM = '<tool_call>\n{"name": "calc", "arguments": {"expr": "2+2"}}\n</tool_call>' + PREFIX + "4" + SUFFIX + "It is 4."
+PREFIX = "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
+SUFFIX = "\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+CALL = '<tool_call>\n{"name": "calc", "arguments": {"expr": "2+2"}}\n</tool_call>'
+STREAM = CALL + PREFIX + "4" + SUFFIX + "It is 4."
 SHOWN = '<tool_call>\n{"name": "calc", "arguments": {"expr": "2+2"}}\n</tool_call>\n=> 4\nIt is 4.'
 
 

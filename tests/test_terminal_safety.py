@@ -27,6 +27,7 @@ from agent.cli import main
 from agent.config import DecodeConfig
 from agent.decoding.results import Candidate, SearchResult
 from agent.demo_model import demo_model_dir
+from agent.grammar.tool_format import ToolFormat
 from agent.model.runtime import load_model
 from agent.render import printable, render_alts
 from agent.repl import Repl
@@ -127,6 +128,7 @@ class HostileSession:
         self.lm = SimpleNamespace(model_id="hostile [/x]\x1b[31m", device="cpu", dtype="float32", tokenizer=None)
         self.config = DecodeConfig()
         self.registry = None
+        self.tool_format = ToolFormat("protocol", None)  # calls in our protocol: the answer streams as it comes
         self.store = None
         self.last_result: HostileAnswer | None = None
         self.confirm = None

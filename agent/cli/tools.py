@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from agent.cli.grammar_names import TEMPLATE_NOTE, description, is_template, resolve_grammar, shipped
 from agent.cli.options import CONTEXT, load_tools
@@ -25,7 +24,7 @@ from agent.tools.kb_files import DEFAULT_MAX_BYTES
 from agent.tools.search import search
 
 if TYPE_CHECKING:
-    from agent.tooling.registry import ToolRegistry
+    pass
 
 
 def _console() -> Console:
@@ -67,19 +66,7 @@ def tools_list(tool_files: tuple[str, ...], mcp_servers: tuple[str, ...], as_jso
     if as_json:
         click.echo(json.dumps([spec.to_json() for spec in registry], ensure_ascii=False, default=str))
         return
-    _console().print(_with_sources(registry))
-
-
-def _with_sources(registry: ToolRegistry) -> Table:
-    """The tools table (agent.render.tools_table) plus where each tool comes from: builtin, a file, an
-    entry point, a JSON file and what runs it, an MCP server."""
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in tools_table(registry).columns:
-        table.add_column(column.header, justify=column.justify)
-    table.add_column("source")
-    for spec, *cells in zip(registry, *(column.cells for column in tools_table(registry).columns)):
-        table.add_row(*cells, printable(spec.source))
-    return table
+    _console().print(tools_table(registry))
 
 
 # ---------------------------------------------------------------------------------------------
