@@ -180,15 +180,21 @@ def json_tool(entry: Any, origin: str, index: int) -> JsonTool:
     return JsonTool(name, description.strip(), params, schema, read_only)
 
 
+def read_json_file(file: Path, name: str) -> Any:
+    """A JSON file's value; ToolError when it cannot be read (`name` is how the message names it) or
+    is not JSON (the message says where)."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ToolError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ToolError(f"{file}: not valid JSON: {exc}") from None
+
+
 def read_tools_json(path: str | Path) -> list[JsonTool]:
     """The tools of a `--tools x.json` file (a list of definitions, or one); ToolError naming the problem."""
     file = Path(path).expanduser()
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ToolError(f"cannot read tools file {str(file)!r}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ToolError(f"{file}: not valid JSON: {exc}") from None
+    data = read_json_file(file, f"tools file {str(file)!r}")
     entries = data if isinstance(data, list) else [data]
     tools = [json_tool(entry, str(path), i) for i, entry in enumerate(entries)]
     seen: set[str] = set()

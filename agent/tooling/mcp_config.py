@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.paths import HomeError, agent_home
+from agent.tooling.json_tools import read_json_file
 from agent.tooling.spec import ToolError
 
 DEFAULT_TIMEOUT = 30.0  # seconds per call: servers start subprocesses, reach the network, ...
@@ -69,12 +70,7 @@ def read_config(path: Path) -> list[ServerConfig]:
     """The servers of a config file's `mcpServers` section; none when the file does not exist."""
     if not path.is_file():
         return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ToolError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json_file(path, str(path))
     if not isinstance(data, dict):
         raise ToolError(f"{path}: must be a JSON object")
     servers = data.get("mcpServers", {})
