@@ -12,6 +12,7 @@ and splitting a response into segments for display.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ class IslandForm:
         return self.prefix + body + self.suffix
 
 
-class FormatSpec:
+class FormatSpec(ABC):
     """One model family's tool-call syntax. Subclasses set the class attributes and the grammar."""
 
     name: str = ""
@@ -60,10 +61,10 @@ class FormatSpec:
     json_content: bool = False  # the result is always written as a JSON string (Mistral's `"content": "..."`)
     published_json: bool = False  # the published form writes it as a JSON string
 
+    @abstractmethod
     def call_rest(self, lit: Callable[[str], str], tools: str) -> str:
         """The Lark expression of a call after its opener; `tools` is the rule choosing one tool's
         JSON, `lit(text)` a literal for text (a token reference when the text is one added token)."""
-        raise NotImplementedError
 
     def free_text_start(self) -> str:
         """A regex the free text must start with ("" = any): llama3 text must not look like a call."""
@@ -73,13 +74,13 @@ class FormatSpec:
         """Where a call opens in the text of a segment (since the last island), or -1."""
         return segment.find(self.opener)
 
+    @abstractmethod
     def call_json(self, call_text: str) -> Any:
         """The call object (a dict with name and arguments) inside a finished call's text."""
-        raise NotImplementedError
 
+    @abstractmethod
     def published_island(self, eos: str) -> tuple[str, str]:
         """(prefix, suffix) of a tool result in the format's published form."""
-        raise NotImplementedError
 
 
 class NativeFormat:
