@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent.grammar.islands import format_island
+from agent.safe_text import pending_prefix
 
 if TYPE_CHECKING:
     from agent.grammar.native.format import IslandForm
@@ -36,8 +37,7 @@ class IslandView:
         while True:
             start = self.pending.find(self.prefix)
             if start < 0:
-                held = next((k for k in range(min(len(self.prefix) - 1, len(self.pending)), 0, -1)
-                             if self.pending.endswith(self.prefix[:k])), 0)
+                held = pending_prefix(self.pending, self.prefix)
                 self._emit(self.pending[: len(self.pending) - held])
                 self.pending = self.pending[len(self.pending) - held:]
                 return

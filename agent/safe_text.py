@@ -5,6 +5,7 @@ result, a command-line argument decoded with surrogateescape) that UTF-8 cannot 
 model, a tool or a document produced may hold escape sequences. `valid_text` is the one sanitiser
 for the first (used by the store and the tool runner), `printable` the one for the second (used by
 everything that writes to a terminal or a Markdown export); what is stored stays exact otherwise.
+`pending_prefix` is what a stream must hold back so that a marker is never shown half-written.
 """
 
 from __future__ import annotations
@@ -48,3 +49,9 @@ def printable(text: str) -> str:
 
     The one sanitiser of terminal output; what is stored stays exact."""
     return text.translate(_CONTROLS)
+
+
+def pending_prefix(text: str, marker: str) -> int:
+    """How many characters at the end of `text` may be the start of `marker` (0 when none): a stream
+    holds them back until the next piece says whether the marker follows."""
+    return next((k for k in range(min(len(marker) - 1, len(text)), 0, -1) if text.endswith(marker[:k])), 0)

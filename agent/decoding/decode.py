@@ -19,6 +19,7 @@ from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import DecodeResult
 from agent.decoding.sampling import choose_token
 from agent.model.runtime import LoadedModel
+from agent.safe_text import pending_prefix
 from agent.tooling.records import ToolCallRecord
 
 
@@ -71,8 +72,7 @@ class StreamingDetokenizer:
         for stop in self.stops:
             if stop in text:
                 text = text[: text.index(stop)]
-            held = max(held, next((k for k in range(min(len(stop) - 1, len(text)), 0, -1)
-                                   if text.endswith(stop[:k])), 0))
+            held = max(held, pending_prefix(text, stop))
         return text[: len(text) - held]
 
 
