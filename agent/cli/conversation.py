@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 # The shell's convention for a command ended by SIGINT (128 + 2): scripts can tell Ctrl-C from success.
 INTERRUPTED = 130
+# The answer is complete, but a call with side effects in it was not run (no --yes): the answer may say
+# what was asked for as if it were done, so a script must be able to tell.
+SIDE_EFFECT_REFUSED = 3
 
 
 def _always_yes(record: ToolCallRecord) -> bool:
@@ -72,6 +75,9 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
     When stdin is not a terminal its text is read too: it is the prompt, or with PROMPT it follows it
     after a blank line.
 
+    Exit status: 0 answered; 3 answered, but a tool call with side effects was refused (not run: pass
+    --yes to allow them); 130 interrupted (Ctrl-C; the partial answer is kept); 1 an error.
+
     \b
     Examples:
       agent run "What is 1234 * 5678?"
@@ -101,12 +107,18 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
     except KeyboardInterrupt:  # Ctrl-C before there was an answer to keep (loading the model, starting a turn)
         click.echo("\ninterrupted: no answer", err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
+    refused = [call.tool for call in result.tool_calls if call.refused]
     if not as_json:
         click.echo("")
         if result.interrupted:  # the answer so far is printed (and saved); the exit status says it was cut short
             tokens = f"{result.new_tokens} token{'' if result.new_tokens == 1 else 's'}"
             click.echo(f"interrupted: partial answer kept ({tokens})", err=True)
             raise click.exceptions.Exit(INTERRUPTED)
+        for tool in refused:
+            click.echo(printable(f"refused: {tool} has side effects and was not run (pass --yes to allow it)"),
+                       err=True)
+        if refused:
+            raise click.exceptions.Exit(SIDE_EFFECT_REFUSED)
         return
     payload = {
         "response": result.response,
@@ -117,6 +129,7 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
         "seconds": round(result.seconds, 4),
         "finish_reason": result.finish_reason,
         "tool_calls": [call.to_dict() for call in result.tool_calls],
+        "refused_side_effects": refused,  # tools not run for want of --yes (the exit status is 3 then)
         "session_id": result.session_id,
         "candidates": result.candidates,
         "forward_passes": result.forward_passes,
@@ -130,6 +143,8 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
     click.echo(terminal_json(payload))  # the data exact, nothing in it that could drive a terminal
     if result.interrupted:  # finish_reason says so too
         raise click.exceptions.Exit(INTERRUPTED)
+    if refused:
+        raise click.exceptions.Exit(SIDE_EFFECT_REFUSED)
 
 
 def _full_prompt(argument: str | None) -> str:

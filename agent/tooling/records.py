@@ -27,6 +27,7 @@ class ToolCallRecord:
     call_text: str = ""
     island_text: str = ""
     output: str = ""
+    refused: bool = False  # a side effect that was not run: nobody confirmed it, or the user said no
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class ToolCallRecord:
             "pure": self.pure,
             "speculative": self.speculative,
             "output": self.output,
+            "refused": self.refused,
         }
 
 

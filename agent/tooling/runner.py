@@ -139,15 +139,18 @@ class ToolRunner:
             if self.confirm is None:
                 record.error = (f"{name} has side effects and was not run: nobody confirmed it "
                                 "(answer yes when asked, or pass --yes to allow side effects)")
+                record.refused = True
                 return self._finish(record, start)
             try:
                 allowed = bool(self.confirm(record))
             except Exception as exc:  # a failing prompt must not run the tool
                 allowed = False
                 record.error = f"{name} was not run: asking for confirmation failed ({type(exc).__name__}: {exc})"
+                record.refused = True
                 return self._finish(record, start)
             if not allowed:
                 record.error = f"{name} was not run: the user declined"
+                record.refused = True
                 return self._finish(record, start)
 
         self.executions += 1
