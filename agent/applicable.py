@@ -15,11 +15,17 @@ SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 
 # strategy -> the DecodeConfig fields it never reads (greedy takes the argmax: no sampling, no search
 # budget; sample is one pass of the decode loop: no search budget; beam keeps the top log-probs as they
-# are: no sampling). best-of-n, tree and tree+grad read them all (tree: temperature anneals the noise).
+# are: no sampling). best-of-n, tree and tree+grad read them all (tree: temperature anneals the noise)
+# but alpha, which only mcmc reads.
 IGNORED: dict[str, tuple[str, ...]] = {
-    "greedy": (*SAMPLING, "budget"),
-    "sample": ("budget",),
-    "beam": SAMPLING,
+    "greedy": (*SAMPLING, "budget", "alpha"),
+    "sample": ("budget", "alpha"),
+    "beam": (*SAMPLING, "alpha"),
+    "best-of-n": ("alpha",),
+    "tree": ("alpha",),
+    "tree+grad": ("alpha",),
+    # mcmc proposes at temperature 1/alpha from the untruncated, grammar-masked distribution
+    "mcmc": (*SAMPLING, "repetition_penalty"),
 }
 
 

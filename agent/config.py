@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-STRATEGIES = ("greedy", "sample", "beam", "best-of-n", "tree", "tree+grad")
+STRATEGIES = ("greedy", "sample", "beam", "best-of-n", "tree", "tree+grad", "mcmc")
 # OpenAI's meaning: auto = the model decides; required = the response opens with a call; none = no
 # call is possible. Any other value names the one tool the response must open with.
 TOOL_CHOICES = ("auto", "required", "none")
@@ -36,6 +36,8 @@ class DecodeConfig:
     budget: int = 0  # forward passes a search may spend; 0 = auto (see search_budget)
     top_candidates: int = 4
     grad_steps: int = 8
+    # mcmc: the target is p(x)^alpha over whole responses (1 = the model itself; larger = sharper)
+    alpha: float = 4.0
     grammar_hash: str | None = None
     # Tool calls one response may make (0 = no limit). After the last one no call can open, so a
     # model that keeps retrying a failing call has to answer in words instead.
@@ -61,6 +63,8 @@ class DecodeConfig:
             raise ValueError("min_p must be in [0, 1)")
         if self.budget < 0:
             raise ValueError("budget must be >= 0 (0 = twice max_new_tokens)")
+        if not 0.0 < self.alpha < float("inf"):
+            raise ValueError("alpha must be a finite number > 0")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
         if self.max_tool_calls < 0:

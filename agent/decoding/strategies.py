@@ -16,6 +16,7 @@ from agent.decoding.beam import beam_search
 from agent.decoding.best_of_n import best_of_n
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.mcmc import mcmc_search
 from agent.decoding.refine import tree_then_refine
 from agent.decoding.results import SearchResult
 from agent.decoding.single import SinglePass
@@ -36,7 +37,7 @@ class Strategy(Protocol):
 
 
 class Search(Protocol):
-    """A strategy that explores branches: what beam, best-of-n, tree and tree+grad implement."""
+    """A strategy that explores branches: what beam, best-of-n, tree, tree+grad and mcmc implement."""
 
     def __call__(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
                  make_constraint: Callable[[], ResponseConstraint | None] | None = None,
@@ -64,7 +65,7 @@ STRATEGY_REGISTRY: dict[str, Strategy] = {
     strategy.name: strategy
     for strategy in (SinglePass("greedy"), SinglePass("sample"), BranchingSearch("beam", beam_search),
                      BranchingSearch("best-of-n", best_of_n), BranchingSearch("tree", tree_search),
-                     BranchingSearch("tree+grad", tree_then_refine))
+                     BranchingSearch("tree+grad", tree_then_refine), BranchingSearch("mcmc", mcmc_search))
 }
 # The registry is keyed by the one list of names the CLI and DecodeConfig know.
 assert tuple(STRATEGY_REGISTRY) == STRATEGIES, "agent.config.STRATEGIES and the strategy registry disagree"
