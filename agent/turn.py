@@ -27,6 +27,7 @@ from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import SearchResult, empty_refinement
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
+from agent.demo_model import is_demo_model
 from agent.grammar import tool_format
 from agent.grammar.system_prompt import EXAMPLE_INTRO, EXAMPLE_STOP
 from agent.model.chat_format import Message, stop_strings_for
@@ -119,7 +120,9 @@ class ChatSession:
         self.tool_format = tool_format.resolve(lm, registry, self.config.tool_format)
         self.system_extra = system_extra
         if system_prompt is None:
-            system_prompt = tool_format.system_prompt(self.tool_format, registry, extra=system_extra)
+            # the demo model was trained on the protocol's bare tool list; any other model gets examples
+            system_prompt = tool_format.system_prompt(self.tool_format, registry,
+                                                      examples=not is_demo_model(lm.model_id), extra=system_extra)
         self.system_prompt = system_prompt
         self.messages: list[Message] = []
         self.session_id: str | None = None
@@ -182,9 +185,10 @@ class ChatSession:
         """Write calls in another form from the next turn on: the default system prompt follows it (a
         prompt given by the caller stays); ValueError when the model cannot take that form."""
         fmt = tool_format.resolve(self.lm, self.registry, requested)
+        examples = not is_demo_model(self.lm.model_id)
         extra = self.system_extra
-        if self.system_prompt == tool_format.system_prompt(self.tool_format, self.registry, extra):
-            self.system_prompt = tool_format.system_prompt(fmt, self.registry, extra)
+        if self.system_prompt == tool_format.system_prompt(self.tool_format, self.registry, examples, extra):
+            self.system_prompt = tool_format.system_prompt(fmt, self.registry, examples, extra)
             if self.messages and self.messages[0]["role"] == "system":
                 self.messages[0] = {"role": "system", "content": self.system_prompt}
         self.tool_format = fmt

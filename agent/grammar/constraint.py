@@ -317,9 +317,9 @@ class GrammarConstraint:
 TURN_GRAMMARS: BoundedCache[str, TurnGrammar] = BoundedCache(32)
 
 
-def turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto", short_forms: bool = True) -> TurnGrammar:
+def turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto") -> TurnGrammar:
     """The turn grammar for a registry and tool choice (cached by its text)."""
-    grammar = build_turn_grammar(registry, tool_choice, short_forms)
+    grammar = build_turn_grammar(registry, tool_choice)
     cached = TURN_GRAMMARS.get(grammar.llguidance)
     if cached is not None and cached.registry is registry:
         return cached
@@ -329,7 +329,7 @@ def turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto", short
 def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar: str | None = None,
                     confirm: Confirm | None = None, defer_side_effects: bool = False,
                     result_limit: int = DEFAULT_RESULT_LIMIT, max_calls: int = 0,
-                    tool_choice: str = "auto", short_forms: bool = True) -> GrammarConstraint:
+                    tool_choice: str = "auto") -> GrammarConstraint:
     """A fresh constraint for one response.
 
     registry: the tools the model may call (None or empty: free text, no calls).
@@ -339,7 +339,6 @@ def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar
     (is_finished) with `pending_call` set until `run_pending()`.
     max_calls: after this many calls no call can open (no `(` in the text that follows); 0 = no limit.
     tool_choice: auto / required / none / a tool's name (agent.grammar.protocol.build_turn_grammar).
-    short_forms: SEARCH(...) / LOAD(...) allowed beside CALL(...) (build_turn_grammar).
     """
     info = tokenizer_info(lm.tokenizer, lm.vocab_size, lm.eos_token_ids)
     if user_grammar is not None:
@@ -351,7 +350,7 @@ def make_constraint(lm: LoadedModel, registry: ToolRegistry | None, user_grammar
                              defer_side_effects=defer_side_effects, open_reserve=0,
                              finishing=FinishSteering.for_tokenizer(info, protocol=False))
         return GrammarConstraint(shared, info.matcher(user_grammar))
-    turn = turn_grammar(registry, tool_choice, short_forms)
+    turn = turn_grammar(registry, tool_choice)
     shared = SharedSetup(info=info, grammar_text=turn.llguidance, turn=turn,
                          triggers=[t.encode() for t in turn.triggers],
                          runner=ToolRunner(turn.registry, confirm=confirm, result_limit=result_limit),

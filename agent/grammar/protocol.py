@@ -93,14 +93,8 @@ class TurnGrammar:
         return reader.call(tree, call_text)
 
 
-def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto",
-                       short_forms: bool = True) -> TurnGrammar:
+def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto") -> TurnGrammar:
     """Protocol + registry: only registered names are legal, each argument constrained by its type.
-
-    short_forms: whether `SEARCH(...)` / `LOAD(...)` may stand for `CALL(search, ...)` / `CALL(load, ...)`.
-    Off for a model not trained on the protocol: every call then opens with `CALL(` and the tool is
-    chosen at its name, where the model reads "calc" against "search", not at a first token that is
-    a tool by itself.
 
     tool_choice: "auto" (text and calls as the model likes), "required" (the response opens with a
     call), a tool's name (it opens with a call of that tool), "none" (no call can be written).
@@ -118,8 +112,8 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto",
     triggers: list[str] = []
     values = ValueRules()
 
-    search = next((s for s in specs if short_forms and s.shorthand == "SEARCH"), None)
-    load = next((s for s in specs if short_forms and s.shorthand == "LOAD"), None)
+    search = next((s for s in specs if s.shorthand == "SEARCH"), None)
+    load = next((s for s in specs if s.shorthand == "LOAD"), None)
     if search is not None:
         triggers.append(SEARCH_TRIGGER)
         call_alts.append("search_call")
@@ -146,7 +140,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto",
                 parts.append(arg_rule if param.required else f"{arg_rule}?")
             rules.append(f"{tool_rule}: " + " ".join(parts))
         rules.append("tool_args: " + " | ".join(tool_alts))
-    first = _first_call_rules(specs, tool_choice, tool_rules, short_forms)
+    first = _first_call_rules(specs, tool_choice, tool_rules)
     if call_alts:
         rules.insert(0, "call: " + " | ".join(call_alts))
     else:
@@ -175,8 +169,7 @@ def build_turn_grammar(registry: ToolRegistry | None, tool_choice: str = "auto",
     )
 
 
-def _first_call_rules(specs: list[ToolSpec], tool_choice: str, tool_rules: dict[str, str],
-                      short_forms: bool) -> list[str]:
+def _first_call_rules(specs: list[ToolSpec], tool_choice: str, tool_rules: dict[str, str]) -> list[str]:
     """For `required` or a tool's name: the response's first chunk, a call with no text before it
     (its opening is an exact literal, not a lazy head). Empty for `auto` / `none`."""
     if tool_choice in ("auto", "none") or not specs:
@@ -186,7 +179,7 @@ def _first_call_rules(specs: list[ToolSpec], tool_choice: str, tool_rules: dict[
     alts, rules = [], []
     for form, open_rule, value, trig in (("SEARCH", "search_open", "STRING", SEARCH_TRIGGER),
                                           ("LOAD", "load_open", "INT", LOAD_TRIGGER)):
-        if short_forms and any(s.shorthand == form for s in wanted):
+        if any(s.shorthand == form for s in wanted):
             alts.append(f"{form.lower()}_call_first")
             rules += [f'{form.lower()}_call_first: {open_rule} {value} ")"',
                       f"{open_rule}: {form}_OPEN", f"{form}_OPEN: {lark_literal(trig)}"]

@@ -17,7 +17,6 @@ from agent.tooling.spec import Param, ToolSpec
 class DescribedTool(Protocol):
     name: str
     call_signature: str  # e.g. 'SEARCH(query: str)' or 'CALL(calc, expr: str)'
-    long_signature: str  # always the CALL form, e.g. 'CALL(search, query: str)'
     description: str  # one line
     pure: bool
 
@@ -30,14 +29,13 @@ PROTOCOL_TEXT = (
 
 
 def build_system_prompt(tools: Iterable[DescribedTool], extra: str | None = None,
-                        examples: list[str] | None = None, short_forms: bool = True) -> str:
-    """Protocol explanation, then one line per tool: its call form (SEARCH/LOAD only with `short_forms`)
-    and description; then the worked examples when given (see worked_examples)."""
+                        examples: list[str] | None = None) -> str:
+    """Protocol explanation, then one line per tool: its call form and description; then the worked
+    examples when given (see worked_examples)."""
     lines = [PROTOCOL_TEXT, "Tools:"]
     for tool in tools:
         note = "" if tool.pure else " (has side effects; asks first)"
-        signature = tool.call_signature if short_forms else tool.long_signature
-        lines.append(f"{signature} - {tool.description}{note}")
+        lines.append(f"{tool.call_signature} - {tool.description}{note}")
     if examples:
         lines.append(EXAMPLE_INTRO)
         lines.extend(examples)
@@ -66,9 +64,9 @@ def _example_value(param: Param) -> Any:
     return example_value(param.type)
 
 
-def worked_examples(specs: Iterable[ToolSpec], short_forms: bool = True) -> list[str]:
-    """One example exchange per tool: the question, the call as the model writes it (in the CALL form
-    unless `short_forms`), the shell's result line, and the answer that uses it."""
+def worked_examples(specs: Iterable[ToolSpec]) -> list[str]:
+    """One example exchange per tool: the question, the call as the model writes it, the shell's
+    result line, and the answer that uses it."""
     lines = []
     for spec in specs:
         known = _KNOWN_EXAMPLES.get(spec.name)
@@ -78,6 +76,5 @@ def worked_examples(specs: Iterable[ToolSpec], short_forms: bool = True) -> list
             args = {p.name: _example_value(p) for p in spec.params if p.required}
             question, result, answer = f"(a question {spec.name} helps with)", f"(what {spec.name} returns)", \
                 "(the answer, using the result)"
-        call = format_call(spec, args, form=None if short_forms else "CALL")
-        lines.append(f"Question: {question}\nAnswer: {call}\n=> {result}\n{answer}")
+        lines.append(f"Question: {question}\nAnswer: {format_call(spec, args)}\n=> {result}\n{answer}")
     return lines

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.demo_model import is_demo_model
 from agent.grammar.constraint import make_constraint
 from agent.grammar.native import (
     PROTOCOL,
@@ -38,10 +37,6 @@ class ToolFormat:
 
     name: str  # "protocol" or a native format's name
     tools: list[dict[str, Any]] | None  # the JSON schemas the chat template shows (native); None for the protocol
-    # The demo model was trained on the protocol's bare tool list and its SEARCH/LOAD short forms. Any
-    # other model gets a worked example per tool and only the CALL(name, ...) form, so that it picks the
-    # tool at its name rather than at a first token (SEARCH, LOAD, CALL) that is a tool by itself.
-    trained_on_protocol: bool = True
 
     @property
     def native(self) -> bool:
@@ -52,27 +47,23 @@ def resolve(lm: LoadedModel, registry: ToolRegistry | None, requested: str) -> T
     """The form for these tools: `requested` (auto: from the chat template). Without tools nothing is
     called, and the protocol's free text is what is left. ValueError for a native format the tokenizer
     cannot take (no chat template)."""
-    trained = is_demo_model(lm.model_id)
     if registry is None:
-        return ToolFormat(PROTOCOL, None, trained)
+        return ToolFormat(PROTOCOL, None)
     name = resolve_tool_format(lm.tokenizer, requested)
-    return ToolFormat(name, tool_schemas(registry) if name != PROTOCOL else None, trained)
+    return ToolFormat(name, tool_schemas(registry) if name != PROTOCOL else None)
 
 
-def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, extra: str | None = None) -> str:
+def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool, extra: str | None = None) -> str:
     """The default system prompt: none without tools; a short neutral text for a native format (the
-    template shows the tools); the protocol and its tools otherwise, with a worked example per tool in
-    the CALL form for a model not trained on the protocol. `extra` (the user's `--system` text) comes last
-    on its own line, after the tool instructions it must not replace; without tools it is the whole prompt."""
+    template shows the tools); the protocol and its tools otherwise, with a worked example per tool when
+    `examples` (a model not trained on the protocol). `extra` (the user's `--system` text) comes last on
+    its own line, after the tool instructions it must not replace; without tools it is the whole prompt."""
     if registry is None:
         return extra or ""
     if fmt.native:
         return native_system_prompt(extra)
     specs = list(registry)
-    if fmt.trained_on_protocol:
-        return build_system_prompt(specs, extra=extra)
-    return build_system_prompt(specs, extra=extra, examples=worked_examples(specs, short_forms=False),
-                               short_forms=False)
+    return build_system_prompt(specs, extra=extra, examples=worked_examples(specs) if examples else None)
 
 
 def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry | None, user_grammar: str | None,
@@ -85,7 +76,7 @@ def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry
         return make_native_constraint(lm, registry, fmt.name, tool_choice=tool_choice, confirm=confirm,
                                       defer_side_effects=defer_side_effects, max_calls=max_calls)
     return make_constraint(lm, registry, user_grammar, confirm=confirm, defer_side_effects=defer_side_effects,
-                           max_calls=max_calls, tool_choice=tool_choice, short_forms=fmt.trained_on_protocol)
+                           max_calls=max_calls, tool_choice=tool_choice)
 
 
 def island_form(lm: LoadedModel, fmt: ToolFormat) -> IslandForm | None:
