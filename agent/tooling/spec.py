@@ -198,11 +198,6 @@ class ToolSpec:
         self.call_signature = _call_signature(self.name, self.params)
 
     @property
-    def long_signature(self) -> str:
-        """The signature in the `CALL(name, ...)` form, even for a tool that has a short form."""
-        return _call_signature(self.name, self.params, short=False)
-
-    @property
     def shorthand(self) -> str | None:
         """'SEARCH' / 'LOAD' when this tool has the protocol's short form (one str/int argument)."""
         form = SHORTHAND.get(self.name)
@@ -233,9 +228,9 @@ def _param_text(p: Param) -> str:
     return f"{text} (optional)" if p.default is None else f"{text} = {_json_text(p.default)}"
 
 
-def _call_signature(name: str, params: tuple[Param, ...], short: bool = True) -> str:
+def _call_signature(name: str, params: tuple[Param, ...]) -> str:
     one = _param_text
-    form = SHORTHAND.get(name) if short else None
+    form = SHORTHAND.get(name)
     shorthand_kind = "str" if name == "search" else "int"
     if form and len(params) == 1 and params[0].required and params[0].type.kind == shorthand_kind:
         return f"{form}({one(params[0])})"
