@@ -46,11 +46,14 @@ def test_loops_are_detected_and_penalised() -> None:
     assert tail_loop([5, 1, 2, 3, 1, 2, 3, 1, 2, 3])
     assert has_loop([4, 4, 4, 4, 4, 4, 4, 4, 9, 10])  # a loop in the middle counts too
     assert not has_loop(list(range(40)))
-    looping = score_parts([-0.5] * 10, [False] * 10, [3] * 10)
+    # The shared score reads loops from the text (agent.decoding.loop_guard; tests/test_loop_guard.py).
+    looping_text = "98765 + 43210 = " * 10
+    looping = score_parts([-0.5] * 10, [False] * 10, [3] * 10, text=looping_text)
     assert looping.degenerate
     assert looping.value == pytest.approx(-0.5 - DEGENERATE_PENALTY)
-    # Repeated island text (tool results) is not the model looping.
-    islands = score_parts([-0.5, 0, 0, 0, 0, 0, 0, 0, 0, -0.5], [False] + [True] * 8 + [False], [1] + [3] * 8 + [2])
+    # Repeated island text (tool results) is not the model looping: the guard reads the model's own text.
+    islands = score_parts([-0.5, 0, 0, 0, 0, 0, 0, 0, 0, -0.5], [False] + [True] * 8 + [False], [1] + [3] * 8 + [2],
+                          text="A" + looping_text + "B", loop_text="AB")
     assert not islands.degenerate
 
 

@@ -66,8 +66,9 @@ def test_no_prefix_is_recomputed_and_the_budget_holds(tiny_lm) -> None:
 
 
 def test_dead_ends_are_remembered_and_never_expanded(tiny_lm) -> None:
-    # The tiny random model loops readily ("x x x x ..."): loops are dead ends.
-    result = tree_search(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=16, budget=60))
+    # The tiny random model loops readily ("x x x x ..."): loops are dead ends (agent.decoding.loop_guard
+    # calls a loop once it has gone round for a few dozen characters: long enough answers are needed).
+    result = tree_search(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=64, budget=100))
     nodes = _nodes(result.tree)
     dead = [n for n in nodes if n.status == "dead"]
     assert dead, "expected some dead ends (loops) on the tiny random model"

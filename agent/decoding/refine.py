@@ -36,6 +36,7 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
+from agent.decoding.loop_guard import model_text
 from agent.decoding.results import Candidate, SearchResult, mark_interrupted, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
 from agent.decoding.tree import tree_search
@@ -324,7 +325,8 @@ def refine_result(
                 lps, eos_lp = sequence_logprobs(lm, prompt_ids, proposal,
                                                 eos_id=min(lm.eos_token_ids) if ended else None)
                 lps = [0.0 if island else lp for lp, island in zip(lps, cand.island_mask, strict=False)]
-                parts = score_parts(lps, cand.island_mask, proposal, eos_logprob=eos_lp, text=text)
+                parts = score_parts(lps, cand.island_mask, proposal, eos_logprob=eos_lp, text=text,
+                                    loop_text=model_text(lm.tokenizer, proposal, cand.island_mask))
                 forward_passes += 1
                 if best_parts is None or parts.value > best_parts.value:
                     best_ids, best_parts, best_lps, best_eos = proposal, parts, lps, eos_lp

@@ -7,9 +7,9 @@ as one more model token: stopping is a decision of the model, and scoring it kee
 cutting a sentence short for free. The mean (rather than the sum) keeps long answers from losing
 to short ones only because they are long.
 
-Guards: an empty response (no model token, or only whitespace) and a degenerate one (a block of
-tokens repeated back to back, see `has_loop`) are not excluded but ranked below every normal
-response: their score is pushed down by `DEGENERATE_PENALTY` nats per token, far more than any
+Guards: an empty response (no model token, or only whitespace) and a degenerate one (it loops,
+exactly or with small edits: agent.decoding.loop_guard) are not excluded but ranked below every
+normal response: their score is pushed down by `DEGENERATE_PENALTY` nats per token, far more than any
 plausible mean (a uniform draw over 10^6 tokens is only -13.8). Scores therefore stay finite and
 JSON-safe, and every strategy ranks by one number.
 """
@@ -21,13 +21,15 @@ from dataclasses import dataclass
 
 import torch
 
+from agent.decoding import loop_guard
 from agent.model.runtime import LoadedModel
 
 DEGENERATE_PENALTY = 100.0
 EMPTY_SCORE = -2 * DEGENERATE_PENALTY
-# A block of `period` tokens repeated back to back counts as a loop when it repeats at least
-# MIN_REPEATS times and the repeated run spans at least MIN_LOOP_SPAN tokens ("a a a a a a a a",
-# "x y x y x y x y", "a b c a b c a b c").
+# tail_loop/has_loop: a block of `period` tokens repeated back to back, at least MIN_REPEATS times
+# over at least MIN_LOOP_SPAN tokens. Only MCMC's token moves still use it; the shared score and the
+# token tree use agent.decoding.loop_guard, which also catches repeats with small edits and lets a
+# long number or a wide table's separator row ("|---|---|---|---|") through.
 MAX_LOOP_PERIOD = 16
 MIN_REPEATS = 3
 MIN_LOOP_SPAN = 8
@@ -82,11 +84,15 @@ def score_parts(
     *,
     eos_logprob: float | None = None,
     text: str | None = None,
+    loop_text: str | None = None,
 ) -> ScoreParts:
     """Score a response from per-token log-probs (0.0 or anything at islands: they are skipped).
 
     eos_logprob: log p(EOS) after the last token when the response ended with EOS, else None.
-    text: the decoded response, to catch whitespace-only answers (optional).
+    text: the decoded response, to catch whitespace-only answers and loops (optional).
+    loop_text: the text of the model's own tokens (agent.decoding.loop_guard.model_text), read by the
+    loop guard instead of `text` when the response holds islands (a tool result is not a loop).
+    Without either text no loop is looked for.
     """
     if not (len(logprobs) == len(island_mask) == len(token_ids)):
         raise ValueError(
@@ -100,7 +106,8 @@ def score_parts(
         total += float(eos_logprob)
         count += 1
     empty = not own or (text is not None and not text.strip())
-    degenerate = not empty and has_loop(model_token_ids(token_ids, island_mask))
+    guarded = loop_text if loop_text is not None else text
+    degenerate = not empty and guarded is not None and loop_guard.has_loop(guarded)
     if empty:
         value = EMPTY_SCORE
     else:
@@ -153,4 +160,5 @@ def score_sequence_parts(
 ) -> ScoreParts:
     """Like score_sequence, with the parts (total, token count, guards)."""
     lps, eos_lp = sequence_logprobs(lm, prompt_ids, token_ids, eos_id=eos_id)
-    return score_parts(lps, island_mask, token_ids, eos_logprob=eos_lp, text=text)
+    own_text = loop_guard.model_text(lm.tokenizer, token_ids, island_mask)
+    return score_parts(lps, island_mask, token_ids, eos_logprob=eos_lp, text=text, loop_text=own_text)

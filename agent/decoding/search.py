@@ -14,6 +14,7 @@ from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import decode, response_text
 from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.loop_guard import model_text
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.scoring import score_parts
 from agent.decoding.strategies import strategy_for
@@ -76,7 +77,7 @@ def continue_deferred_call(lm: LoadedModel, prompt_ids: list[int], config: Decod
     else:
         finish_reason = "grammar" if constraint.is_finished() else "length"
     text = response_text(lm.tokenizer, token_ids, keep_special=True)  # constrained: a native island's tokens stay
-    parts = score_parts(logprobs, islands, token_ids, text=text)
+    parts = score_parts(logprobs, islands, token_ids, text=text, loop_text=model_text(lm.tokenizer, token_ids, islands))
     finished = dataclasses.replace(best, token_ids=token_ids, island_mask=islands, logprobs=logprobs,
                                    tool_calls=tool_calls, text=text, score=parts.value, eos_logprob=None,
                                    finish_reason=finish_reason)

@@ -12,6 +12,7 @@ from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import decode
 from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.loop_guard import model_text
 from agent.decoding.results import Candidate, SearchResult
 from agent.decoding.scoring import score_parts
 from agent.model.runtime import LoadedModel
@@ -34,7 +35,8 @@ class SinglePass:
         decoded = decode(lm, prompt_ids, config, constraint=constraint, on_token=on_token,
                          prefix_cache=prefix_cache, should_stop=should_stop)
         parts = score_parts(decoded.logprobs, decoded.island_mask, decoded.token_ids,
-                            eos_logprob=decoded.eos_logprob, text=decoded.text)
+                            eos_logprob=decoded.eos_logprob, text=decoded.text,
+                            loop_text=model_text(lm.tokenizer, decoded.token_ids, decoded.island_mask))
         candidate = Candidate.from_decode(decoded, parts, self.name, constraint)
         return SearchResult(best=candidate, candidates=[candidate], forward_passes=decoded.forward_passes,
                             seconds=decoded.seconds, strategy=self.name, token_evaluations=decoded.new_tokens,

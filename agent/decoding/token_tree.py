@@ -26,9 +26,10 @@ from transformers import DynamicCache
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
+from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.sampling import processed_logits
-from agent.decoding.scoring import model_token_ids, score_parts, tail_loop
+from agent.decoding.scoring import score_parts
 from agent.model.runtime import LoadedModel
 from agent.tooling.records import ToolCallRecord
 
@@ -273,8 +274,7 @@ class TokenTree:
                 if not step.forced_is_island:
                     child.model_tokens += len(forced)
                     child.pending_logprobs = True
-        own = model_token_ids(*self.response_ids(child))
-        if tail_loop(own):
+        if ends_in_loop(model_text(self.lm.tokenizer, *self.response_ids(child), tail_tokens=TAIL_TOKENS)):
             self.kill(child, "loop")
             return child
         if child.constraint is not None and child.constraint.pending_call is not None:
@@ -339,7 +339,8 @@ class TokenTree:
                 if s in text:
                     text = text[: text.index(s)]
                     break
-        parts = score_parts(logprobs, islands, ids, eos_logprob=node.eos_logprob, text=text)
+        parts = score_parts(logprobs, islands, ids, eos_logprob=node.eos_logprob, text=text,
+                            loop_text=model_text(self.lm.tokenizer, ids, islands))
         constraint = node.constraint if node.constraint is not None or node.parent is None else (
             node.parent.constraint if node.is_eos else None)
         return Candidate.scored(text, ids, islands, logprobs, parts, strategy=strategy, finish_reason=reason,

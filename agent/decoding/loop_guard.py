@@ -1,0 +1,87 @@
+"""The loop guard: does a response go round in circles, exactly or with small edits?
+
+A looping answer says the same thing again and again, often with a character changed here and
+there ("98765 - 43210 = 98765 + 43210 = 98765 + 43210 = ..."). Lists, tables and code repeat too,
+but their repeats are short runs of structure ("\\n2. ", " | ", "    return self.") with new
+content every few characters. The guard tells them apart by the **share of repeated n-grams**
+over the end of the text:
+
+- a position is *repeated* when the NGRAM characters ending there also ended at a position less
+  than WINDOW characters before;
+- the text loops when some WINDOW characters hold at least LOOP_CHARS repeated positions.
+
+A repeat must run NGRAM characters unchanged to count at all, so structure with fresh content at
+least every NGRAM characters never counts; an edit in a repeated block only uncovers the NGRAM
+positions after it, so a block repeated with small edits still counts. The threshold is a count
+(not a share of what there is), so short answers must have gone round for a while too.
+
+It reads characters, not tokens: a window of tokens is a few words with one tokenizer and a line
+with another (digits one token each, or byte-level pieces), and the same thresholds must hold for
+every model. The calibration (written before the thresholds were chosen; loops from the issue
+and its kind, lists, tables, code, YAML, HTML, JSON calls, grids of numbers) put the loops at 63
+or more repeated positions of 128 and the legitimate repeats at 33 or fewer; LOOP_CHARS is between.
+
+`ends_in_loop` is checked as a branch grows (agent.decoding.token_tree cuts the branch there);
+`has_loop` asks whether any window of a finished response loops (agent.decoding.scoring ranks it
+below every normal response).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+NGRAM = 16  # characters a repeat must run unchanged to count
+WINDOW = 128  # characters: how far back a repeat may start, and the span the count is taken over
+LOOP_CHARS = 48  # repeated positions within WINDOW characters that make a loop
+# Tokens decoded to read the end of a branch: enough for 2 * WINDOW characters with any tokenizer.
+TAIL_TOKENS = 2 * WINDOW
+
+
+def repeated_positions(text: str) -> list[bool]:
+    """For each character: do the NGRAM characters ending there repeat ones that ended within WINDOW before?"""
+    last_end: dict[str, int] = {}
+    flags = [False] * len(text)
+    for end in range(NGRAM - 1, len(text)):
+        gram = text[end - NGRAM + 1:end + 1]
+        previous = last_end.get(gram)
+        flags[end] = previous is not None and end - previous < WINDOW
+        last_end[gram] = end
+    return flags
+
+
+def repeated_share(text: str) -> float:
+    """Share of the last WINDOW characters that are repeated (0.0 for texts too short to tell)."""
+    flags = repeated_positions(text[-2 * WINDOW:])  # a repeat within the window may start WINDOW earlier
+    return sum(flags[-WINDOW:]) / WINDOW
+
+
+def ends_in_loop(text: str) -> bool:
+    """True when the last WINDOW characters loop (checked as a branch grows)."""
+    return repeated_share(text) * WINDOW >= LOOP_CHARS
+
+
+def has_loop(text: str) -> bool:
+    """True when any WINDOW characters of the text loop (a loop in the middle counts too)."""
+    flags = repeated_positions(text)
+    count = 0
+    for end, flag in enumerate(flags):
+        count += flag
+        if end >= WINDOW and flags[end - WINDOW]:
+            count -= 1
+        if count >= LOOP_CHARS:
+            return True
+    return False
+
+
+def model_text(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int], island_mask: Sequence[bool],
+               tail_tokens: int | None = None) -> str:
+    """The text of the tokens the model chose (islands left out: a tool result is not the model repeating
+    itself); only the last `tail_tokens` of them when given."""
+    own = [t for t, island in zip(token_ids, island_mask, strict=True) if not island]
+    if tail_tokens is not None:
+        own = own[-tail_tokens:]
+    return tokenizer.decode(own, skip_special_tokens=True)

@@ -1,0 +1,79 @@
+"""The loop guard: answers that go round in circles, exactly or with small edits, are caught; lists,
+tables and code that repeat their structure are not; every search cuts or ranks down looping branches.
+
+The texts here were written for this test and are not the ones the thresholds were calibrated on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.config import DecodeConfig
+from agent.decoding.loop_guard import ends_in_loop, has_loop
+from agent.decoding.search import search_response
+from agent.model.runtime import LoadedModel
+
+# What the tree picked on SmolLM2-135M-Instruct (the issue), and loops of its kind.
+ISSUE_LOOP = "98765 - 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 ="
+LOOPS = {
+    "issue": ISSUE_LOOP,
+    "issue after an answer": "To subtract, line up the digits. " + ISSUE_LOOP,
+    "sentence with small edits": ("The result of the calculation is 55555. The result of this calculation is 55555. "
+                                  "The result of the calculation is 55555! The result of the calculation was 55555. "
+                                  "The result of the calculation is 55555."),
+    "call repeated": ('SEARCH("weather in Oslo")\n' * 4 + 'SEARCH("weather in Oslo today")\n'
+                      + 'SEARCH("weather in Oslo")\n' * 2),
+    "one character": "Yes" + "!" * 80,
+    "two sentences alternating": ("Paris is in France. France is in Europe. " * 5).strip(),
+}
+NORMAL = {
+    "numbered list": ("Packing list for a weekend hike:\n1. Water bottle (two litres)\n2. Rain jacket\n3. Trail map\n"
+                      "4. Sunscreen and a hat\n5. Snacks: nuts, dried fruit\n6. First-aid kit\n7. Head torch\n"
+                      "8. Spare socks"),
+    "bullet list": ("- Monday: swim 30 minutes\n- Tuesday: run 5 km\n- Wednesday: rest\n- Thursday: swim 45 minutes\n"
+                    "- Friday: run 8 km\n- Saturday: cycle 20 km\n- Sunday: rest"),
+    "markdown table": ("| planet | moons | day (h) | ring |\n|---|---|---|---|\n| Mercury | 0 | 1408 | no |\n"
+                       "| Venus | 0 | 5832 | no |\n| Earth | 1 | 24 | no |\n| Mars | 2 | 25 | no |\n"
+                       "| Jupiter | 95 | 10 | yes |\n| Saturn | 146 | 11 | yes |"),
+    "python": ("def area(shape, a, b=0):\n    if shape == \"square\":\n        return a * a\n"
+               "    if shape == \"rectangle\":\n        return a * b\n    if shape == \"triangle\":\n"
+               "        return a * b / 2\n    if shape == \"circle\":\n        return 3.14159 * a * a\n"
+               "    raise ValueError(shape)\n"),
+    "csv": "date,city,temp\n2024-01-01,Oslo,-3\n2024-01-02,Oslo,-5\n2024-01-03,Bergen,2\n2024-01-04,Bergen,4",
+    "big numbers": "A googol is 10000000000000000000000000000000000000000 and a trillion is 1000000000000.",
+    "wide separator": ("| a | b | c | d | e | f | g | h |\n|---|---|---|---|---|---|---|---|\n"
+                       "| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |"),
+}
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_looping_answers_are_caught(name: str) -> None:
+    text = LOOPS[name]
+    assert has_loop(text)
+    assert ends_in_loop(text)  # where the search would cut the branch
+
+
+@pytest.mark.parametrize("name", NORMAL)
+def test_answers_that_repeat_their_structure_are_not_loops(name: str) -> None:
+    text = NORMAL[name]
+    assert not has_loop(text)
+    assert not any(ends_in_loop(text[:end]) for end in range(1, len(text) + 1))  # not at any point as it grew
+
+
+def test_a_loop_in_the_middle_counts_and_a_short_repeat_does_not() -> None:
+    assert has_loop(ISSUE_LOOP + "\nSo the answer is 55555, and that is the final result of it all.")
+    assert not ends_in_loop(ISSUE_LOOP + "\nSo the answer is 55555, and that is the final result of it all." * 1
+                            + " Subtraction takes one number away from another; addition puts them together.")
+    assert not has_loop("98765 - 43210 = 55555. Check: 55555 + 43210 = 98765.")
+
+
+@pytest.mark.parametrize("strategy", ["beam", "best-of-n", "tree"])
+def test_no_search_returns_a_looping_answer_where_greedy_loops(tiny_lm: LoadedModel, strategy: str) -> None:
+    # The random tiny model goes round in circles (one character again and again) when left to itself.
+    prompt = tiny_lm.tokenizer.encode("<|user|>\nyes no yes no<|end|>\n<|assistant|>\n")
+    config = DecodeConfig(max_new_tokens=120, budget=300, beam_width=2, num_samples=3, seed=1)
+    greedy = search_response(tiny_lm, prompt, config.replace(strategy="greedy"))
+    assert has_loop(greedy.text) and greedy.best.new_tokens == 120
+    result = search_response(tiny_lm, prompt, config.replace(strategy=strategy))
+    assert result.candidates
+    assert not any(has_loop(c.text) for c in result.candidates)
