@@ -17,9 +17,12 @@ SAMPLING = ("temperature", "top_k", "top_p", "min_p")
 # budget; sample is one pass of the decode loop: no search budget; beam keeps the top log-probs as they
 # are: no sampling). best-of-n, tree and tree+grad read them all (tree: temperature anneals the noise)
 # but alpha, which only mcmc reads.
+# The search limits (budget, time_limit, kv_budget_bytes) bound a search's token tree: the single-pass
+# strategies stream one answer and stop at max_new_tokens or Ctrl-C.
+LIMITS = ("budget", "time_limit", "kv_budget_bytes")
 IGNORED: dict[str, tuple[str, ...]] = {
-    "greedy": (*SAMPLING, "budget", "alpha"),
-    "sample": ("budget", "alpha"),
+    "greedy": (*SAMPLING, *LIMITS, "alpha"),
+    "sample": (*LIMITS, "alpha"),
     "beam": (*SAMPLING, "alpha"),
     "best-of-n": ("alpha",),
     "tree": ("alpha",),
@@ -44,7 +47,7 @@ def explain(strategy: str, names: Iterable[str], *, flags: bool) -> str | None:
     shown = ", ".join(f"--{n.replace('_', '-')}" if flags else n for n in found)
     verb = "does" if len(found) == 1 else "do"
     hint = "--strategy sample" if flags else "/set strategy=sample"
-    if all(n == "budget" for n in found):
+    if all(n in LIMITS for n in found):
         hint = "--strategy tree" if flags else "/set strategy=tree"
     return f"{shown} {verb} not apply to the {strategy} strategy (it ignores {'it' if len(found) == 1 else 'them'}); " \
            f"choose a strategy that uses {'it' if len(found) == 1 else 'them'}, e.g. {hint}"

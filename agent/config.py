@@ -38,6 +38,11 @@ class DecodeConfig:
     grad_steps: int = 8
     # mcmc: the target is p(x)^alpha over whole responses (1 = the model itself; larger = sharper)
     alpha: float = 4.0
+    # Any search ends at this wall-clock limit (seconds, 0 = none) with the best answer it has so far.
+    time_limit: float = 0.0
+    # A search's token tree holds at most this many bytes of KV and next-token log-probs; past it the
+    # worst branches are dropped and remembered as dead ends (agent.decoding.kv_cache.TreeMemory).
+    kv_budget_bytes: int = 2 * 1024**3
     grammar_hash: str | None = None
     # Tool calls one response may make (0 = no limit). After the last one no call can open, so a
     # model that keeps retrying a failing call has to answer in words instead.
@@ -63,6 +68,10 @@ class DecodeConfig:
             raise ValueError("min_p must be in [0, 1)")
         if self.budget < 0:
             raise ValueError("budget must be >= 0 (0 = twice max_new_tokens)")
+        if not 0.0 <= self.time_limit < float("inf"):
+            raise ValueError("time_limit must be a finite number of seconds >= 0 (0 = no limit)")
+        if self.kv_budget_bytes < 1:
+            raise ValueError("kv_budget_bytes must be at least 1")
         if not 0.0 < self.alpha < float("inf"):
             raise ValueError("alpha must be a finite number > 0")
         if self.repetition_penalty <= 0:

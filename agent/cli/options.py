@@ -56,6 +56,8 @@ def decoding_options(func: Command) -> Command:
         click.option("--repetition-penalty", type=float, default=None, help="Penalty for repeated tokens (1.0 = off)."),
         click.option("--budget", type=int, default=None,
                      help="Forward passes a search strategy may spend (default: twice --max-new-tokens)."),
+        click.option("--time-limit", type=float, default=None, metavar="SECONDS",
+                     help="A search ends after this many seconds with its best answer so far (default: none)."),
         click.option("--alpha", type=float, default=None,
                      help="mcmc: sample responses from p(x)^alpha (default 4; 1 = the model itself)."),
         click.option("--max-tool-calls", type=int, default=None,
@@ -98,7 +100,8 @@ def decoding_options(func: Command) -> Command:
 
 # the options that are DecodeConfig fields, under the same names
 CONFIG_FIELDS = ("strategy", "seed", "max_new_tokens", "temperature", "top_k", "top_p", "min_p",
-                 "repetition_penalty", "budget", "alpha", "max_tool_calls", "tool_choice", "tool_format")
+                 "repetition_penalty", "budget", "time_limit", "alpha", "max_tool_calls", "tool_choice",
+                 "tool_format")
 
 
 def build_config(opts: Options) -> DecodeConfig:
