@@ -339,6 +339,8 @@ def render_turn(turn: TranscriptTurn, out: list[Segment]) -> None:
             out.append(Segment(printable(message["text"]), _STYLES.get(role)))
         if message["interrupted"]:
             out.append(Segment("  [interrupted]", _STYLES["interrupted"]))
+        if message.get("undone"):
+            out.append(Segment("  [undone]", _STYLES["meta"]))
         out.append(Segment("\n"))
     chosen = [call for call in calls if call["chosen"]]
     for call in chosen:

@@ -149,6 +149,36 @@ class ChatSession:
         self.session_id = None
         self.last_result = None
 
+    def undo(self) -> str:
+        """Take the last turn back (`/undo`, `/retry`); returns its question. A saved turn is not deleted: the
+        store marks it undone (kept, left out of the history a resume reads). ValueError when there is no
+        turn; StoreError, nothing changed, when earlier turns cannot be saved yet or the stored session's
+        last turn is not this one (another process wrote to it)."""
+        users = [index for index, message in enumerate(self.messages) if message["role"] == "user"]
+        if not users:
+            raise ValueError("there is no turn to undo")
+        self._save_or_refuse("undoing a turn")
+        question = self.messages[users[-1]]["content"]
+        if self.store is not None and self.session_id is not None:
+            stored = [m for m in self.store.messages(self.session_id) if m["role"] == "user" and m["undone"] is None]
+            if not stored or stored[-1]["text"] != question:
+                raise StoreError(f"the last turn of session {self.session_id} is not this conversation's last "
+                                 "question (another process wrote to it): nothing undone")
+            self.store.undo_turn(self.session_id, stored[-1]["turn"])
+        del self.messages[users[-1]:]
+        self.prefix_cache.reset()  # it holds the turn just taken back
+        self.last_result = None
+        return question
+
+    def set_system_text(self, extra: str | None) -> None:
+        """`/system TEXT`: the user's text after the tool instructions (as `--system`), from a new conversation
+        on: a stored session keeps the system prompt its turns were answered with. StoreError as `clear`."""
+        self.clear()
+        self.system_extra = extra
+        self.system_prompt = tool_format.system_prompt(self.tool_format, self.registry,
+                                                       not is_demo_model(self.lm.model_id), extra)
+        self._start_messages()
+
     def context_use(self) -> ContextUse:
         """How the model's context is spent by the history as it stands (for `/context`)."""
         return context_use(self.lm.tokenizer, self.messages, context_length(self.lm), tools=self.tool_format.tools)

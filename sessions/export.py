@@ -89,6 +89,7 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
         out.append("")
         for message in turn["messages"]:
             label = f"**{message['role']}**" + (" *(interrupted)*" if message["interrupted"] else "")
+            label += " *(undone)*" if message.get("undone") else ""
             fence = _fence(message["text"])
             out += [label, "", fence + "text", message["text"], fence, ""]
         for record in turn["records"]:

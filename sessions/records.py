@@ -46,6 +46,7 @@ class StoredMessage(TypedDict):
     text: str
     created: str
     interrupted: bool
+    undone: str | None  # when `/undo` or `/retry` took its turn back (kept, left out of the history)
 
 
 class SearchHit(TypedDict):

@@ -126,7 +126,8 @@ def rerun(
             outcomes.append(outcome)
             if on_result:
                 on_result(outcome)
-        history += [{"role": m["role"], "content": m["text"]} for m in messages]
+        # an undone turn was not in the conversation the later turns saw
+        history += [{"role": m["role"], "content": m["text"]} for m in messages if m.get("undone") is None]
     return outcomes
 
 

@@ -7,7 +7,7 @@ Never edit or reorder a migration that has shipped: add a new one at the end.
 Tables (all readable with any SQLite tool):
 - `sessions`: id, created, model_id, weights_hash, title
 - `messages`: one row per message as it completes (session_id, turn, role, text, created,
-  interrupted); full-text indexed in `messages_fts`
+  interrupted, undone: when `/undo` or `/retry` took the turn back); full-text indexed in `messages_fts`
 - `turns`: the decoding configuration, timings and token counts of each turn
 - `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
 - `tool_calls.output`: what the tool printed (stdout and stderr, captured), when it printed anything
@@ -222,6 +222,13 @@ def m007_application_id(db: Database) -> None:
 def m008_tool_call_output(db: Database) -> None:
     """What a tool printed while it ran (stdout and stderr, captured into its call record)."""
     db.table("tool_calls").add_column("output", str)
+
+
+@migrations()
+def m009_undone(db: Database) -> None:
+    """`/undo` and `/retry` take a turn back without deleting it: its messages keep their text and get the
+    time they were undone, and are left out of the history a session continues from."""
+    db.table("messages").add_column("undone", str)
 
 
 def pending(db: Database) -> list[str]:

@@ -164,6 +164,19 @@ class SessionStore(StoreConnection):
         if candidate_set is not None:
             self.db.conn.execute(rows.CANDIDATE_SET_SQL, (turn_id, *candidate_set))
 
+    def undo_turn(self, session_id: str, turn: int) -> None:
+        """Take turn `turn` (>= 1) back, as `/undo` and `/retry` do: its messages and record stay, marked
+        with the time they were undone, and `history` leaves them out. StoreError when the turn is
+        not there or was undone already."""
+        if not isinstance(turn, int) or turn < 1:
+            raise ValueError(f"undo_turn: turn must be an integer >= 1, not {turn!r}")
+        with self.sql_errors(), self.transaction():
+            self._require(session_id)
+            cur = self.db.execute("UPDATE messages SET undone = ? WHERE session_id = ? AND turn = ? AND undone IS NULL",
+                                  (rows.now_iso(), session_id, turn))
+            if not cur.rowcount:
+                raise StoreError(f"session {session_id} has no turn {turn} to undo (not saved, or undone already)")
+
     def delete(self, session_id: str) -> None:
         """Delete a session and everything recorded in it."""
         with self.sql_errors(), self.transaction():
@@ -240,13 +253,13 @@ class SessionStore(StoreConnection):
 
     def messages(self, session_id: str) -> list[StoredMessage]:
         """Messages by turn, in the order written within a turn: id, turn, role, text, created,
-        interrupted (bool). Two processes writing one session at once get distinct turns
-        (`start_turn`), so their messages never interleave."""
+        interrupted (bool), undone (when `/undo` took the turn back; None). Two processes writing one
+        session at once get distinct turns (`start_turn`), so their messages never interleave."""
         self.get_session(session_id)
         with self.sql_errors():
             found = list(
                 self.db.query(
-                    "SELECT id, turn, role, text, created, interrupted FROM messages WHERE session_id = ? "
+                    "SELECT id, turn, role, text, created, interrupted, undone FROM messages WHERE session_id = ? "
                     "ORDER BY turn, id",
                     (session_id,),
                 )
@@ -256,8 +269,8 @@ class SessionStore(StoreConnection):
         return cast("list[StoredMessage]", found)
 
     def history(self, session_id: str) -> list[dict[str, str]]:
-        """The messages as chat history ({"role", "content"}) to continue a session."""
-        return [{"role": m["role"], "content": m["text"]} for m in self.messages(session_id)]
+        """The messages as chat history ({"role", "content"}) to continue a session; undone turns are left out."""
+        return [{"role": m["role"], "content": m["text"]} for m in self.messages(session_id) if m["undone"] is None]
 
     def next_turn(self, session_id: str) -> int:
         """The turn number the next `start_turn` would draw now (turn 0 is the system prompt; first

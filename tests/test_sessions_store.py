@@ -115,7 +115,8 @@ def test_first_schema_version_upgrades_cleanly(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "sessions_v1.sqlite", path)
     before = sqlite3.connect(path)
     assert [r[0] for r in before.execute("SELECT name FROM _migrations")] == ["m001_initial"]
-    old_rows = before.execute("SELECT * FROM messages ORDER BY id").fetchall()
+    columns = "id, session_id, turn, role, text, created, interrupted"  # version 1's (later ones add columns)
+    old_rows = before.execute(f"SELECT {columns} FROM messages ORDER BY id").fetchall()
     before.close()
     with SessionStore.open(path) as store:
         assert store.schema_version() == schema.all_names()
@@ -131,7 +132,8 @@ def test_first_schema_version_upgrades_cleanly(tmp_path: Path) -> None:
         assert len(store.turn_records("a1b2c3d4e5f6")[0]["candidates"]) == 3
     after = sqlite3.connect(path)
     assert after.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert after.execute("SELECT * FROM messages WHERE id <= ? ORDER BY id", (len(old_rows),)).fetchall() == old_rows
+    assert after.execute(f"SELECT {columns} FROM messages WHERE id <= ? ORDER BY id",
+                         (len(old_rows),)).fetchall() == old_rows
 
 
 def test_fixture_is_what_the_first_migration_makes(tmp_path: Path) -> None:
