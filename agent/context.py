@@ -38,12 +38,16 @@ class ContextOverflowError(ValueError):
 
 def context_length(lm: LoadedModel) -> int | None:
     """How many positions the model attends to: its config's, else a sensible tokenizer limit; None: unknown."""
-    config = lm.model.config
+    return context_length_of(lm.model.config, lm.tokenizer)
+
+
+def context_length_of(config: object, tokenizer: object) -> int | None:
+    """`context_length` from a model's config and tokenizer alone (`agent models show`: no weights loaded)."""
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
             return value
-    value = getattr(lm.tokenizer, "model_max_length", None)
+    value = getattr(tokenizer, "model_max_length", None)
     if isinstance(value, int) and 0 < value < _SENSIBLE_MAX:
         return value
     return None

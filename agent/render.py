@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from agent.sessions.store import SessionStore
     from agent.tooling.registry import ToolRegistry
     from agent.tools.kb import Listed
-    from agent.turn import TurnResult
 
 # What JSON written with ensure_ascii=False may still carry raw: DEL, C1 controls, lone surrogates
 _JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
@@ -56,7 +55,7 @@ def one_line(text: str, width: int = 80) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Answers: the line after each one, /alts, /tree
+# Answers: the search summary, /alts, /tree
 
 
 def summary_line(result: SearchResult) -> str:
@@ -74,14 +73,6 @@ def summary_line(result: SearchResult) -> str:
                      f"mean gain {refinement['mean_gain']:+.3f}")
     parts.append(f"{result.seconds:.2f}s")
     return " · ".join(parts)
-
-
-def answer_summary(result: TurnResult) -> str:
-    """The line the REPL prints after an answer: the search summary, else tokens, time and tool calls."""
-    if result.search is not None:
-        return summary_line(result.search)
-    calls = f", {len(result.tool_calls)} tool call(s)" if result.tool_calls else ""
-    return f"{result.new_tokens} tokens in {result.seconds:.2f}s{calls}"
 
 
 def render_alts(result: SearchResult) -> Table:

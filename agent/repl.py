@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.clipboard import InMemoryClipboard
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -26,7 +27,10 @@ from agent.confirm import ask_confirmation, confirm_call
 from agent.grammar.tool_format import island_form
 from agent.island_view import streamed
 from agent.paths import history_path, history_writable
-from agent.render import answer_summary, plain, printable, render_alts, render_tree, session_lines, tool_lines
+from agent.render import plain, printable, render_alts, render_tree, session_lines, tool_lines
+from agent.render_markdown import MarkdownStream
+from agent.render_usage import Spent, answer_line
+from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
 from agent.sessions.store import StoreError
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "/alts": "the other candidates of the last answer, with scores",
     "/tree": "the search tree of the last answer",
     "/context": "how full the model's context is: system prompt, each turn, room left",
+    **CONVERSATION_COMMANDS,
 }
 HELP_FOOTER = ("Enter sends the message. Esc then Enter (or Alt+Enter) inserts a new line. "
                "Ctrl-C stops a generation, Ctrl-D exits.")
@@ -81,7 +86,7 @@ def key_bindings() -> KeyBindings:
     return bindings
 
 
-class Repl:
+class Repl(ConversationCommands):
     def __init__(
         self,
         session: ChatSession,
@@ -91,11 +96,15 @@ class Repl:
         output: Output | None = None,
         out: TextIO | None = None,  # where answers are written
         history: History | None = None,
+        markdown: bool | None = None,  # answers drawn as Markdown; None: when `out` is a terminal
     ) -> None:
         self.session = session
         self.model_loader = model_loader
         self.out = out or sys.stdout
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
+        self.markdown = self.console.is_terminal if markdown is None else markdown
+        self.stream: MarkdownStream | None = None  # the answer being drawn as Markdown
+        self.spent: list[Spent] = []  # the answers given here, for /tokens
         if history is None:
             # a read-only agent home: the history lives in memory (prompt_toolkit would print a traceback
             # and "Press ENTER" on every message trying to append to the file)
@@ -107,6 +116,7 @@ class Repl:
             completer=SlashCompleter(self._tool_names),
             key_bindings=key_bindings(),
             multiline=False,
+            clipboard=InMemoryClipboard(),  # /copy puts the answer here too: Ctrl-Y pastes it
             input=input,
             output=output,
         )
@@ -118,6 +128,8 @@ class Repl:
             session.confirm = self.confirm
 
     def confirm(self, record: ToolCallRecord) -> bool:
+        if self.stream is not None:
+            self.stream.pause()  # the answer so far stays drawn; the question goes below it
         return confirm_call(record, input=self.input, output=self.output, out=self.out)
 
     def _tool_names(self) -> list[str]:
@@ -152,12 +164,17 @@ class Repl:
             self.out.write(printable(piece))
             self.out.flush()
 
-        on_token, end_of_answer = streamed(write, island_form(self.session.lm, self.session.tool_format))
+        self.stream = MarkdownStream(self.console) if self.markdown else None
+        on_token, end_of_answer = streamed(self.stream.write if self.stream else write,
+                                           island_form(self.session.lm, self.session.tool_format))
         try:
             try:
                 result = self.session.ask(text, on_token=on_token)
             finally:
                 end_of_answer()  # what the view held back
+                if self.stream is not None:
+                    self.stream.end()
+                    self.stream = None
         except KeyboardInterrupt:
             self.console.print(Text("\n[interrupted]", style="yellow"))
             return
@@ -172,9 +189,8 @@ class Repl:
             self.console.print(Text.assemble(("[interrupted]", "yellow"), " ", kept))
         if result.unsaved is not None:
             self.console.print(Text.assemble(("not saved yet:", "yellow"), " ", plain(result.unsaved)))
-        limit = result.context_limit
-        used = f" · context {result.context_used}/{limit} tokens" if limit else ""
-        self.console.print(plain(answer_summary(result) + used, "dim"))
+        self.spent.append(Spent(result.turn, result))
+        self.console.print(plain(answer_line(result), "dim"))
 
     # -- slash commands ------------------------------------------------------------------------
     def command(self, text: str) -> None:
@@ -184,7 +200,9 @@ class Repl:
             "/help": self.cmd_help, "/exit": self.cmd_exit, "/quit": self.cmd_exit, "/clear": self.cmd_clear,
             "/set": self.cmd_set, "/model": self.cmd_model, "/tools": self.cmd_tools,
             "/sessions": self.cmd_sessions, "/resume": self.cmd_resume, "/alts": self.cmd_alts,
-            "/tree": self.cmd_tree, "/context": self.cmd_context,
+            "/tree": self.cmd_tree, "/context": self.cmd_context, "/retry": self.cmd_retry, "/undo": self.cmd_undo,
+            "/copy": self.cmd_copy, "/save": self.cmd_save, "/system": self.cmd_system, "/tokens": self.cmd_tokens,
+            "/show": self.cmd_show,
         }.get(name)
         if handler is None:
             self.console.print(Text.assemble(plain(f"unknown command {name}", "red"), "; /help lists the commands"))

@@ -97,7 +97,7 @@ def test_multiline_input_with_escape_enter(tiny_lm, tmp_path: Path) -> None:
 def test_completion_of_slash_commands() -> None:
     completer = SlashCompleter(lambda: ["calc", "search"])
     words = [c.text for c in completer.get_completions(Document("/re"), CompleteEvent())]
-    assert words == ["/resume"]
+    assert words == ["/resume", "/retry"]
     tools = [c.text for c in completer.get_completions(Document("CALL(ca"), CompleteEvent())]
     assert tools == ["calc"]
 

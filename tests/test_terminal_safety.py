@@ -119,6 +119,7 @@ class HostileAnswer:
     context_notice: str | None = None
     context_limit: int | None = None
     context_used: int = 0
+    turn: int = 1
 
 
 class HostileSession:

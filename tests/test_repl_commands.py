@@ -1,0 +1,190 @@
+"""The REPL's conversation commands, each driven end to end through prompt_toolkit's pipe input:
+/undo, /retry, /copy, /save, /system, /tokens, /show, Markdown answers and the line after an answer."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from agent.config import DecodeConfig
+from agent.model.runtime import LoadedModel
+from agent.repl import Repl
+from agent.sessions.store import SessionStore
+from agent.turn import ChatSession
+
+# The grammar makes the tiny model write exactly this answer (whatever its random weights prefer).
+LIST_ANSWER = "# Groceries\n\n- **milk**\n- eggs"
+LIST_GRAMMAR = 'start: "# Groceries\\n\\n- **milk**\\n- eggs"\n'
+
+
+def drive(session: ChatSession, keys: str, *, markdown: bool = False) -> str:
+    """Type `keys` into a REPL on `session` (ending with /exit); returns what it printed."""
+    out = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text(keys)
+        Repl(session, input=pipe, output=DummyOutput(), out=out, history=InMemoryHistory(), markdown=markdown).run()
+    return out.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SessionStore:
+    return SessionStore.open(tmp_path / "sessions.sqlite")
+
+
+def reopened(store: SessionStore) -> SessionStore:
+    """The database as another process sees it (the REPL closed its store on exit)."""
+    return SessionStore.open(store.path)
+
+
+def test_undo_takes_the_turn_back_and_the_store_keeps_it_marked(tiny_lm: LoadedModel, store: SessionStore) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=6), store=store)
+    text = drive(session, "first question\rsecond question\r/undo\r/exit\r")
+    assert "undone: 'second question'" in text and "marked undone" in text and "1 turn left" in text
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["first question"]
+    db = reopened(store)
+    stored = db.messages(session.session_id)
+    second = [m for m in stored if m["turn"] == 2]
+    # nothing deleted: the question and its answer are there, marked with when they were undone
+    assert [m["role"] for m in second] == ["user", "assistant"] and second[0]["text"] == "second question"
+    assert all(m["undone"] for m in second) and not any(m["undone"] for m in stored if m["turn"] == 1)
+    assert len(db.turn_records(session.session_id)) == 2  # the undone answer's record is kept too
+    # a resume continues from what the conversation was after the undo
+    assert [m["content"] for m in db.history(session.session_id) if m["role"] == "user"] == ["first question"]
+    resumed = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=6), store=db, session_id=session.session_id)
+    assert resumed.turn_index == 1
+
+
+def test_undo_with_nothing_to_undo_says_so(tiny_lm: LoadedModel) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4))
+    text = drive(session, "/undo\r/exit\r")
+    assert "/undo: there is no turn to undo" in text
+
+
+def test_undo_refuses_when_another_process_wrote_the_last_turn(tiny_lm: LoadedModel, store: SessionStore) -> None:
+    mine = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4), store=store)
+    mine.ask("my question")
+    other = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4), store=reopened(store),
+                        session_id=mine.session_id)
+    other.ask("their question")
+    text = drive(mine, "/undo\r/exit\r")
+    assert "another process wrote to it): nothing undone" in text
+    assert mine.turn_index == 1
+    assert not any(m["undone"] for m in reopened(store).messages(mine.session_id))
+
+
+def test_retry_of_a_greedy_answer_samples_with_the_next_seed(tiny_lm: LoadedModel, store: SessionStore) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=8), store=store)
+    text = drive(session, "tell me something\r/retry\r/exit\r")
+    assert "with seed 1, sampled at temperature 1 (greedy gives the same answer" in text
+    assert session.config.strategy == "greedy" and session.config.seed == 1  # the seed moves on, greedy stays
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["tell me something"]
+    db = reopened(store)
+    records = db.turn_records(session.session_id)
+    assert [(r["turn"], r["strategy"], r["seed"]) for r in records] == [(1, "greedy", 0), (2, "sample", 1)]
+    stored = db.messages(session.session_id)
+    assert [(m["turn"], m["role"], bool(m["undone"])) for m in stored if m["role"] != "system"] == [
+        (1, "user", True), (1, "assistant", True), (2, "user", False), (2, "assistant", False)]
+    assert stored[-1]["text"] == session.messages[-1]["content"]
+
+
+def test_retry_of_a_sampled_answer_takes_the_next_seed_each_time(tiny_lm: LoadedModel, store: SessionStore) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(strategy="sample", max_new_tokens=12), store=store)
+    text = drive(session, "tell me something\r/retry\r/retry\r/exit\r")
+    assert "with seed 1;" in text and "with seed 2;" in text
+    records = reopened(store).turn_records(session.session_id)
+    assert [(r["strategy"], r["seed"]) for r in records] == [("sample", 0), ("sample", 1), ("sample", 2)]
+    answers = [m["text"] for m in reopened(store).messages(session.session_id) if m["role"] == "assistant"]
+    assert len(set(answers)) > 1  # other seeds, other samples
+    assert session.turn_index == 1 and session.messages[-1]["content"] == answers[-1]
+
+
+def test_copy_without_a_clipboard_says_so_and_ctrl_y_pastes_the_answer(
+        tiny_lm: LoadedModel, agent_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine with no clipboard program and no display (a server, a container)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=60), user_grammar=LIST_GRAMMAR)
+    # /copy, then Ctrl-Y (yank) at the next prompt and Enter: the pasted answer is the next message
+    text = drive(session, "make a list\r/copy\r\x19\r/exit\r")
+    assert "no system clipboard here (no pbcopy, wl-copy, xclip, xsel or clip.exe for this display)" in text
+    copied = agent_home / "copied.md"
+    assert f"The answer is in {copied}; Ctrl-Y pastes it at the prompt" in " ".join(text.split())
+    assert copied.read_text() == LIST_ANSWER and copied.stat().st_mode & 0o777 == 0o600
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["make a list", LIST_ANSWER]
+    assert "\x1b]52" not in text  # OSC 52 only to a terminal
+
+
+def test_copy_before_any_answer(tiny_lm: LoadedModel) -> None:
+    assert "no answer to copy yet" in drive(ChatSession(tiny_lm, None, DecodeConfig()), "/copy\r/exit\r")
+
+
+def test_save_writes_the_conversation_as_markdown_and_never_overwrites(tiny_lm: LoadedModel, tmp_path: Path) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=60), user_grammar=LIST_GRAMMAR)
+    path = tmp_path / "chat.md"
+    text = drive(session, f"make a list\rand another\r/save {path}\r/save {path}\r/exit\r")
+    assert f"saved 2 turns to {path}" in text
+    assert f"{path} exists: nothing written" in " ".join(text.split())
+    saved = path.read_text()
+    assert saved.startswith("# make a list\n")
+    assert "## 1. Question\n\n> make a list\n\n## 1. Answer\n\n" + LIST_ANSWER in saved
+    assert "## 2. Question\n\n> and another\n" in saved and saved.count(LIST_ANSWER) == 2
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_system_sets_the_text_for_a_new_conversation(tiny_lm: LoadedModel, store: SessionStore) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=4), store=store)
+    text = drive(session, "/system Answer in French.\rhello\r/system\r/system Be brief.\rhi\r/exit\r")
+    assert "system text set\n" in text  # no conversation yet: nothing to start anew
+    assert "system text: 'Answer in French.'" in text
+    db = reopened(store)
+    first, second = sorted(db.list_sessions(), key=lambda row: row["created"])
+    assert f"system text set; a new conversation starts; session {first['id']} keeps its 1 turns" in text
+    # each stored session keeps the system prompt its turns were answered with
+    assert db.history(first["id"])[0] == {"role": "system", "content": "Answer in French."}
+    assert db.history(second["id"])[0] == {"role": "system", "content": "Be brief."}
+    assert session.session_id == second["id"] and session.turn_index == 1
+
+
+def test_tokens_lists_each_answer_and_tokenizes_text(tiny_lm: LoadedModel) -> None:
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=5))
+    text = drive(session, "hello\rhello again\r/undo\r/tokens\r/tokens the cat sat\r/exit\r")
+    rows = [line.split() for line in text.splitlines() if re.match(r"(\d+|all) +\d+ +\d+ +\d+ ", line)]
+    assert [row[0] for row in rows] == ["1", "2", "all"]
+    assert rows[0][3] == rows[1][3] == "5" and rows[2][3] == "10"  # new tokens, and their sum
+    assert rows[1][-1] == "undone"  # spent all the same
+    count = len(tiny_lm.tokenizer.encode("the cat sat", add_special_tokens=False))
+    assert f"{count} token{'' if count == 1 else 's'}\n" in text
+    assert re.search(r"the conversation now fills \d+/\d+ tokens of context", text)
+
+
+def test_the_line_after_an_answer_has_tokens_speed_and_context(tiny_lm: LoadedModel) -> None:
+    text = drive(ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=5)), "hello\r/exit\r")
+    assert re.search(r"^5 tokens in \d+\.\d\ds · \d+\.\d tok/s · context \d+/\d+ tokens$", text, re.MULTILINE)
+
+
+def test_answers_are_drawn_as_markdown_unless_plain(tiny_lm: LoadedModel) -> None:
+    config = DecodeConfig(max_new_tokens=60)
+    drawn = drive(ChatSession(tiny_lm, None, config, user_grammar=LIST_GRAMMAR), "make a list\r/exit\r", markdown=True)
+    assert "Groceries" in drawn and "• milk" in drawn and "• eggs" in drawn
+    assert "**milk**" not in drawn and "# Groceries" not in drawn
+    plain = drive(ChatSession(tiny_lm, None, config, user_grammar=LIST_GRAMMAR), "make a list\r/exit\r")
+    assert LIST_ANSWER in plain
+
+
+def test_show_prints_the_model(tiny_lm: LoadedModel) -> None:
+    text = drive(ChatSession(tiny_lm, None, DecodeConfig()), "/show\r/exit\r")
+    config = tiny_lm.model.config
+    assert f"context length {config.max_position_embeddings} tokens" in " ".join(text.split())
+    assert re.search(rf"layers +{config.num_hidden_layers}\n", text)
+    assert re.search(r"tool format +protocol\n", text)
+    parameters = sum(p.numel() for p in tiny_lm.model.parameters())
+    assert f"({parameters})" in text and "chat template" in text
