@@ -79,6 +79,8 @@ def write_gguf(path: Path, model_dir: Path, *, architecture: str = "llama", chat
     writer.add_token_types([3 if token in specials else 1 for token in tokens])  # 3: control, 1: normal
     writer.add_token_merges([" ".join(merge) if isinstance(merge, list) else merge
                              for merge in backend["model"]["merges"]])
+    # a real GGUF file names its BOS token even when it does not add it (transformers before 5.x needs it)
+    writer.add_bos_token_id(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id)
     writer.add_eos_token_id(tokenizer.eos_token_id)
     writer.add_pad_token_id(tokenizer.pad_token_id)
     writer.add_add_bos_token(False)
