@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -77,6 +78,9 @@ class ParamType:
                 return value
         elif self.kind == "float":
             if isinstance(value, (int, float)) and not isinstance(value, bool):
+                # JSON reads 1e999 as inf: no tool means that, and no JSON can carry it on (MCP)
+                if not math.isfinite(value):
+                    raise TypeError(f"expected a finite number, got {value!r}")
                 return float(value)
         elif self.kind == "literal":
             for choice in self.choices:
