@@ -49,13 +49,16 @@ class ChainStats:
     """What a chain did: proposals, how many were accepted, how many reached no valid response."""
 
     proposals: int = 0
-    accepted: int = 0
+    accepted: int = 0  # proposals of another response that were accepted
+    unchanged: int = 0  # proposals that drew the current response again (a move to itself)
     invalid: int = 0  # proposals ending in a dead end (target 0), rejected
     cut: int = 0  # proposals abandoned because the budget or the user stopped them
 
     @property
     def acceptance(self) -> float:
-        return self.accepted / self.proposals if self.proposals else 0.0
+        """Accepted share of the proposals that offered another response."""
+        moves = self.proposals - self.unchanged
+        return self.accepted / moves if moves else 0.0
 
 
 class BudgetSpent(Exception):
@@ -167,7 +170,7 @@ class SuffixSampler:
             self.stats.invalid += 1
             return current
         if proposed is current:
-            self.stats.accepted += 1
+            self.stats.unchanged += 1
             return current
         reverse = sum(self.log_q(node) for node in path[i:])
         new_length = len(proposed.path())
