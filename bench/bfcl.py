@@ -106,6 +106,7 @@ def judge(category: str, case: Case, tools: ToolSet, calls: list[tuple[str, dict
 def run_case(lm: Any, category: str, case: Case, tools: ToolSet, condition: str, strategy: str,
              args: argparse.Namespace, real: Any) -> Outcome:
     from agent.config import DecodeConfig
+    from agent.grammar.system_prompt import build_system_prompt
     from agent.turn import ChatSession
 
     searching = strategy not in ("greedy", "sample")
@@ -114,7 +115,11 @@ def run_case(lm: Any, category: str, case: Case, tools: ToolSet, condition: str,
     config = DecodeConfig(strategy=strategy, tool_choice=choice, max_new_tokens=args.max_new_tokens,
                           budget=args.budget if searching else 0, max_tool_calls=max_calls(category),
                           tool_format=args.tool_format, stop=[NOT_RUN] if single else [])
-    constrained = ChatSession(lm, tools.registry, config, confirm=lambda call: False, system_extra=case.system)
+    system = None
+    if args.prompt == "no-examples":  # the tool list without worked examples (whose placeholders get copied)
+        system = build_system_prompt(list(tools.registry), extra=case.system)
+    constrained = ChatSession(lm, tools.registry, config, confirm=lambda call: False, system_extra=case.system,
+                              system_prompt=system)
     if condition == "constrained":
         result = constrained.ask(case.question)
         calls = [(c.tool, c.args) for c in result.tool_calls]
@@ -167,6 +172,9 @@ def main() -> None:
     parser.add_argument("--tool-choice", default=None,
                         help="for the constrained condition (default: required, auto for irrelevance)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--prompt", choices=("default", "no-examples"), default="default",
+                        help="the system prompt: the session's own (worked examples for models not trained on "
+                             "the protocol), or the tool list alone")
     parser.add_argument("--records", default=None, help="write every case's outcome here (JSONL)")
     args = parser.parse_args()
     try:
@@ -178,12 +186,18 @@ def main() -> None:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not set(conditions) <= {"free", "constrained"} or not conditions:
         sys.exit("bfcl: --conditions takes free and/or constrained")
-    from agent.config import STRATEGIES
+    from agent.config import STRATEGIES, DecodeConfig
     from agent.model.runtime import ModelLoadError, load_model
+    from agent.turn import ChatSession
 
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         sys.exit(f"bfcl: unknown strategy {unknown[0] if unknown else '(none)'}; choose from {', '.join(STRATEGIES)}")
+    try:
+        DecodeConfig(tool_format=args.tool_format, tool_choice=args.tool_choice or "auto",
+                     max_new_tokens=args.max_new_tokens, budget=args.budget)
+    except ValueError as exc:
+        sys.exit(f"bfcl: {exc}")
     if args.model == "demo":
         from agent.demo_model import demo_model_dir
 
@@ -195,6 +209,11 @@ def main() -> None:
         lm = load_model(model)
     except ModelLoadError as exc:
         sys.exit(f"bfcl: {exc}")
+    try:  # a tool format the model's chat template cannot take is refused here, not at the first case
+        ChatSession(lm, ToolSet(next(iter(data.values()))[0].functions).registry,
+                    DecodeConfig(tool_format=args.tool_format))
+    except (ValueError, StopIteration, IndexError) as exc:
+        sys.exit(f"bfcl: {exc or 'no cases'}")
     real = real_checker()
     plan = [p for cat in data for p in ([(cat, "free", "greedy")] if "free" in conditions else [])
             + ([(cat, "constrained", s) for s in strategies] if "constrained" in conditions else [])]
@@ -218,7 +237,7 @@ def main() -> None:
                 for (c, cond, s), outs in outcomes.items()]
     verdicts = [o.real_agrees for outs in outcomes.values() for o in outs if o.real_agrees is not None]
     print(f"\n{label}; budget {args.budget} forward passes for search strategies, at most {args.max_new_tokens} "
-          f"new tokens; tool format {args.tool_format}; {os.cpu_count()} CPUs")
+          f"new tokens; tool format {args.tool_format}; system prompt {args.prompt}; {os.cpu_count()} CPUs")
     print_tables(rows, mistakes)
     print(f"\nBFCL's own checker agrees with bench/bfcl_check.py on {sum(verdicts)}/{len(verdicts)} answers with calls")
     print(json.dumps({"model": label, "results": rows}))
