@@ -10,14 +10,20 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import torch
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from agent.grammar.islands import format_island
+
 TIME_SERVER = f"{sys.executable} -m mcp_server_time"
+TOKYO = "What time is it in Tokyo?"
 TROUBLE_SERVER = '''
 import datetime
 import os
@@ -114,8 +120,36 @@ def direct_call(tool: str, args: dict[str, Any]) -> Any:
     return asyncio.run(ask())
 
 
-def run_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert done.returncode == 0, (done.stdout, done.stderr)
+def server_schemas() -> dict[str, dict[str, Any]]:
+    """The time server's tools and their input schemas, as it lists them to any client."""
+    async def ask() -> dict[str, dict[str, Any]]:
+        params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_server_time"])
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return {tool.name: tool.input_schema for tool in (await session.list_tools()).tools}
+
+    return asyncio.run(ask())
+
+
+def same_answer(ours: Any, theirs: Any, where: str = "result") -> None:
+    """Two answers of the time server are the same but for the clock moving on between the calls: every
+    value equal, a date-time at most a minute later (and in the same offset)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        assert ours.keys() == theirs.keys(), where
+        for key in ours:
+            same_answer(ours[key], theirs[key], f"{where}.{key}")
+        return
+    try:
+        moments = datetime.fromisoformat(ours), datetime.fromisoformat(theirs)
+    except (TypeError, ValueError):
+        assert ours == theirs, where
+        return
+    assert timedelta(0) <= moments[1] - moments[0] < timedelta(minutes=1), where
+    assert moments[0].utcoffset() == moments[1].utcoffset(), where
+
+
+def run_json(done: subprocess.CompletedProcess[str], status: int = 0) -> dict[str, Any]:
+    assert done.returncode == status, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     return json.loads(done.stdout)
 
@@ -147,6 +181,71 @@ def test_the_model_calls_the_time_server_and_its_real_answer_is_the_island(tmp_p
     direct = direct_call("get_current_time", call["args"])
     assert direct.is_error and call["error"] == direct.content[0].text
     assert f"=> error: {call['error'][:20]}" in run_json(done)["response"]
+    assert not servers_running("mcp_server_time")
+
+
+@pytest.fixture(scope="module")
+def taught_model(long_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny model trained on one example: asked the time in Tokyo (in the very prompt `agent run`
+    builds, the time server's tools listed), it writes the server's tool. Untaught, a random model under
+    `required` picks the built-ins' short forms (SEARCH, LOAD) or `note` in 60 of 60 sampled runs."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agent.model.chat_format import render_prompt
+    from agent.model.runtime import load_model
+    from agent.tooling.mcp_client import McpHub
+    from agent.tooling.mcp_config import from_command_line
+    from agent.tooling.registry import ToolRegistry, build_registry
+    from agent.turn import ChatSession
+
+    home = tmp_path_factory.mktemp("taught-home")  # the built-in tools' descriptions depend on the home
+    hub = McpHub()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AGENT_HOME", str(home))
+        env.delenv("AGENT_KB", raising=False)
+        try:
+            registry = build_registry((), provided=ToolRegistry(hub.start(from_command_line(TIME_SERVER))))
+            system = ChatSession(load_model(str(long_model_dir), device="cpu"), registry).messages
+        finally:
+            hub.close()
+    tokenizer = AutoTokenizer.from_pretrained(long_model_dir)
+    prompt = tokenizer.encode(render_prompt(tokenizer, system + [{"role": "user", "content": TOKYO}]))
+    target = tokenizer.encode('CALL(get_current_time, timezone="Asia/Tokyo")\n')
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(long_model_dir)
+    ids = torch.tensor([prompt + target])
+    labels = ids.clone()
+    labels[0, :len(prompt)] = -100  # learn the call only
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(400):  # until the call is near certain (about 100 steps)
+        loss = model(input_ids=ids, labels=labels).loss
+        if loss.item() < 0.01:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.01
+    out = tmp_path_factory.mktemp("tiny-taught")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out, home
+
+
+def test_required_calls_a_server_tool_with_valid_arguments_and_writes_its_real_answer(
+        taught_model: tuple[Path, Path]) -> None:
+    """The issue's acceptance command: whichever tool the model called, it is the server's, its arguments
+    are valid under the server's own input schema, and the island is the server's own answer to them."""
+    model, home = taught_model
+    result = run_json(agent("run", TOKYO, "--mcp", TIME_SERVER, "--tool-choice", "required", "--model",
+                            str(model), "--max-new-tokens", "80", "--json", home=home))
+    call = result["tool_calls"][0]
+    schemas = server_schemas()
+    assert call["tool"] in schemas, call
+    jsonschema.validate(call["args"], schemas[call["tool"]])
+    direct = direct_call(call["tool"], call["args"])
+    assert call["error"] is None and not direct.is_error, call
+    same_answer(json.loads(call["result"]), json.loads(direct.content[0].text))
+    assert format_island(call["result"]) in result["response"] and result["saved"] is True
     assert not servers_running("mcp_server_time")
 
 
@@ -203,7 +302,7 @@ def test_side_effects_crashes_and_hangs_become_error_islands(trouble_home: tuple
     home, mark = trouble_home
     done = agent("run", "Go.", "--tool-choice", tool, "--model", str(long_model_dir),
                  "--max-new-tokens", "30", "--max-tool-calls", "1", "--json", home=home)
-    result = run_json(done)
+    result = run_json(done, status=3 if tool == "write_mark" else 0)  # 3: a side effect was refused
     assert ("warning: MCP server 'trouble': tool \"remind\": inputSchema.properties.moment: "
             "\"format\" is not supported; the tool is left out") in done.stderr
     first = result["tool_calls"][0]
