@@ -107,7 +107,8 @@ def write_gguf(path: Path, model_dir: Path, *, architecture: str = "llama", chat
 
 
 def agent(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    # an empty Hugging Face cache: `agent models` lists the user's cached hub models too
+    env = {**os.environ, "AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(home / "hub")}
     env.pop("AGENT_KB", None)
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, env=env,
                           timeout=300)

@@ -18,6 +18,7 @@ from agent.applicable import explain, tool_choice_problem
 from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
 from agent.config import STRATEGIES, TOOL_FORMATS, DecodeConfig
 from agent.grammar.errors import GrammarError
+from agent.model.aliases import AliasError, resolve_alias
 from agent.paths import default_db_path
 from agent.safe_text import printable
 from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
@@ -140,8 +141,13 @@ def check_device_and_dtype(opts: Options) -> None:
 
 
 def resolve_model(name: str | None) -> str:
-    """The model to load: the one named, else (or for the name `demo`, unless a folder of that name is
-    here) the shipped demo model."""
+    """The model to load: the one named (an alias from `agent models alias` names its target, unless a
+    path of that name is here), else (or for the name `demo`, unless a folder of that name is here) the
+    shipped demo model."""
+    try:
+        name = resolve_alias(name or "") or name
+    except AliasError as exc:
+        raise click.ClickException(printable(str(exc))) from None
     if name and not (name == "demo" and not Path(name).exists()):
         return name
     path = demo_model.demo_model_dir()
