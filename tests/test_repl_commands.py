@@ -13,9 +13,12 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from agent.config import DecodeConfig
-from agent.model.runtime import LoadedModel
+from agent.confirm import ask_confirmation
+from agent.demo_model import demo_model_dir
+from agent.model.runtime import LoadedModel, load_model
 from agent.repl import Repl
 from agent.sessions.store import SessionStore
+from agent.tooling.registry import default_registry
 from agent.turn import ChatSession
 
 # The grammar makes the tiny model write exactly this answer (whatever its random weights prefer).
@@ -188,3 +191,20 @@ def test_show_prints_the_model(tiny_lm: LoadedModel) -> None:
     assert re.search(r"tool format +protocol\n", text)
     parameters = sum(p.numel() for p in tiny_lm.model.parameters())
     assert f"({parameters})" in text and "chat template" in text
+
+
+@pytest.fixture(scope="module")
+def demo_lm() -> LoadedModel:
+    return load_model(str(demo_model_dir()), device="cpu")
+
+
+def test_markdown_answers_keep_tool_calls_and_the_confirmation_as_they_are(demo_lm: LoadedModel,
+                                                                            agent_home: Path) -> None:
+    session = ChatSession(demo_lm, default_registry(), DecodeConfig(), confirm=ask_confirmation)
+    text = drive(session, "What is 2*3*4?\rTake a note: buy milk\ry/exit\r", markdown=True)
+    # the call keeps its asterisks (not emphasis), the island and the prose each on their line
+    assert 'CALL(calc, expr="2*3*4")\n=> 24\n' in text
+    # the answer drawn so far stays, the question comes below it, the rest of the answer after it
+    assert "CALL(note, text=\"buy milk\nRun note(text='buy milk')? It has side effects.\nyes, running it\n" in text
+    assert (agent_home / "notes.txt").read_text().strip().endswith("buy milk")
+    assert session.turn_index == 2
