@@ -29,6 +29,7 @@ from agent.island_view import streamed
 from agent.paths import history_path, history_writable
 from agent.render import plain, printable, render_alts, render_tree, session_lines, tool_lines
 from agent.render_markdown import MarkdownStream
+from agent.render_tree import render_stored_tree
 from agent.render_usage import Spent, answer_line
 from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
 from agent.sessions.store import StoreError
@@ -48,7 +49,7 @@ COMMANDS: dict[str, str] = {
     "/sessions": "list saved sessions",
     "/resume": "/resume ID continues a saved session",
     "/alts": "the other candidates of the last answer, with scores",
-    "/tree": "the search tree of the last answer",
+    "/tree": "the search tree of the last answer; /tree N the stored tree of turn N",
     "/context": "how full the model's context is: system prompt, each turn, room left",
     **CONVERSATION_COMMANDS,
 }
@@ -282,10 +283,22 @@ class Repl(ConversationCommands):
 
     def cmd_tree(self, arg: str) -> None:
         result = self.session.last_result
-        if result is None or result.search is None:
+        if not arg and result is not None and result.search is not None:
+            self.console.print(render_tree(result.search, self.session.lm.tokenizer))
+            return
+        # the stored tree: of turn N, or (after /resume) of the last turn
+        store, session_id = self.session.store, self.session.session_id
+        if store is None or session_id is None:
             self.console.print("no search tree: the last answer was not made by a search strategy")
             return
-        self.console.print(render_tree(result.search, self.session.lm.tokenizer))
+        if arg and not arg.isdigit():
+            raise ValueError("usage: /tree [TURN]")
+        turn = int(arg) if arg else store.next_turn(session_id) - 1
+        stored = store.search_tree(session_id, turn)
+        if stored is None:
+            self.console.print(plain(f"no search tree stored for turn {turn} of session {session_id}"))
+            return
+        self.console.print(render_stored_tree(stored))
 
     def cmd_context(self, arg: str) -> None:
         use = self.session.context_use()

@@ -19,6 +19,9 @@ class AnswerRecord:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     token_counts: dict[str, Any] = field(default_factory=dict)
+    # the explored token tree: {"best_node": id, "nodes": [{id, parent, tokens, text, mean, status, reason,
+    # eos}, ...]} (None: the strategy explores no tree)
+    search_tree: dict[str, Any] | None = None
 
 
 class SessionRow(TypedDict):
@@ -131,3 +134,22 @@ class TranscriptTurn(TypedDict):
     turn: int
     messages: list[StoredMessage]
     records: list[TurnRecord]
+
+
+class StoredTreeNode(TypedDict):
+    """A node of a stored search tree (`SessionStore.search_tree`); `parent` is None under the prompt."""
+
+    id: int
+    parent: int | None
+    tokens: list[int]
+    text: str
+    mean: float | None
+    status: str
+    reason: str
+    eos: bool
+
+
+class StoredTree(TypedDict):
+    turn: int
+    best_node: int | None
+    nodes: list[StoredTreeNode]

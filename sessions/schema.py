@@ -11,6 +11,7 @@ Tables (all readable with any SQLite tool):
 - `turns`: the decoding configuration, timings and token counts of each turn
 - `tool_calls`: every tool call of a turn (speculative ones too) with its result or error
 - `tool_calls.output`: what the tool printed (stdout and stderr, captured), when it printed anything
+- `search_trees`: the token tree a turn's search explored (nodes packed as JSON columns)
 - `candidate_sets`: the responses a turn's search considered, with scores and refinement data,
   one row per turn (summary columns + a JSON object of columns); the view `candidates` shows them
   one row per candidate
@@ -229,6 +230,29 @@ def m009_undone(db: Database) -> None:
     """`/undo` and `/retry` take a turn back without deleting it: its messages keep their text and get the
     time they were undone, and are left out of the history a session continues from."""
     db.table("messages").add_column("undone", str)
+
+
+TREE_FIELDS = ("id", "parent", "tokens", "text", "mean", "status", "reason", "eos")
+
+
+@migrations()
+def m010_search_trees(db: Database) -> None:
+    """The token tree a search explored, one row per turn: per node its id, parent id (None under the
+    prompt), token ids, text, mean log-prob, status, reason and whether it ends the answer, packed as a
+    JSON object of columns (a search has thousands of nodes, always read per turn)."""
+    db.table("search_trees").create(
+        {
+            "turn_id": int,
+            "session_id": str,
+            "turn": int,
+            "nodes": int,
+            "best_node": int,  # the node the chosen answer ends at
+            "columns": str,  # JSON: {field: [value per node]} for TREE_FIELDS
+        },
+        pk="turn_id",
+        not_null={"session_id", "turn", "nodes", "columns"},
+        foreign_keys=[("turn_id", "turns", "id")],
+    )
 
 
 def pending(db: Database) -> list[str]:

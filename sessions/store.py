@@ -20,10 +20,19 @@ from typing import Any, cast
 
 from agent.safe_text import valid_text
 
-from . import rows, schema
+from . import rows, schema, trees
 from .connection import DEFAULT_TIMEOUT_S, StoreConnection
 from .errors import SessionNotFound, StoreError
-from .records import AnswerRecord, SearchHit, SessionListing, SessionRow, StoredMessage, TranscriptTurn, TurnRecord
+from .records import (
+    AnswerRecord,
+    SearchHit,
+    SessionListing,
+    SessionRow,
+    StoredMessage,
+    StoredTree,
+    TranscriptTurn,
+    TurnRecord,
+)
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ROLES", "AnswerRecord", "SessionNotFound", "SessionStore", "StoreError"]
 
@@ -115,10 +124,13 @@ class SessionStore(StoreConnection):
         with rows.gc_paused():
             prepared = self._prepare_record(session_id, turn, answer.config, answer.tool_calls, answer.candidates,
                                             answer.timings, answer.token_counts)
+            tree = trees.tree_row(session_id, turn, answer.search_tree)
             with self.sql_errors(), self.transaction():
                 self._require(session_id)
                 self._insert_message(session_id, turn, "assistant", answer.text, answer.interrupted)
-                self._insert_record(*prepared)
+                turn_id = self._insert_record(*prepared)
+                if tree is not None:
+                    self.db.conn.execute(trees.TREE_SQL, (turn_id, *tree))
 
     def record_turn(
         self,
@@ -158,11 +170,12 @@ class SessionStore(StoreConnection):
         tool_rows = [rows.tool_call_row(session_id, turn, i, call) for i, call in enumerate(tool_calls)]
         return turn_values, tool_rows, rows.candidate_set_row(session_id, turn, candidates)
 
-    def _insert_record(self, turn_values: dict[str, Any], tool_rows: list[tuple], candidate_set: tuple | None) -> None:
-        turn_id = self.db.table("turns").insert(turn_values).last_pk
+    def _insert_record(self, turn_values: dict[str, Any], tool_rows: list[tuple], candidate_set: tuple | None) -> int:
+        turn_id = int(self.db.table("turns").insert(turn_values).last_pk)
         rows.insert_rows(self.db, "tool_calls", rows.TOOL_CALL_COLUMNS, turn_id, tool_rows)
         if candidate_set is not None:
             self.db.conn.execute(rows.CANDIDATE_SET_SQL, (turn_id, *candidate_set))
+        return turn_id
 
     def undo_turn(self, session_id: str, turn: int) -> None:
         """Take turn `turn` (>= 1) back, as `/undo` and `/retry` do: its messages and record stay, marked
@@ -181,7 +194,7 @@ class SessionStore(StoreConnection):
         """Delete a session and everything recorded in it."""
         with self.sql_errors(), self.transaction():
             self._require(session_id)
-            for table in ("candidate_sets", "tool_calls"):
+            for table in ("candidate_sets", "tool_calls", "search_trees"):
                 self.db.execute(
                     f"DELETE FROM {table} WHERE turn_id IN (SELECT id FROM turns WHERE session_id = ?)",
                     (session_id,),
@@ -319,6 +332,14 @@ class SessionStore(StoreConnection):
             )
             for t in turns
         ]
+
+    def search_tree(self, session_id: str, turn: int) -> StoredTree | None:
+        """The token tree turn `turn`'s search explored (its latest record), None when none was stored."""
+        self.get_session(session_id)
+        with self.sql_errors():
+            row = self.row("SELECT t.turn, s.best_node, s.columns FROM search_trees s JOIN turns t ON t.id = s.turn_id "
+                           "WHERE t.session_id = ? AND t.turn = ? ORDER BY t.id DESC LIMIT 1", (session_id, turn))
+        return None if row is None else trees.tree_out(row["turn"], row["best_node"], row["columns"])
 
     def transcript(self, session_id: str, *, with_candidates: bool = False) -> list[TranscriptTurn]:
         """The session grouped by turn, oldest first: {"turn", "messages", "records"} where

@@ -208,3 +208,28 @@ def test_markdown_answers_keep_tool_calls_and_the_confirmation_as_they_are(demo_
     assert "CALL(note, text=\"buy milk\nRun note(text='buy milk')? It has side effects.\nyes, running it\n" in text
     assert (agent_home / "notes.txt").read_text().strip().endswith("buy milk")
     assert session.turn_index == 2
+
+
+def test_the_search_tree_is_stored_with_the_turn_and_drawn_after_a_resume(tiny_lm: LoadedModel,
+                                                                           store: SessionStore) -> None:
+    config = DecodeConfig(strategy="tree", max_new_tokens=6, budget=24)
+    searched = ChatSession(tiny_lm, None, config, store=store)
+    result = searched.ask("hello")
+    live, stack = {}, list(result.search.tree.children.values())
+    while stack:
+        node = stack.pop()
+        live[node.id] = node
+        stack.extend(node.children.values())
+    stored = reopened(store).search_tree(searched.session_id, 1)
+    assert stored is not None and len(stored["nodes"]) == len(live) > 1
+    for node in stored["nodes"]:  # every node of the tree, with its parent, tokens, fate and score
+        twin = live[node["id"]]
+        assert node["parent"] == (twin.parent.id if twin.parent is not result.search.tree else None)
+        assert node["tokens"] == twin.tokens and node["status"] == twin.status and node["eos"] == twin.is_eos
+        assert node["mean"] == pytest.approx(twin.mean)
+    assert stored["best_node"] == result.search.best.node_id
+
+    resumed = ChatSession(tiny_lm, None, config, store=reopened(store), session_id=searched.session_id)
+    text = drive(resumed, "/tree\r/tree 1\r/tree 7\r/exit\r")
+    assert text.count(f"turn 1: {len(live)} nodes stored") == 2
+    assert f"no search tree stored for turn 7 of session {searched.session_id}" in text

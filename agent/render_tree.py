@@ -1,0 +1,56 @@
+"""A stored search tree (`SessionStore.search_tree`) drawn as `/tree` draws the live one: each branch's
+text, mean log-prob and fate; the chosen answer's path bold green, dead ends red; chains of single
+children on one line; at most `max_children` children per node (the best) and `max_nodes` lines."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from rich.tree import Tree
+
+from agent.render import one_line, plain
+from agent.safe_text import printable
+from agent.sessions.records import StoredTree, StoredTreeNode
+
+
+def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int = 6) -> Tree:
+    nodes = {node["id"]: node for node in tree["nodes"]}
+    children: dict[int | None, list[StoredTreeNode]] = {}
+    for node in tree["nodes"]:
+        children.setdefault(node["parent"], []).append(node)
+    best_path: set[int] = set()
+    at = tree["best_node"]
+    while at is not None and at in nodes:
+        best_path.add(at)
+        at = nodes[at]["parent"]
+    drawn = Tree(Text(f"turn {tree['turn']}: {len(nodes)} nodes stored"))
+    shown = 0
+
+    def score(node: StoredTreeNode) -> float:
+        return node["mean"] if node["mean"] is not None else float("-inf")
+
+    def add(branch: Tree, parent: int | None) -> None:
+        nonlocal shown
+        ordered = sorted(children.get(parent, []), key=lambda n: (n["id"] not in best_path, -score(n)))
+        for index, child in enumerate(ordered):
+            if shown >= max_nodes:
+                branch.add(Text("…", style="dim"))
+                return
+            if index >= max_children:
+                branch.add(Text(f"… {len(ordered) - index} more", style="dim"))
+                break
+            chain = [child]
+            while len(children.get(chain[-1]["id"], [])) == 1 and chain[-1]["status"] != "dead":
+                chain.append(children[chain[-1]["id"]][0])
+            last = chain[-1]
+            piece = "".join(n["text"] for n in chain) + ("<eos>" if last["eos"] else "")
+            style = "bold green" if last["id"] in best_path else ("red" if last["status"] == "dead" else "")
+            line = plain(one_line(piece, 60) or "·", style)
+            line.append(f"  {score(last):.2f}" if last["mean"] is not None else "  -", style="dim")
+            if last["status"] in ("dead", "complete"):
+                line.append(printable(f" [{last['status']}{': ' + last['reason'] if last['reason'] else ''}]"),
+                            style="dim")
+            shown += 1
+            add(branch.add(line), last["id"])
+
+    add(drawn, None)
+    return drawn

@@ -1,0 +1,30 @@
+"""A search's token tree as the plain record the store keeps (`AnswerRecord.search_tree`): per node its
+id, parent, token ids, text, mean log-prob, status, reason and whether it ends an answer. The KV
+caches, masks and log-prob vectors stay behind: the record is what `/tree` draws, nothing to decode on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from agent.decoding.results import SearchResult
+
+
+def tree_record(result: SearchResult | None, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any] | None:
+    """{"best_node": id, "nodes": [...]} of the explored tree, nodes parent first; None without a tree.
+    The prompt's node is left out: its children have parent None."""
+    if result is None or result.tree is None:
+        return None
+    root = result.tree
+    nodes: list[dict[str, Any]] = []
+    stack = [(child, None) for child in reversed(list(root.children.values()))]
+    while stack:
+        node, parent = stack.pop()
+        nodes.append({"id": node.id, "parent": parent, "tokens": list(node.tokens),
+                      "text": tokenizer.decode(node.tokens, skip_special_tokens=False), "mean": node.mean,
+                      "status": node.status, "reason": node.reason, "eos": node.is_eos})
+        stack.extend((child, node.id) for child in reversed(list(node.children.values())))
+    return {"best_node": result.best.node_id, "nodes": nodes}
