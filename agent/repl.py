@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
@@ -32,7 +33,11 @@ from agent.render_markdown import MarkdownStream
 from agent.render_tree import render_stored_tree
 from agent.render_usage import Spent, answer_line
 from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
+from agent.repl_save import save_new_file
+from agent.search_tree_record import tree_record
+from agent.sessions.records import StoredTree
 from agent.sessions.store import StoreError
+from agent.tree_html import tree_html
 
 if TYPE_CHECKING:
     from agent.model.runtime import LoadedModel
@@ -49,7 +54,7 @@ COMMANDS: dict[str, str] = {
     "/sessions": "list saved sessions",
     "/resume": "/resume ID continues a saved session",
     "/alts": "the other candidates of the last answer, with scores",
-    "/tree": "the search tree of the last answer; /tree N the stored tree of turn N",
+    "/tree": "the search tree of the last answer; /tree N the stored one of turn N; --html FILE writes a page",
     "/context": "how full the model's context is: system prompt, each turn, room left",
     **CONVERSATION_COMMANDS,
 }
@@ -282,23 +287,49 @@ class Repl(ConversationCommands):
                                      "use /set strategy=tree for alternatives"))
 
     def cmd_tree(self, arg: str) -> None:
+        words = arg.split()
+        html = None
+        if "--html" in words:
+            at = words.index("--html")
+            if at + 1 >= len(words):
+                raise ValueError("usage: /tree [TURN] [--html FILE]")
+            html = Path(words.pop(at + 1)).expanduser()
+            words.pop(at)
+        if len(words) > 1 or (words and not words[0].isdigit()):
+            raise ValueError("usage: /tree [TURN] [--html FILE]")
         result = self.session.last_result
-        if not arg and result is not None and result.search is not None:
-            self.console.print(render_tree(result.search, self.session.lm.tokenizer))
+        if not words and html is None and result is not None and result.search is not None:
+            self.console.print(render_tree(result.search, self.session.lm.tokenizer))  # with its passes and KV reuse
             return
-        # the stored tree: of turn N, or (after /resume) of the last turn
+        tree = self._stored_tree(int(words[0]) if words else None)
+        if tree is None:
+            return
+        if html is None:
+            self.console.print(render_stored_tree(tree))
+            return
+        title = f"search tree of turn {tree['turn']}" + (f", session {self.session.session_id}"
+                                                          if self.session.session_id else "")
+        try:
+            save_new_file(html, tree_html(tree, title=title))
+        except FileExistsError:
+            raise ValueError(f"{html} exists: nothing written (choose another name)") from None
+        self.console.print(plain(f"wrote the {len(tree['nodes'])} nodes of turn {tree['turn']}'s tree to {html}"))
+
+    def _stored_tree(self, turn: int | None) -> StoredTree | None:
+        """The tree of the last answer (as the store keeps it), or the stored one of `turn`; None, said why."""
+        result = self.session.last_result
+        live = tree_record(result.search, self.session.lm.tokenizer) if result is not None else None
+        if turn is None and live is not None:
+            return StoredTree(turn=result.turn, best_node=live["best_node"], nodes=live["nodes"])
         store, session_id = self.session.store, self.session.session_id
         if store is None or session_id is None:
             self.console.print("no search tree: the last answer was not made by a search strategy")
-            return
-        if arg and not arg.isdigit():
-            raise ValueError("usage: /tree [TURN]")
-        turn = int(arg) if arg else store.next_turn(session_id) - 1
+            return None
+        turn = store.next_turn(session_id) - 1 if turn is None else turn  # after /resume: the last turn
         stored = store.search_tree(session_id, turn)
         if stored is None:
             self.console.print(plain(f"no search tree stored for turn {turn} of session {session_id}"))
-            return
-        self.console.print(render_stored_tree(stored))
+        return stored
 
     def cmd_context(self, arg: str) -> None:
         use = self.session.context_use()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,30 @@ def test_the_search_tree_is_stored_with_the_turn_and_drawn_after_a_resume(tiny_l
     text = drive(resumed, "/tree\r/tree 1\r/tree 7\r/exit\r")
     assert text.count(f"turn 1: {len(live)} nodes stored") == 2
     assert f"no search tree stored for turn 7 of session {searched.session_id}" in text
+
+
+def test_the_html_tree_of_a_tree_search_turn_renders_every_node_in_chromium(
+        demo_lm: LoadedModel, store: SessionStore, tmp_path: Path) -> None:
+    """Chromium from Debian's packages (`apt-get install chromium`) loads the page headless; the DOM it
+    built holds every stored node; its screenshot is left beside the page (tree.png)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "this test needs Chromium: apt-get install chromium"
+    session = ChatSession(demo_lm, default_registry(), DecodeConfig(strategy="tree", budget=48), store=store)
+    page = tmp_path / "tree.html"
+    text = drive(session, f"What is 12 * 12?\r/tree 1 --html {page}\r/exit\r")
+    stored = reopened(store).search_tree(session.session_id, 1)
+    assert stored is not None and len(stored["nodes"]) > 10
+    assert f"wrote the {len(stored['nodes'])} nodes of turn 1's tree to {page}" in " ".join(text.split())
+
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    ids = re.findall(r'<li class="node[^"]*" data-node="(\d+)"', dom)
+    assert sorted(map(int, ids)) == sorted(node["id"] for node in stored["nodes"])
+    best = re.findall(r'<li class="node best[^"]*" data-node="(\d+)"', dom)
+    assert str(stored["best_node"]) in best  # the chosen answer's path is marked
+    shot = tmp_path / "tree.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+    print(f"tree page and screenshot: {page} {shot}")
