@@ -10,6 +10,7 @@ from rich.tree import Tree
 from agent.render import one_line, plain
 from agent.safe_text import printable
 from agent.sessions.records import StoredTree, StoredTreeNode
+from agent.tree_html import call_summary
 
 
 def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int = 6) -> Tree:
@@ -46,6 +47,9 @@ def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int
             style = "bold green" if last["id"] in best_path else ("red" if last["status"] == "dead" else "")
             line = plain(one_line(piece, 60) or "·", style)
             line.append(f"  {score(last):.2f}" if last["mean"] is not None else "  -", style="dim")
+            calls = [call_summary(n["call"]) for n in chain if n["call"]]
+            if calls:
+                line.append(printable(" [call " + "; ".join(calls) + "]"), style="yellow")
             if last["status"] in ("dead", "complete"):
                 line.append(printable(f" [{last['status']}{': ' + last['reason'] if last['reason'] else ''}]"),
                             style="dim")

@@ -1,6 +1,7 @@
 """A search's token tree as the plain record the store keeps (`AnswerRecord.search_tree`): per node its
-id, parent, token ids, text, mean log-prob, status, reason and whether it ends an answer. The KV
-caches, masks and log-prob vectors stay behind: the record is what `/tree` draws, nothing to decode on.
+id, parent, token ids, text, mean log-prob, status, reason, whether it ends an answer, and the tool call
+it made (on any branch, chosen or not: tool, args, result, error, pure, speculative). The KV caches,
+masks and log-prob vectors stay behind: the record is what `/tree` draws, nothing to decode on.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def tree_record(result: SearchResult | None, tokenizer: PreTrainedTokenizerBase)
         node, parent = stack.pop()
         nodes.append({"id": node.id, "parent": parent, "tokens": list(node.tokens),
                       "text": tokenizer.decode(node.tokens, skip_special_tokens=False), "mean": node.mean,
-                      "status": node.status, "reason": node.reason, "eos": node.is_eos})
+                      "status": node.status, "reason": node.reason, "eos": node.is_eos,
+                      "call": None if node.tool_call is None else node.tool_call.to_dict()})
         stack.extend((child, node.id) for child in reversed(list(node.children.values())))
     return {"best_node": result.best.node_id, "nodes": nodes}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from agent.render import one_line
 from agent.safe_text import printable
 from agent.sessions.records import StoredTree, StoredTreeNode
 
@@ -17,17 +18,29 @@ h1 { font-size: 1.2em; } .summary { color: #555; margin-bottom: 1em; }
 ul { list-style: none; padding-left: 1.2em; border-left: 1px dotted #bbb; margin: 0; }
 li.node > details > summary, li.node > span.leaf { cursor: default; white-space: pre-wrap; }
 .text { background: #f3f3f3; padding: 0 .2em; } .score { color: #777; margin-left: .6em; }
-.fate { color: #777; margin-left: .4em; } .best > details > summary .text, .best > span.leaf .text
+.fate { color: #777; margin-left: .4em; } .call { color: #8a5a00; margin-left: .6em; }
+.best > details > summary .text, .best > span.leaf .text
 { background: #d7f5d7; font-weight: bold; } .dead .text { text-decoration: line-through; color: #a33; }
 """
+
+
+def call_summary(call: dict | None) -> str:
+    """`calc(expr='2+3') -> 5` (or `-> error: ...`) for a node's tool call; "" for none."""
+    if not call:
+        return ""
+    args = ", ".join(f"{key}={value!r}" for key, value in (call.get("args") or {}).items())
+    outcome = f"error: {call['error']}" if call.get("error") else str(call.get("result"))
+    return one_line(f"{call.get('tool')}({args}) -> {outcome}", 100)
 
 
 def _label(node: StoredTreeNode) -> str:
     text = escape(printable(node["text"]) + ("<eos>" if node["eos"] else "")) or "·"
     score = "-" if node["mean"] is None else f"{node['mean']:.3f}"
     fate = node["status"] + (f": {node['reason']}" if node["reason"] else "")
+    call = call_summary(node["call"])
     return (f'<span class="text">{text}</span><span class="score">{score}</span>'
-            f'<span class="fate">[{escape(printable(fate))}]</span>')
+            f'<span class="fate">[{escape(printable(fate))}]</span>'
+            + (f'<span class="call">{escape(printable(call))}</span>' if call else ""))
 
 
 def tree_html(tree: StoredTree, *, title: str) -> str:

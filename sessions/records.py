@@ -147,6 +147,7 @@ class StoredTreeNode(TypedDict):
     status: str
     reason: str
     eos: bool
+    call: dict[str, Any] | None  # the tool call this node made (tool, args, result, error, ...), on any branch
 
 
 class StoredTree(TypedDict):

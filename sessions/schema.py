@@ -232,7 +232,9 @@ def m009_undone(db: Database) -> None:
     db.table("messages").add_column("undone", str)
 
 
-TREE_FIELDS = ("id", "parent", "tokens", "text", "mean", "status", "reason", "eos")
+# "call": the tool call a node made (its record as a dict, None for most nodes); the JSON columns
+# may gain fields without a migration: a reader fills a field missing from older rows with None
+TREE_FIELDS = ("id", "parent", "tokens", "text", "mean", "status", "reason", "eos", "call")
 
 
 @migrations()

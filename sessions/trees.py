@@ -13,6 +13,7 @@ from typing import Any
 from agent.safe_text import valid_text
 
 from .records import StoredTree, StoredTreeNode
+from .rows import dumps
 from .schema import TREE_FIELDS
 
 TREE_SQL = "INSERT INTO search_trees (turn_id, session_id, turn, nodes, best_node, columns) VALUES (?, ?, ?, ?, ?, ?)"
@@ -38,15 +39,17 @@ def tree_row(session_id: str, turn: int, tree: dict[str, Any] | None) -> tuple |
         "status": [str(n.get("status", "")) for n in nodes],
         "reason": [valid_text(str(n.get("reason") or "")) for n in nodes],
         "eos": [1 if n.get("eos") else 0 for n in nodes],
+        "call": [n.get("call") for n in nodes],
     }
     best = tree.get("best_node")
     return (session_id, turn, len(nodes), None if best is None else int(best),
-            json.dumps(columns, ensure_ascii=False, allow_nan=False))
+            dumps(columns))
 
 
 def tree_out(turn: int, best_node: int | None, packed: str) -> StoredTree:
     """A search_trees row as the tree it was written from."""
     columns = json.loads(packed)
-    nodes = [StoredTreeNode(id=i, parent=p, tokens=t, text=x, mean=m, status=s, reason=r, eos=bool(e))
-             for i, p, t, x, m, s, r, e in zip(*(columns[f] for f in TREE_FIELDS), strict=True)]
+    count = len(columns["id"])
+    nodes = [StoredTreeNode(id=i, parent=p, tokens=t, text=x, mean=m, status=s, reason=r, eos=bool(e), call=c)
+             for i, p, t, x, m, s, r, e, c in zip(*(columns.get(f, [None] * count) for f in TREE_FIELDS), strict=True)]
     return StoredTree(turn=turn, best_node=best_node, nodes=nodes)

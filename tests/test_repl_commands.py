@@ -253,6 +253,11 @@ def test_the_html_tree_of_a_tree_search_turn_renders_every_node_in_chromium(
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
                          check=True).stdout
+    # the branch calls are kept with their node, chosen branch or not
+    calls = [node["call"] for node in stored["nodes"] if node["call"]]
+    assert calls and all(call["tool"] == "calc" for call in calls)
+    assert any(call["result"] == "144" for call in calls)
+    assert dom.count('<span class="call">') == len(calls)
     ids = re.findall(r'<li class="node[^"]*" data-node="(\d+)"', dom)
     assert sorted(map(int, ids)) == sorted(node["id"] for node in stored["nodes"])
     best = re.findall(r'<li class="node best[^"]*" data-node="(\d+)"', dom)
