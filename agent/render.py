@@ -22,7 +22,8 @@ from rich.tree import Tree
 
 from agent.safe_text import printable
 from agent.sessions.records import SessionListing, StoredToolCall, TranscriptTurn
-from agent.sessions.summary import candidates_line, tool_call_line
+from agent.sessions.replay import recorded_tool_sources
+from agent.sessions.summary import candidates_line, tool_call_line, tool_source_lines
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -353,6 +354,7 @@ def render_session(store: SessionStore, session_id: str, console: Console) -> in
     if session["title"]:
         out.append(Segment(printable(f" · {session['title']}")))
     out.append(Segment("\n"))
+    out += [_line("  " + line, "meta") for line in tool_source_lines(recorded_tool_sources(store, session_id))]
     turns = store.transcript(session_id)
     for turn in turns:
         render_turn(turn, out)

@@ -36,6 +36,7 @@ from agent.safe_text import valid_text
 from agent.search_tree_record import tree_record
 from agent.sessions.errors import StoreError
 from agent.sessions.records import AnswerRecord
+from agent.tooling.origin import tool_sources
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry
 
@@ -372,7 +373,8 @@ class ChatSession:
         # resolved: `replay --rerun --tools FILE` matches the files given to the ones recorded
         files = [] if self.registry is None else sorted(
             {str(Path(spec.source).resolve()) for spec in self.registry if spec.source.endswith(".py")})
-        return {"tools": tools, "tool_files": files, "user_grammar": self.user_grammar}
+        return {"tools": tools, "tool_files": files, "tool_sources": None if self.registry is None else
+                tool_sources(self.registry), "user_grammar": self.user_grammar}
 
     def _answer_record(self, result: TurnResult) -> AnswerRecord:
         """What the store keeps of a turn's answer (written in one transaction by `finish_turn`)."""

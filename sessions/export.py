@@ -15,8 +15,9 @@ from typing import Any
 from agent.safe_text import printable
 
 from .records import TurnRecord
+from .replay import recorded_tool_sources
 from .store import SessionStore
-from .summary import candidates_line, code_span, tool_call_line
+from .summary import candidates_line, code_span, tool_call_line, tool_source_lines
 
 FORMATS = ("json", "markdown")
 EXPORT_FORMAT = "agent-session"
@@ -83,6 +84,7 @@ def export_markdown(store: SessionStore, session_id: str) -> str:
     weights = f" (weights {code_span(session['weights_hash'])})" if session["weights_hash"] else ""
     out.append(f"- model: {code_span(session['model_id'])}{weights}")
     out.append(f"- started: {session['created']}")
+    out += [f"- {markdown_text(line)}" for line in tool_source_lines(recorded_tool_sources(store, session_id))]
     out.append("")
     for turn in transcript:
         out.append("## System" if turn["turn"] == 0 else f"## Turn {turn['turn']}")

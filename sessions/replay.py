@@ -9,6 +9,7 @@ imported from it; a re-run takes them from the command line and matches them to 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,18 @@ def recorded_tool_files(store: SessionStore, session_id: str) -> list[str]:
     return list(found)
 
 
-def _given_for(recorded: str, given: list[Path]) -> Path | None:
+def recorded_tool_sources(store: SessionStore, session_id: str) -> list[dict[str, Any]]:
+    """Every tool source the session's turns recorded (`{"tool": name, "kind": ..., ...}`), each once, in
+    first-use order; none for sessions stored before sources were recorded (or without tools)."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in store.turn_records(session_id, with_candidates=False):
+        for entry in record["config"].get("tool_sources") or []:
+            if isinstance(entry, dict):
+                found.setdefault(json.dumps(entry, sort_keys=True), entry)
+    return list(found.values())
+
+
+def given_for(recorded: str, given: list[Path]) -> Path | None:
     """The given file standing for a recorded one: the same file, else the only one of the same name
     (a session recorded in another directory, or before paths were recorded resolved)."""
     target = Path(recorded)
@@ -50,7 +62,7 @@ def _given_for(recorded: str, given: list[Path]) -> Path | None:
 def missing_tool_files(recorded: list[str], given: tuple[str, ...] | list[str]) -> list[str]:
     """The recorded tool files that no given file stands for."""
     paths = [Path(g).expanduser() for g in given]
-    return [name for name in recorded if _given_for(name, paths) is None]
+    return [name for name in recorded if given_for(name, paths) is None]
 
 
 def tool_files_for_rerun(recorded: list[str], given: tuple[str, ...] | list[str]) -> list[str]:
@@ -63,7 +75,7 @@ def tool_files_for_rerun(recorded: list[str], given: tuple[str, ...] | list[str]
             f"this session used tool files not given: {', '.join(missing)}; re-run with --tools FILE for "
             "each (it imports them, which runs their code)")
     paths = [Path(g).expanduser() for g in given]
-    return [str(_given_for(name, paths)) for name in recorded]
+    return [str(given_for(name, paths)) for name in recorded]
 
 
 def _lines(text: str) -> list[str]:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from agent.safe_text import printable
+from agent.tooling.origin import read_sources
 
 from .records import CandidateStats, StoredToolCall
 
@@ -75,3 +76,14 @@ def candidates_line(stats: CandidateStats, *, markdown: bool = False) -> str:
 
 def _json_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def tool_source_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per source of a session's tools (`agent sessions show`, the markdown export), in first-use
+    order: ``tools from MCP server /usr/bin/python -m mcp_server_time (mcp-time 1.26.0): get_current_time``."""
+    by_source: dict[str, list[str]] = {}
+    for name, origin in read_sources(entries):
+        names = by_source.setdefault(origin.describe(), [])
+        if name not in names:
+            names.append(name)
+    return [f"tools from {source}: {', '.join(names)}" for source, names in by_source.items()]

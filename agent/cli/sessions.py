@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
@@ -20,8 +20,18 @@ from agent.cli.options import CONTEXT, check_db_folder, store_timeout
 from agent.paths import default_db_path
 from agent.render import printable, render_session, sessions_table, sessions_tsv, snippet, terminal_json
 from agent.sessions.export import FORMATS, export_session
-from agent.sessions.replay import RerunOutcome, RunTurn, missing_tool_files, recorded_tool_files, rerun
+from agent.sessions.replay import (
+    RerunOutcome,
+    RunTurn,
+    missing_tool_files,
+    recorded_tool_files,
+    recorded_tool_sources,
+    rerun,
+)
 from agent.sessions.store import SessionStore, StoreError
+
+if TYPE_CHECKING:
+    from agent.tooling.rebuild import ToolRebuild
 
 Command = TypeVar("Command", bound=Callable[..., object])
 
@@ -194,29 +204,37 @@ def delete_cmd(session_id: str, yes: bool, db: Path | None) -> None:
 @click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
               help="With --rerun: a tools file the session used (repeatable). Tool files named in the "
                    "session are never imported from it: a session file is data.")
+@click.option("--mcp", "mcp_servers", multiple=True, metavar="COMMAND",
+              help="With --rerun: an MCP server the session used (repeatable; config.json's servers start "
+                   "too). A server's command is never run from the session.")
 @db_option
 @click.pass_context
 def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, tool_files: tuple[str, ...],
-                   db: Path | None) -> None:
+                   mcp_servers: tuple[str, ...], db: Path | None) -> None:
     """Replay a saved session turn by turn, or re-run it to check it is reproducible.
 
     \b
     Example:
       agent replay 3f2a9c
-      agent replay 3f2a9c --rerun --tools my_tools.py
+      agent replay 3f2a9c --rerun --tools my_tools.py --mcp "uvx mcp-server-time"
     """
     with opened(db) as store:
         full_id = store.resolve_id(session_id)
         if not rerun_requested:
             render_session(store, full_id, _console())
             return
-        missing = missing_tool_files(recorded_tool_files(store, full_id), tool_files)
+        sources = recorded_tool_sources(store, full_id)
+        tools = _rebuild(ctx, tool_files, mcp_servers) if sources else None
+        problems = tools.problems(sources) if tools is not None else []
+        if problems:  # one line per tool: which, its recorded source, what is missing now
+            raise click.ClickException(printable("\n".join(problems)))
+        missing = [] if sources else missing_tool_files(recorded_tool_files(store, full_id), tool_files)
         if missing:
             raise click.ClickException(printable(
                 f"session {full_id} used tool files that were not given: {', '.join(missing)}. Re-run with "
                 "--tools FILE for each (a tools file is Python: importing it runs its code, so it is taken "
                 "only from the command line, never from the session)"))
-        outcomes = rerun(store, full_id, _runner(ctx, tool_files), on_result=_print_outcome)
+        outcomes = rerun(store, full_id, _runner(ctx, tool_files, tools), on_result=_print_outcome)
     identical = sum(o.status == "identical" for o in outcomes)
     failed = [o for o in outcomes if not o.ok]
     skipped = sum(o.status == "skipped" for o in outcomes)
@@ -225,7 +243,16 @@ def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, t
         sys.exit(1)
 
 
-def _runner(ctx: click.Context, tool_files: tuple[str, ...]) -> RunTurn:
+def _rebuild(ctx: click.Context, tool_files: tuple[str, ...], mcp_servers: tuple[str, ...]) -> ToolRebuild:
+    """The session's tools rebuilt from what the command line gives (servers stop when the command ends)."""
+    from agent.tooling.rebuild import ToolRebuild  # the built-in tools load lark: only for a re-run
+
+    tools = ToolRebuild(tool_files, mcp_servers)
+    ctx.call_on_close(tools.close)
+    return tools
+
+
+def _runner(ctx: click.Context, tool_files: tuple[str, ...], tools: ToolRebuild | None = None) -> RunTurn:
     """The turn runner: ctx.obj["run_turn"] when given (tests, embedding), else agent.rerun.rerun_turn
     with the --tools files."""
     if isinstance(ctx.obj, dict) and ctx.obj.get("run_turn") is not None:
@@ -234,7 +261,7 @@ def _runner(ctx: click.Context, tool_files: tuple[str, ...]) -> RunTurn:
         from agent.rerun import rerun_turn  # torch: only when a turn is re-run
     except ImportError as e:
         raise click.ClickException(f"--rerun needs the model stack (agent.rerun.rerun_turn): {e}") from e
-    return partial(rerun_turn, tool_files=tool_files)
+    return partial(rerun_turn, tool_files=tool_files, tools=tools)
 
 
 def _print_outcome(outcome: RerunOutcome) -> None:

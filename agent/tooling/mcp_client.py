@@ -22,6 +22,7 @@ import builtins
 import concurrent.futures
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from mcp.client.stdio import stdio_client
 
 from agent.tooling.json_tools import check_name, parameters_params
 from agent.tooling.mcp_config import ServerConfig
+from agent.tooling.origin import ToolOrigin, resolved_command
 from agent.tooling.spec import ToolError, ToolFailure, ToolSpec
 
 START_TIMEOUT = 30.0  # seconds for a server to start and list its tools
@@ -61,6 +63,7 @@ class McpHub:
         self._thread.start()
         self._sessions: dict[str, ClientSession] = {}
         self._dead: dict[str, str] = {}  # server name -> why it stopped answering
+        self._origins: dict[str, ToolOrigin] = {}  # server name -> its command and what it says it is
         self._stops: list[asyncio.Event] = []
         self._tasks: list[concurrent.futures.Future[None]] = []
         self._logs: list[IO[str]] = []
@@ -98,7 +101,12 @@ class McpHub:
         params = StdioServerParameters(command=server.command, args=list(server.args), env=server.env)
         try:
             async with stdio_client(params, errlog=log) as (read, write), ClientSession(read, write) as session:
-                await session.initialize()
+                started = await session.initialize()
+                info = getattr(started, "server_info", None)
+                self._origins[server.name] = ToolOrigin(
+                    "mcp", server=server.name, command=resolved_command(server.command, server.args),
+                    cwd=os.getcwd(), server_name=str(getattr(info, "name", "") or ""),
+                    version=str(getattr(info, "version", "") or ""))
                 tools: list[Any] = []
                 cursor = None
                 while True:  # servers may page their tool list
@@ -130,7 +138,8 @@ class McpHub:
                                                          getattr(annotations, "readOnlyHint", None))
         return ToolSpec(name=name, description=lines[0] if lines else name, params=params,
                         func=McpTool(self, server, name), pure=read_only, timeout=server.timeout,
-                        source=f"MCP server {server.name}", in_process=True, json_schema=schema)
+                        source=f"MCP server {server.name}", in_process=True, json_schema=schema,
+                        origin=self._origins.get(server.name))
 
     # -- calling ------------------------------------------------------------------------------
     def call(self, server: ServerConfig, tool: str, args: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.tooling.json_tools import JsonTool, read_tools_json
+from agent.tooling.origin import BUILTIN, ToolOrigin, json_file, python_file
 from agent.tooling.spec import ToolError, ToolSpec, make_spec, spec_of
 from agent.tools import calc, load, note, search
 
@@ -65,7 +66,7 @@ class ToolRegistry:
         return ToolRegistry(list(self._tools.values()))
 
     def load_module(self, module: types.ModuleType, source: str = "", replace: bool = False,
-                    own_only: bool = True) -> list[ToolSpec]:
+                    own_only: bool = True, origin: ToolOrigin | None = None) -> list[ToolSpec]:
         """Register every `@tool` function of a module (in definition order).
 
         With own_only, tools merely imported into the module (e.g. a built-in) are skipped,
@@ -79,6 +80,8 @@ class ToolRegistry:
             if spec not in found:
                 if source:
                     spec.source = source
+                if origin is not None:
+                    spec.origin = origin
                 found.append(spec)
         for spec in found:
             self.register(spec, replace=replace)
@@ -87,7 +90,7 @@ class ToolRegistry:
     def load_file(self, path: str | Path, replace: bool = False) -> list[ToolSpec]:
         """Import a Python file (`--tools x.py`) and register its `@tool` functions."""
         file, module = import_tools_file(path)
-        found = self.load_module(module, source=str(file), replace=replace)
+        found = self.load_module(module, source=str(file), replace=replace, origin=python_file(file))
         if not found:
             raise ToolError(f"tools file {str(file)!r} defines no @tool functions")
         return found
@@ -106,13 +109,17 @@ class ToolRegistry:
                 raise ToolError(f"entry point {ep.name!r} ({ep.value}) in group {group!r} "
                                 f"failed to load: {exc}") from exc
             where = f"entry point {ep.name} = {ep.value}"
+            dist = getattr(ep, "dist", None)
+            origin = ToolOrigin("entry_point", entry_point=f"{ep.name} = {ep.value}",
+                                distribution=dist.name if dist is not None else "",
+                                version=dist.version if dist is not None else "")
             if isinstance(obj, types.ModuleType):
-                found.extend(self.load_module(obj, source=where, replace=replace))
+                found.extend(self.load_module(obj, source=where, replace=replace, origin=origin))
             else:
                 spec = spec_of(obj)
                 if spec is None:
                     raise ToolError(f"{where}: is neither a module nor an @tool function")
-                spec.source = where
+                spec.source, spec.origin = where, origin
                 self.register(spec, replace=replace)
                 found.append(spec)
         return found
@@ -152,7 +159,7 @@ def default_registry() -> ToolRegistry:
     """The built-in tools in their fixed order: search, load, calc, note."""
     registry = ToolRegistry()
     for module in (search, load, calc, note):
-        registry.load_module(module, source="builtin")
+        registry.load_module(module, source="builtin", origin=BUILTIN)
     return registry
 
 
@@ -172,7 +179,7 @@ def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool 
     described = {tool.name: (path, tool) for path in json_files for tool in read_tools_json(path)}
     for path in python_files:
         file, module = import_tools_file(path)
-        found = registry.load_module(module, source=str(file))
+        found = registry.load_module(module, source=str(file), origin=python_file(file))
         runs = [name for name in described if callable(vars(module).get(name))]
         if not found and not runs:
             raise ToolError(f"tools file {str(file)!r} defines no @tool functions"
@@ -182,7 +189,8 @@ def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool 
             if name in registry and registry.get(name).source != str(file):  # not this file's own @tool
                 raise ToolError(f"tool {name!r} of {json_path} is already registered (from "
                                 f"{registry.get(name).source}); rename one of them")
-            registry.register(described_spec(tool, vars(module)[name], str(json_path), str(file)), replace=True)
+            registry.register(described_spec(tool, vars(module)[name], str(json_path), str(file),
+                                             runner=python_file(file)), replace=True)
     for name, (json_path, tool) in described.items():
         runner = provided.get(name) if provided is not None and name in provided else None
         if runner is None:
@@ -197,16 +205,18 @@ def build_registry(tool_files: list[str] | tuple[str, ...] = (), builtins: bool 
 
 
 def described_spec(tool: JsonTool, func: Callable[..., Any], json_path: str, runs_in: str,
-                   like: ToolSpec | None = None) -> ToolSpec:
+                   like: ToolSpec | None = None, runner: ToolOrigin | None = None) -> ToolSpec:
     """The tool as its JSON describes it, run by `func`: an `@tool` function (or `like`) keeps its
-    purity, timeout and process; a plain function is pure only if the JSON says readOnlyHint."""
+    purity, timeout and process; a plain function is pure only if the JSON says readOnlyHint.
+    `runner`: where `func` came from (default: `like`'s origin), recorded inside the JSON origin."""
     base = like if like is not None else spec_of(func)
     if like is None:
         _check_signature(tool, func, json_path)
     return ToolSpec(name=tool.name, description=tool.description, params=tool.params, func=func,
                     pure=base.pure if base else tool.read_only, timeout=base.timeout if base else 10.0,
                     source=f"{json_path} (run by {runs_in})", in_process=base.in_process if base else False,
-                    json_schema=tool.schema)
+                    json_schema=tool.schema,
+                    origin=json_file(json_path, runner if runner is not None or like is None else like.origin))
 
 
 def _check_signature(tool: JsonTool, func: Callable[..., Any], json_path: str) -> None:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
+from agent.tooling.origin import ToolOrigin
+
 ToolFunction = TypeVar("ToolFunction", bound=Callable[..., Any])
 
 # Tools with their own short call form in the protocol (README: SEARCH("q"), LOAD(12)).
@@ -196,6 +198,7 @@ class ToolSpec:
     # A tool described in JSON Schema (a --tools .json file, an MCP server) keeps its own parameters
     # schema: a chat template shows the model that, with its descriptions, rather than our rendering.
     json_schema: dict[str, Any] | None = None
+    origin: ToolOrigin | None = None  # where it came from, as a session records it (agent.tooling.origin)
     call_signature: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -220,6 +223,7 @@ class ToolSpec:
             "in_process": self.in_process,
             "params": [p.to_json() for p in self.params],
             "source": self.source,
+            "origin": self.origin.to_json() if self.origin is not None else None,
         }
 
 
