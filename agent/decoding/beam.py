@@ -34,7 +34,7 @@ def beam_search(
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
     try:
-        while beams and tree.forward_passes < config.search_budget and not tree.stop_requested(should_stop):
+        while beams and not tree.spent() and not tree.stop_requested(should_stop):
             proposals: list[tuple[float, int, Node, int]] = []
             for index, beam in enumerate(beams):
                 mask = tree.offer_mask(beam)

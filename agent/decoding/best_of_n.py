@@ -38,7 +38,7 @@ def best_of_n(
     live: list[Node] = [tree.root] * count
     finished: list[Node] = []
     try:
-        while live and tree.forward_passes < config.search_budget and not tree.stop_requested(should_stop):
+        while live and not tree.spent() and not tree.stop_requested(should_stop):
             grown: list[Node] = []
             for node in live:
                 for _ in range(MAX_REDRAWS + 1):

@@ -1,8 +1,15 @@
-"""KV cache helpers: cropping across transformers versions, and the per-session prefix cache."""
+"""KV memory: cropping a cache across transformers versions, the per-session prefix cache, and the
+token tree's memory budget (TreeMemory)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from transformers import DynamicCache
+
+if TYPE_CHECKING:
+    from agent.decoding.token_tree import Node
 
 
 def crop_cache(cache: DynamicCache, keep: int) -> None:
@@ -49,3 +56,95 @@ class PrefixCache:
     def keep(self, token_ids: list[int], cache: DynamicCache) -> None:
         self.token_ids = list(token_ids)
         self.cache = cache
+
+
+def tensor_bytes(node: Node) -> int:
+    """What a tree node holds in memory: its tokens' KV, its next-token log-probs and grammar mask."""
+    total = sum(keys.nbytes + values.nbytes for keys, values in node.kv or [])
+    for tensor in (node.next_logprobs, node.allowed):
+        if tensor is not None:
+            total += tensor.nbytes
+    return total
+
+
+def walk(root: Node) -> list[Node]:
+    """Every node of the tree under `root` (root first, parents before children)."""
+    nodes, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.children.values())
+    return nodes
+
+
+class TreeMemory:
+    """The token tree's memory (KV, next-token log-probs, masks) kept within a budget in bytes.
+
+    Before a forward pass makes room for what it will add: first the KV no branch needs any more (a
+    node's KV is needed while it can still be grown, or a node below it can), then the worst open
+    branches by mean log-prob (ties: the oldest) stop offering continuations. A branch with nothing
+    below it becomes a dead end (remembered, never grown again); one with branches below is "closed"
+    (it offers nothing more, and keeps its KV only while a branch below it may still grow). The nodes
+    about to be evaluated and their paths are never touched, so a search can always go on; `peak` is
+    the most the tree held at any time.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.peak = 0
+        self.dropped = 0  # branches closed or made dead ends to stay within the budget
+
+    def add(self, node: Node) -> None:
+        self.used += tensor_bytes(node)
+        self.peak = max(self.peak, self.used)
+
+    def release(self, node: Node, *, kv: bool = True, offers: bool = True) -> None:
+        """Forget the node's KV and/or what it offers next (its log-probs and grammar mask)."""
+        if kv and node.kv is not None:
+            self.used -= sum(keys.nbytes + values.nbytes for keys, values in node.kv)
+            node.kv = None
+        if offers:
+            for name in ("next_logprobs", "allowed"):
+                tensor = getattr(node, name)
+                if tensor is not None:
+                    self.used -= tensor.nbytes
+                    setattr(node, name, None)
+
+    def make_room(self, root: Node, incoming: int, protect: list[Node],
+                  kill: Callable[[Node, str], None]) -> None:
+        """Free memory until `incoming` more bytes fit in the budget (as far as the protected nodes allow)."""
+        if self.used + incoming <= self.budget:
+            return
+        target = self.budget - incoming
+        nodes = walk(root)
+        needed = kv_needed(nodes)
+        for node in nodes:
+            if node is not root and node.kv is not None and id(node) not in needed:
+                self.release(node, offers=False)
+        if self.used <= target:
+            return
+        keep = {id(node) for node in protect}
+        for node in protect:  # their paths: the pass reads every ancestor's KV
+            keep.update(id(step) for step in node.path())
+        victims = [n for n in nodes if n is not root and n.status == "open" and id(n) not in keep]
+        victims.sort(key=lambda n: (n.mean, n.id))
+        for node in victims:
+            if self.used <= target:
+                break
+            self.dropped += 1
+            if node.children:  # what grew from it stays (a dead end has nothing below it)
+                self.release(node, kv=not any(id(child) in needed for child in node.children.values()))
+                node.status, node.reason = "closed", "memory budget"
+            else:
+                kill(node, "memory budget")
+
+
+def kv_needed(nodes: list[Node]) -> set[int]:
+    """ids of the nodes whose KV a forward pass may still read: growable ones and their ancestors."""
+    needed: set[int] = set()
+    for node in reversed(nodes):  # children before parents
+        growing = node.status in ("new", "open") or (node.status == "complete" and node.pending_logprobs)
+        if growing or any(id(child) in needed for child in node.children.values()):
+            needed.add(id(node))
+    return needed

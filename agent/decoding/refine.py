@@ -36,6 +36,7 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
+from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import model_text
 from agent.decoding.results import Candidate, SearchResult, mark_interrupted, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
@@ -377,11 +378,20 @@ def refine_result(
 def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
                      make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                      should_stop: Callable[[], bool] | None = None) -> SearchResult:
-    """Strategy `tree+grad`: the tree search, then gradient refinement of its best candidates."""
+    """Strategy `tree+grad`: the tree search, then gradient refinement of its best candidates.
+
+    A time limit (config.time_limit) covers both: refinement stops where the time is up, with what it has.
+    """
+    deadline = Deadline(config.time_limit)
     result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
     if result.best.finish_reason == "interrupted":
         return result
+
+    def stop_refining() -> bool:
+        return deadline.passed() or (should_stop is not None and should_stop())
+
     try:
-        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint, should_stop=should_stop)
+        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint,
+                             should_stop=stop_refining)
     except KeyboardInterrupt:  # Ctrl-C while refining: the tree's answers are the best so far
         return mark_interrupted(result)

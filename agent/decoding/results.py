@@ -118,6 +118,7 @@ class SearchResult:
     seconds: float = 0.0
     strategy: str = ""
     token_evaluations: int = 0  # response tokens run through the model (batch rows included)
+    kv_peak_bytes: int = 0  # the most the token tree held (KV, log-probs, masks): within config.kv_budget_bytes
     # Single-pass strategies only (the decode loop's PrefixCache); searches leave them 0.
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
@@ -159,5 +160,9 @@ def mark_interrupted(result: SearchResult) -> SearchResult:
 
 
 def rank(candidates: list[Candidate]) -> list[Candidate]:
-    """Best first by the shared score; ties keep their order (stable)."""
-    return sorted(candidates, key=lambda c: -c.score)
+    """Finished answers first, each group best first by the shared score; ties keep their order (stable).
+
+    An answer the budget cut off ("budget": passes, time or Ctrl-C ran out first) is not an answer the
+    model finished, however well its first tokens scored: it comes after every finished one.
+    """
+    return sorted(candidates, key=lambda c: (c.finish_reason == "budget", -c.score))

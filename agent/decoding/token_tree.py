@@ -26,9 +26,10 @@ from transformers import DynamicCache
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
+from agent.decoding.kv_cache import TreeMemory
+from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
 from agent.decoding.results import Candidate, SearchResult, rank
-from agent.decoding.sampling import processed_logits
 from agent.decoding.scoring import score_parts
 from agent.model.runtime import LoadedModel
 from agent.tooling.records import ToolCallRecord
@@ -55,7 +56,7 @@ class Node:
     allowed: torch.Tensor | None = None  # [vocab] bool: what the grammar allows next (None = all)
     children: dict[int, Node] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # tokens grown already (children and dead ends)
-    status: str = "new"  # new | open | complete | dead
+    status: str = "new"  # new | open | closed (offers nothing more: memory budget) | complete | dead
     reason: str = ""  # why complete or dead
     pending_logprobs: bool = False  # forced non-island tokens whose log-probs come with evaluation
 
@@ -99,6 +100,8 @@ class TokenTree:
         pad = lm.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.started = time.perf_counter()
+        self.deadline = Deadline(config.time_limit)  # the wall-clock limit, from the search's start
+        self.memory = TreeMemory(config.kv_budget_bytes)
         # Set when the user stopped the search (Ctrl-C in a forward pass, or should_stop said so).
         self.interrupted = False
         self.unevaluated: list[Node] = []  # the nodes of the pass Ctrl-C cut short
@@ -111,6 +114,10 @@ class TokenTree:
         tree = cls(lm, prompt_ids, config, constraint)
         tree.start()
         return tree
+
+    def spent(self) -> bool:
+        """Is the search's budget spent: its forward passes, or its wall-clock time (config.time_limit)?"""
+        return self.forward_passes >= self.config.search_budget or self.deadline.passed()
 
     def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
         """Has the user stopped the search (Ctrl-C in a pass before, or should_stop now)?"""
@@ -132,6 +139,7 @@ class TokenTree:
         self.forward_passes += 1
         self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         self._finish_evaluation(self.root, out.logits[0, -1])
+        self.token_bytes = sum(k.nbytes + v.nbytes for k, v in self.root.kv) // len(self.prompt_ids)
 
     def evaluate(self, nodes: list[Node]) -> None:
         """One forward pass over several nodes: each row is its path's KV plus the node's tokens."""
@@ -141,6 +149,9 @@ class TokenTree:
         past_lens = [len(self.prompt_ids) + sum(len(a.tokens) for a in path[:-1]) for path in paths]
         new_lens = [len(node.tokens) for node in nodes]
         past_width, new_width, rows = max(past_lens), max(new_lens), len(nodes)
+        assert self.root.next_logprobs is not None
+        per_row = self.root.next_logprobs.nbytes * 2  # log-probs and (at most) a grammar mask
+        self.memory.make_room(self.root, sum(new_lens) * self.token_bytes + rows * per_row, nodes, self.kill)
         device = self.lm.device
         cache = DynamicCache()
         assert self.root.kv is not None  # start() ran the prompt
@@ -194,9 +205,11 @@ class TokenTree:
         node.next_logprobs = torch.log_softmax(last_logits.float(), dim=-1)
         self.tree_tokens += len(node.tokens)
         self.evaluated.append(node)
+        self.memory.add(node)
         if node.status == "new":
             node.status = "open"
-        if node.status != "open":
+        if node.status != "open":  # complete (evaluated for its scores): nothing grows from it
+            self.memory.release(node)
             return
         if node.constraint is not None:
             node.constraint.set_tokens_left(self.config.max_new_tokens - node.model_tokens)
@@ -214,8 +227,7 @@ class TokenTree:
     def kill(self, node: Node, reason: str) -> None:
         node.status = "dead"
         node.reason = reason
-        node.next_logprobs = None
-        node.kv = None if node.parent is not None else node.kv
+        self.memory.release(node, kv=node.parent is not None)
         self.dead[self.path_tokens(node)] = reason
 
     @staticmethod
@@ -365,36 +377,10 @@ class TokenTree:
                 candidate.finish_reason = "interrupted"
         return SearchResult(best=ranked[0], candidates=ranked, forward_passes=self.forward_passes, tree=self.root,
                             kv_reuse_ratio=self.kv_reuse_ratio, seconds=time.perf_counter() - self.started,
-                            strategy=strategy, token_evaluations=self.token_evaluations)
+                            strategy=strategy, token_evaluations=self.token_evaluations, kv_peak_bytes=self.memory.peak)
 
     @property
     def kv_reuse_ratio(self) -> float:
         """Model token evaluations / tokens in the tree: 1.0 means no prefix was ever recomputed."""
         return self.token_evaluations / self.tree_tokens if self.tree_tokens else 1.0
 
-
-def draw_tokens(tree: TokenTree, node: Node, temperature: float, generator: torch.Generator,
-                count: int = 1) -> list[int]:
-    """Up to `count` distinct untried tokens the node offers next.
-
-    Sampled without replacement at the temperature (Gumbel-top-k over the tempered, truncated
-    logits); when cold, simply the most likely ones.
-    """
-    mask = tree.offer_mask(node)
-    available = int(mask.sum())
-    if available == 0:
-        return []
-    count = min(count, available)
-    logits = node.next_logprobs
-    assert logits is not None  # only evaluated nodes offer tokens
-    if temperature <= 1e-3:
-        keys = logits.masked_fill(~mask, float("-inf"))
-    else:
-        keys = processed_logits(logits, tree.config, [], mask, temperature=temperature)
-        if not bool(torch.isfinite(keys).any()):
-            keys = logits.masked_fill(~mask, float("-inf"))
-        else:
-            uniform = torch.rand(keys.shape, generator=generator).clamp_(1e-12, 1.0).to(keys.device)
-            keys = keys - torch.log(-torch.log(uniform))
-    top = torch.topk(keys, count)
-    return [int(t) for t, v in zip(top.indices.tolist(), top.values.tolist(), strict=True) if v != float("-inf")]

@@ -38,7 +38,8 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.results import SearchResult
-from agent.decoding.token_tree import Node, TokenTree, draw_tokens
+from agent.decoding.sampling import processed_logits
+from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
 
 # Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
@@ -71,6 +72,33 @@ class Alternative:
     logprob: float = field(compare=False)
 
 
+def draw_tokens(tree: TokenTree, node: Node, temperature: float, generator: torch.Generator,
+                count: int = 1) -> list[int]:
+    """Up to `count` distinct untried tokens the node offers next.
+
+    Sampled without replacement at the temperature (Gumbel-top-k over the tempered, truncated
+    logits); when cold, simply the most likely ones.
+    """
+    mask = tree.offer_mask(node)
+    available = int(mask.sum())
+    if available == 0:
+        return []
+    count = min(count, available)
+    logits = node.next_logprobs
+    assert logits is not None  # only evaluated nodes offer tokens
+    if temperature <= 1e-3:
+        keys = logits.masked_fill(~mask, float("-inf"))
+    else:
+        keys = processed_logits(logits, tree.config, [], mask, temperature=temperature)
+        if not bool(torch.isfinite(keys).any()):
+            keys = logits.masked_fill(~mask, float("-inf"))
+        else:
+            uniform = torch.rand(keys.shape, generator=generator).clamp_(1e-12, 1.0).to(keys.device)
+            keys = keys - torch.log(-torch.log(uniform))
+    top = torch.topk(keys, count)
+    return [int(t) for t, v in zip(top.indices.tolist(), top.values.tolist(), strict=True) if v != float("-inf")]
+
+
 def tree_search(
     lm: LoadedModel,
     prompt_ids: list[int],
@@ -90,7 +118,7 @@ def tree_search(
     order = itertools.count()
 
     def stopped() -> bool:
-        return tree.stop_requested(should_stop) or tree.forward_passes >= budget
+        return tree.stop_requested(should_stop) or tree.spent()
 
     def dive(starts: list[Node], temperature: float) -> None:
         """Layer by layer from `starts`: keep the `width` best continuations, stack the rest.
@@ -129,9 +157,8 @@ def tree_search(
                           + [n for n in complete if n.pending_logprobs])
             beams = [n for n in survivors if n.status == "open"]
 
-    def estimate(alt: Alternative) -> float:
+    def estimate(alt: Alternative, best: Node) -> float:
         """Final mean if the branch, after this token, went on as well as the best answer so far."""
-        best = max(complete, key=lambda n: n.mean)
         done = alt.node.model_tokens + 1
         if alt.token in tree.eos_ids:
             return (alt.node.sum_logprob + alt.logprob) / done
@@ -147,17 +174,19 @@ def tree_search(
                 break
             left = budget - tree.forward_passes
             progress = (tree.forward_passes - first_passes) / max(1, budget - first_passes)
+            progress = max(progress, tree.deadline.fraction())  # cools by whichever limit comes first
             temperature = temperature_at(config, progress)
             scores = sorted((n.mean for n in complete), reverse=True)
             prune_below = scores[min(keep, len(scores)) - 1] - PRUNE_MARGIN
-            typical = max(complete, key=lambda n: n.mean).model_tokens
+            best = max(complete, key=lambda n: n.mean)  # once per round: not once per alternative
+            typical = best.model_tokens
             ranked_alts: list[tuple[float, Alternative]] = []
             kept: list[Alternative] = []
             best_promise = -math.inf
             for alt in passed_over:
                 if alt.node.status != "open" or alt.token in alt.node.tried:
                     continue
-                value = estimate(alt)
+                value = estimate(alt, best)
                 if value < prune_below:
                     # Below the pruning bound: a dead end, remembered and never grown.
                     alt.node.tried.add(alt.token)
@@ -167,20 +196,22 @@ def tree_search(
                 best_promise = max(best_promise, value)
                 if typical - alt.node.model_tokens > left and alt.token not in tree.eos_ids:
                     continue  # too deep a detour to finish with the passes left
-                # Annealing: the hotter, the more the choice of where to backtrack is a random draw.
-                noise = 0.0
-                if temperature > 1e-3:
-                    u = float(torch.rand((), generator=generator).clamp(1e-12, 1.0))
-                    noise = -math.log(-math.log(u)) * temperature / max(1, typical)
-                ranked_alts.append((value + noise, alt))
+                ranked_alts.append((value, alt))
             passed_over = kept
+            if temperature > 1e-3 and ranked_alts:
+                # Annealing: the hotter, the more the choice of where to backtrack is a random draw
+                # (Gumbel noise, drawn for all alternatives at once: one draw each cost more than the pass).
+                uniform = torch.rand(len(ranked_alts), generator=generator, dtype=torch.float64).clamp_(1e-12, 1.0)
+                noise = (-torch.log(-torch.log(uniform)) * (temperature / max(1, typical))).tolist()
+                ranked_alts = [(value + n, alt) for (value, alt), n in zip(ranked_alts, noise, strict=True)]
             if not ranked_alts or best_promise < scores[0] - CONVERGED_MARGIN:
                 break  # nothing left that could plausibly beat the best answer: converged
             ranked_alts.sort(key=lambda pair: -pair[0])
             starts: list[Node] = []
+            chosen = {id(alt) for _, alt in ranked_alts[:width]}
+            passed_over = [alt for alt in passed_over if id(alt) not in chosen]
             for _, alt in ranked_alts[:width]:
                 child = tree.grow(alt.node, alt.token)
-                passed_over.remove(alt)
                 if child.status == "complete":
                     complete.append(child)
                 elif child.status != "dead":
