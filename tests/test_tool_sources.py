@@ -20,6 +20,12 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from agent.config import DecodeConfig
+from agent.sessions.store import SessionStore
+from agent.tooling.origin import tool_sources
+from agent.tooling.rebuild import ToolRebuild
+from agent.tooling.registry import build_registry
+
 TIME_SERVER = "python -m mcp_server_time"  # `python` found on PATH: recorded as the absolute program
 SHOUT = '''
 from agent.tooling import tool
@@ -209,3 +215,75 @@ def test_a_session_recorded_before_sources_still_reruns(recorded: dict[str, Any]
     assert done.returncode == 0 and "turn 1: identical" in done.stdout, done.stdout + done.stderr
     shown = agent("sessions", "show", sid, "--db", str(old), cwd=root, home=recorded["home"])
     assert shown.returncode == 0 and "tools from" not in shown.stdout
+
+
+def test_an_entry_point_tool_is_recorded_with_its_distribution(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "fancy_agent_tools.py").write_text(
+        "from agent.tooling import tool\n\n\n@tool\ndef reverse(text: str) -> str:\n"
+        '    """Reverse a text."""\n    return text[::-1]\n')
+    dist = tmp_path / "fancy_agent_tools-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-agent-tools\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[agent.tools]\nfancy = fancy_agent_tools\n")
+    with monkeypatch.context() as installed:
+        installed.syspath_prepend(str(tmp_path))
+        try:
+            sources = tool_sources(build_registry())
+            assert ToolRebuild().problems(sources) == []
+        finally:
+            sys.modules.pop("fancy_agent_tools", None)
+    assert sources[-1] == {"tool": "reverse", "kind": "entry_point", "entry_point": "fancy = fancy_agent_tools",
+                           "distribution": "fancy-agent-tools", "version": "1.0"}
+    # uninstalled since
+    assert ToolRebuild().problems(sources) == [
+        "tool 'reverse' (entry point fancy = fancy_agent_tools of fancy-agent-tools 1.0): no installed package "
+        "provides it now"]
+
+
+def test_a_recorded_server_command_is_never_run_from_the_session(tmp_path: Path) -> None:
+    marker = tmp_path / "ran.marker"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    db = tmp_path / "crafted.sqlite"
+    with SessionStore.open(db) as store:  # a crafted session naming a command as its MCP server
+        sid = store.create_session("some-model", None)
+        store.add_message(sid, 1, "user", "hi")
+        store.add_message(sid, 1, "assistant", "HI")
+        store.record_turn(sid, 1, config={**DecodeConfig(max_new_tokens=3).to_dict(), "tools": ["x"],
+                                          "tool_sources": [{"tool": "x", "kind": "mcp", "command": command}]},
+                          tool_calls=[], candidates=[], timings={}, token_counts={})
+    done = agent("replay", sid, "--rerun", "--db", str(db), cwd=tmp_path, home=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("Error: tool 'x' (MCP server ") and "the server is not running: re-run with --mcp" \
+        in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_a_json_tool_run_by_a_server_is_rebuilt_with_its_description(tmp_path: Path) -> None:
+    from agent.tooling.mcp_client import McpHub  # the test's own hub: the recording side of the CLI
+    from agent.tooling.mcp_config import from_command_line
+    from agent.tooling.registry import ToolRegistry
+    from agent.tooling.runner import ToolRunner
+
+    described = tmp_path / "time.json"
+    described.write_text(json.dumps([{"name": "get_current_time", "description": "Time in Tokyo or Paris.",
+                                      "parameters": {"type": "object", "required": ["timezone"], "properties": {
+                                          "timezone": {"enum": ["Asia/Tokyo", "Europe/Paris"]}}}}]))
+    server = f"{sys.executable} -m mcp_server_time"
+    hub = McpHub()
+    try:
+        provided = ToolRegistry(hub.start(from_command_line(server)))
+        sources = tool_sources(build_registry([str(described)], provided=provided))
+    finally:
+        hub.close()
+    entry = next(e for e in sources if e["tool"] == "get_current_time")
+    assert entry["kind"] == "json" and entry["path"] == str(described) and entry["runner"]["kind"] == "mcp"
+    rebuild = ToolRebuild(mcp_servers=(server,), config=False)
+    try:
+        spec = rebuild.registry(sources).get("get_current_time")
+        assert spec.description == "Time in Tokyo or Paris." and spec.params[0].type.choices == ("Asia/Tokyo",
+                                                                                                  "Europe/Paris")
+        record = ToolRunner(rebuild.registry(sources)).run("get_current_time", {"timezone": "Europe/Paris"})
+        assert json.loads(record.result)["timezone"] == "Europe/Paris", record.error
+    finally:
+        rebuild.close()
