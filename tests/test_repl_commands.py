@@ -267,3 +267,26 @@ def test_the_html_tree_of_a_tree_search_turn_renders_every_node_in_chromium(
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
     print(f"tree page and screenshot: {page} {shot}")
+
+
+def test_sessions_tree_draws_and_exports_the_stored_tree(tiny_lm: LoadedModel, store: SessionStore, tmp_path: Path,
+                                                          agent_home: Path) -> None:
+    from click.testing import CliRunner  # the CLI, in this process: the store was written by this test
+
+    from agent.cli import main
+
+    session = ChatSession(tiny_lm, None, DecodeConfig(strategy="tree", max_new_tokens=5, budget=16), store=store)
+    session.ask("hello")
+    session.set_config(DecodeConfig(max_new_tokens=3))
+    session.ask("and greedy")  # turn 2: no tree
+    nodes = len(reopened(store).search_tree(session.session_id, 1)["nodes"])
+    runner, db = CliRunner(), str(store.path)
+    drawn = runner.invoke(main, ["sessions", "tree", session.session_id[:6], "1", "--db", db])
+    assert drawn.exit_code == 0 and f"turn 1: {nodes} nodes stored" in drawn.stdout, drawn.output
+    page = tmp_path / "t.html"
+    written = runner.invoke(main, ["sessions", "tree", session.session_id, "1", "--html", str(page), "--db", db])
+    assert written.exit_code == 0 and page.read_text().count('class="node') == nodes, written.output
+    again = runner.invoke(main, ["sessions", "tree", session.session_id, "1", "--html", str(page), "--db", db])
+    assert again.exit_code == 1 and "exists: nothing written" in again.stderr
+    latest = runner.invoke(main, ["sessions", "tree", session.session_id, "--db", db])
+    assert latest.exit_code == 1 and "no search tree stored for turn 2" in latest.stderr

@@ -13,6 +13,7 @@ from agent.cli.models import models_command_group
 from agent.cli.options import CONTEXT
 from agent.cli.sessions import replay_command, sessions_command_group
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
+from agent.cli.trees import sessions_tree
 from agent.paths import HomeError
 from agent.safe_text import printable
 
@@ -48,3 +49,4 @@ def main() -> None:
 for command in (chat, run, tools_command_group, kb_command_group, grammar_command_group, sessions_command_group,
                 replay_command, models_command_group):
     main.add_command(command)
+sessions_command_group.add_command(sessions_tree)  # `agent sessions tree` lives in its own module
