@@ -187,7 +187,8 @@ class Repl(ConversationCommands):
         except Exception as exc:  # a failing turn must not end the REPL
             self.console.print(Text.assemble("\n", ("error:", "red"), " ", plain(str(exc))))
             return
-        self.out.write("\n")
+        if not (self.markdown and self.console.is_terminal):
+            self.out.write("\n")  # the streamed text ends mid-line (a live area on a terminal ends its line itself)
         if result.context_notice is not None:
             self.console.print(plain(result.context_notice, "dim"))
         if result.interrupted:

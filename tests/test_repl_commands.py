@@ -290,3 +290,22 @@ def test_sessions_tree_draws_and_exports_the_stored_tree(tiny_lm: LoadedModel, s
     assert again.exit_code == 1 and "exists: nothing written" in again.stderr
     latest = runner.invoke(main, ["sessions", "tree", session.session_id, "--db", db])
     assert latest.exit_code == 1 and "no search tree stored for turn 2" in latest.stderr
+
+
+class Terminal(io.StringIO):
+    """An output that says it is a terminal, as a real one does: rich draws live areas and colours on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_answers_are_markdown_by_default_and_the_summary_follows_at_once(tiny_lm: LoadedModel) -> None:
+    out = Terminal()
+    session = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=60), user_grammar=LIST_GRAMMAR)
+    with create_pipe_input() as pipe:
+        pipe.send_text("make a list\r/exit\r")
+        Repl(session, input=pipe, output=DummyOutput(), out=out, history=InMemoryHistory()).run()
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # colours and cursor moves left out
+    assert "• milk" in drawn and "**milk**" not in drawn
+    # the live area ends its own line: the summary comes on the next one, no blank line between
+    assert re.search(r"• eggs *\n26 tokens in", drawn), repr(drawn[-300:])
