@@ -21,10 +21,12 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 from rich.console import Console
+from rich.status import Status
 from rich.text import Text
 
 from agent.applicable import setting_warning
 from agent.confirm import ask_confirmation, confirm_call
+from agent.decoding.strategies import strategy_for
 from agent.grammar.tool_format import island_form
 from agent.island_view import streamed
 from agent.paths import history_path, history_writable
@@ -110,6 +112,7 @@ class Repl(ConversationCommands):
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.markdown = self.console.is_terminal if markdown is None else markdown
         self.stream: MarkdownStream | None = None  # the answer being drawn as Markdown
+        self.status: Status | None = None  # the spinner while a search runs
         self.spent: list[Spent] = []  # the answers given here, for /tokens
         if history is None:
             # a read-only agent home: the history lives in memory (prompt_toolkit would print a traceback
@@ -134,6 +137,7 @@ class Repl(ConversationCommands):
             session.confirm = self.confirm
 
     def confirm(self, record: ToolCallRecord) -> bool:
+        self._stop_searching()
         if self.stream is not None:
             self.stream.pause()  # the answer so far stays drawn; the question goes below it
         return confirm_call(record, input=self.input, output=self.output, out=self.out)
@@ -165,18 +169,41 @@ class Repl(ConversationCommands):
         except StoreError as exc:
             self.console.print(Text.assemble(("not saved:", "red"), " ", plain(str(exc))))
 
+    def _searching(self) -> Status | None:
+        """A spinner line while a strategy that explores branches searches (it shows its answer only when
+        it is chosen); none off a terminal or for the streaming strategies."""
+        config = self.session.config
+        if not self.console.is_terminal or not strategy_for(config.strategy).explores_branches:
+            return None
+        status = self.console.status(plain(f"searching: {config.strategy}, up to {config.search_budget} passes "
+                                           "(Ctrl-C keeps the best so far)"), spinner="dots")
+        status.start()
+        return status
+
+    def _stop_searching(self) -> None:
+        if self.status is not None:
+            self.status.stop()  # the answer (or a question) takes the line
+            self.status = None
+
     def answer(self, text: str) -> None:
         def write(piece: str) -> None:
             self.out.write(printable(piece))
             self.out.flush()
 
         self.stream = MarkdownStream(self.console) if self.markdown else None
-        on_token, end_of_answer = streamed(self.stream.write if self.stream else write,
-                                           island_form(self.session.lm, self.session.tool_format))
+        shown = self.stream.write if self.stream else write
+
+        def show(piece: str) -> None:
+            self._stop_searching()
+            shown(piece)
+
+        on_token, end_of_answer = streamed(show, island_form(self.session.lm, self.session.tool_format))
+        self.status = self._searching()
         try:
             try:
                 result = self.session.ask(text, on_token=on_token)
             finally:
+                self._stop_searching()
                 end_of_answer()  # what the view held back
                 if self.stream is not None:
                     self.stream.end()

@@ -309,3 +309,19 @@ def test_on_a_terminal_answers_are_markdown_by_default_and_the_summary_follows_a
     assert "• milk" in drawn and "**milk**" not in drawn
     # the live area ends its own line: the summary comes on the next one, no blank line between
     assert re.search(r"• eggs *\n26 tokens in", drawn), repr(drawn[-300:])
+
+
+def test_a_search_shows_a_searching_line_until_its_answer(tiny_lm: LoadedModel) -> None:
+    def run(strategy: str) -> str:
+        out = Terminal()
+        config = DecodeConfig(strategy=strategy, max_new_tokens=60, **({"budget": 80} if strategy == "tree" else {}))
+        session = ChatSession(tiny_lm, None, config, user_grammar=LIST_GRAMMAR)
+        with create_pipe_input() as pipe:
+            pipe.send_text("make a list\r/exit\r")
+            Repl(session, input=pipe, output=DummyOutput(), out=out, history=InMemoryHistory(), markdown=False).run()
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+
+    searched = run("tree")
+    line = "searching: tree, up to 80 passes (Ctrl-C keeps the best so far)"
+    assert line in searched and searched.index(line) < searched.index(LIST_ANSWER)
+    assert "searching" not in run("greedy")  # greedy streams its answer as it comes
