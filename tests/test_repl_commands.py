@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -237,12 +236,33 @@ def test_the_search_tree_is_stored_with_the_turn_and_drawn_after_a_resume(tiny_l
     assert f"no search tree stored for turn 7 of session {searched.session_id}" in text
 
 
-def test_the_html_tree_of_a_tree_search_turn_renders_every_node_in_chromium(
-        demo_lm: LoadedModel, store: SessionStore, tmp_path: Path) -> None:
-    """Chromium from Debian's packages (`apt-get install chromium`) loads the page headless; the DOM it
-    built holds every stored node; its screenshot is left beside the page (tree.png)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "this test needs Chromium: apt-get install chromium"
+class _TreePage(HTMLParser):
+    """What a browser's DOM would hold of the page: its node items (id, classes) and call spans. A strict
+    parser: unbalanced tags are an error, as they would misplace nodes in a real DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes: dict[int, list[str]] = {}
+        self.calls = 0
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        classes = (found.get("class") or "").split()
+        if tag == "li" and "node" in classes:
+            self.nodes[int(found["data-node"] or "")] = classes
+        if tag == "span" and "call" in classes:
+            self.calls += 1
+        if tag not in ("meta", "br", "img", "link", "input", "hr"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open and self.open[-1] == tag, (self.open[-3:], tag)
+        self.open.pop()
+
+
+def test_the_html_tree_of_a_tree_search_turn_holds_every_node(demo_lm: LoadedModel, store: SessionStore,
+                                                              tmp_path: Path) -> None:
     session = ChatSession(demo_lm, default_registry(), DecodeConfig(strategy="tree", budget=48), store=store)
     page = tmp_path / "tree.html"
     text = drive(session, f"What is 12 * 12?\r/tree 1 --html {page}\r/exit\r")
@@ -250,23 +270,18 @@ def test_the_html_tree_of_a_tree_search_turn_renders_every_node_in_chromium(
     assert stored is not None and len(stored["nodes"]) > 10
     assert f"wrote the {len(stored['nodes'])} nodes of turn 1's tree to {page}" in " ".join(text.split())
 
-    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
+    parsed = _TreePage()
+    parsed.feed(page.read_text(encoding="utf-8"))
+    parsed.close()
+    assert parsed.open == []  # every element closed
+    assert "<script" not in page.read_text(encoding="utf-8")  # a self-contained page with nothing to run
     # the branch calls are kept with their node, chosen branch or not
     calls = [node["call"] for node in stored["nodes"] if node["call"]]
     assert calls and all(call["tool"] == "calc" for call in calls)
     assert any(call["result"] == "144" for call in calls)
-    assert dom.count('<span class="call">') == len(calls)
-    ids = re.findall(r'<li class="node[^"]*" data-node="(\d+)"', dom)
-    assert sorted(map(int, ids)) == sorted(node["id"] for node in stored["nodes"])
-    best = re.findall(r'<li class="node best[^"]*" data-node="(\d+)"', dom)
-    assert str(stored["best_node"]) in best  # the chosen answer's path is marked
-    shot = tmp_path / "tree.png"
-    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
-    print(f"tree page and screenshot: {page} {shot}")
+    assert parsed.calls == len(calls)
+    assert sorted(parsed.nodes) == sorted(node["id"] for node in stored["nodes"])
+    assert "best" in parsed.nodes[stored["best_node"]]  # the chosen answer's path is marked
 
 
 def test_sessions_tree_draws_and_exports_the_stored_tree(tiny_lm: LoadedModel, store: SessionStore, tmp_path: Path,
