@@ -42,11 +42,13 @@ def _loading(opts: dict[str, Any]) -> AbstractContextManager[object]:
 @click.command(context_settings=CONTEXT)
 @decoding_options
 @click.option("--session", "session_id", default=None, help="Continue a saved session (see `agent sessions list`).")
-def chat(session_id: str | None, **opts: Any) -> None:
+@click.option("--plain", is_flag=True, help="Answers as plain text, not drawn as Markdown.")
+def chat(session_id: str | None, plain: bool, **opts: Any) -> None:
     """Chat in the REPL. Enter sends; Esc then Enter (or Alt+Enter) starts a new line.
 
     \b
-    Slash commands: /help /exit /clear /set name=value /model /tools /sessions /resume ID /alts /tree.
+    Slash commands (/help explains each): /exit /clear /set name=value /model /tools /sessions /resume ID
+    /alts /tree [TURN] [--html FILE] /context /retry /undo /copy /save FILE /system [TEXT] /tokens /show.
     Ctrl-C stops a generation (the partial answer is kept); Ctrl-D exits.
 
     \b
@@ -61,7 +63,7 @@ def chat(session_id: str | None, **opts: Any) -> None:
 
     with _loading(opts):
         session = build_session(opts, _always_yes if opts.get("yes") else ask_confirmation, session_id)
-    Repl(session, model_loader=lambda name: load_lm({**opts, "model": name})).run()
+    Repl(session, model_loader=lambda name: load_lm({**opts, "model": name}), markdown=False if plain else None).run()
 
 
 @click.command(context_settings=CONTEXT)
