@@ -2,7 +2,8 @@
 
 The target is the one of agent.decoding.mcmc: log p(x) sums the model's log-probs of its own tokens
 (grammar-forced text included, EOS when the response ended with it, islands excluded), restricted to
-responses the grammar accepts with exactly the same islands and without a loop the tree would refuse.
+responses the grammar accepts with exactly the same islands and without a loop the tree would refuse
+(agent.decoding.loop_guard, checked after every sampled token as the tree does).
 A move changes one model token; the length, the islands and the way the response ends stay as they
 are, so these chains sample p^alpha within the responses of the starting one's shape.
 
@@ -33,7 +34,7 @@ from transformers import DynamicCache
 
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import crop_cache
-from agent.decoding.scoring import has_loop, model_token_ids
+from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
 from agent.model.runtime import LoadedModel
 
 MOVES = ("gradient", "model")
@@ -93,7 +94,7 @@ class SequenceScorer:
         """[L, V] what may stand at each position, or None when the sequence is outside the target's support."""
         length = len(ids)
         allowed = torch.zeros(length, self.width, dtype=torch.bool)
-        if length != len(self.island_mask) or has_loop(model_token_ids(ids, self.island_mask)):
+        if length != len(self.island_mask):
             return None
         constraint = self.make_constraint() if self.make_constraint is not None else None
         if constraint is None:
@@ -101,6 +102,8 @@ class SequenceScorer:
                 if not self.island_mask[j]:
                     allowed[j] = True
                     allowed[j, self.eos_ids] = False
+                if self._loops(ids, j + 1):
+                    return None
             return allowed
         model_count, j = 0, 0
         while j < length:
@@ -127,6 +130,8 @@ class SequenceScorer:
             if not step.forced_is_island:
                 model_count += len(forced)  # grammar-forced text: scored, never changed
             j += 1 + len(forced)
+            if self._loops(ids, j):
+                return None
         if self.max_new_tokens is not None:
             constraint.set_tokens_left(self.max_new_tokens - model_count)
         end = constraint.allowed_tokens()
@@ -136,6 +141,11 @@ class SequenceScorer:
         if not self.ended_with_eos and not (constraint.is_finished() or eos_allowed):
             return None
         return allowed
+
+    def _loops(self, ids: list[int], end: int) -> bool:
+        """Does the response up to `end` end in a loop? The token tree's check, made where it makes it
+        (after each sampled token and what was forced after it), so both samplers have one support."""
+        return ends_in_loop(model_text(self.lm.tokenizer, ids[:end], self.island_mask[:end], tail_tokens=TAIL_TOKENS))
 
     # -- the model -------------------------------------------------------------------------------
     def evaluate(self, ids: list[int], grad: bool = False) -> Evaluation | None:
