@@ -113,7 +113,8 @@ class SuffixSampler:
     def _evaluate(self, node: Node) -> None:
         if not self.tree.needs_evaluation(node):
             return
-        if self.tree.forward_passes >= self.budget or self.tree.stop_requested(self.should_stop):
+        if (self.tree.forward_passes >= self.budget or self.tree.deadline.passed()
+                or self.tree.stop_requested(self.should_stop)):
             raise BudgetSpent
         self.tree.evaluate([node])
         if self.tree.interrupted:
@@ -185,6 +186,8 @@ class SuffixSampler:
     def run(self, current: Node, steps: int, on_state: Callable[[Node], None] | None = None) -> Node:
         """Up to `steps` steps from `current` (fewer when the budget runs out); the last state."""
         for _ in range(steps):
+            if self.tree.deadline.passed():  # proposals on paths the tree holds cost no pass: the clock still runs
+                break
             try:
                 current = self.step(current)
             except BudgetSpent:
@@ -218,7 +221,8 @@ def walk(tree: TokenTree, token_ids: list[int], island_mask: list[bool], ended_w
 def mcmc_search(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
                 make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                 should_stop: Callable[[], bool] | None = None) -> SearchResult:
-    """Strategy `mcmc`: one chain from the greedy path, proposals at temperature 1/alpha, within the budget.
+    """Strategy `mcmc`: one chain from the greedy path, proposals at temperature 1/alpha, within the budget
+    (forward passes, and config.time_limit when set).
 
     The answer is the chain's last state: a draw from p^alpha when the chain has mixed, not the best
     state it passed (that would be a search, and alpha would no longer say what is sampled).
