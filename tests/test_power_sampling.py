@@ -19,6 +19,9 @@ from agent.decoding.mcmc import SuffixSampler
 from agent.decoding.token_moves import MoveStats, SequenceScorer, move_step
 from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
+from agent.tooling.records import ToolCallRecord
+from agent.tooling.registry import default_registry
+from agent.turn import ChatSession
 from enumerable import ChoiceConstraint, Response, exact_power, total_variation
 
 ALPHA = 2.0
@@ -108,3 +111,18 @@ def test_mcmc_runs_from_the_command_line_and_alpha_needs_it(tmp_path: Path, tiny
     assert "Traceback" not in refused.stderr
     bad = agent(*common, "--strategy", "mcmc", "--alpha", "0", home=tmp_path)
     assert bad.returncode == 2 and "alpha must be a finite number > 0" in bad.stderr
+
+
+def test_mcmc_never_runs_a_side_effect_while_it_samples(tiny_lm: LoadedModel) -> None:
+    # every response must open with a call of `note` (a side effect): proposals reach it with other texts
+    # (undeferred, such a chain asked twice in a trial run), and only the answer it ends on may ask to run it
+    asked: list[str] = []
+
+    def confirm(call: ToolCallRecord) -> bool:
+        asked.append(call.tool)
+        return False
+
+    config = DecodeConfig(strategy="mcmc", max_new_tokens=30, budget=120, alpha=1.0, tool_choice="note")
+    result = ChatSession(tiny_lm, default_registry(), config, confirm=confirm).ask("Write a note.")
+    assert result.response.startswith("CALL(note, ")
+    assert asked == ["note"]
