@@ -15,8 +15,10 @@ start responses, prompt cached). Arms:
 - refine: the unadjusted `tree+grad` refinement (agent.decoding.refine.refine_result) repeated from the
   best so far (Langevin + HMC, --grad-steps each, keep if the exact score rises), counted generously
   as if it cached the prompt (it re-runs it).
-Figures per arm over prompts: acceptance (accepted proposals / proposals; refine: rounds that
-improved / rounds), share of prompts whose final response scores above the start, mean gain of the
+Figures per arm over prompts: proposals per prompt (suffix-mh: those that offered another response),
+the share of proposals outside the target's support (an island changed, the grammar broken, a loop: rejected
+without a forward pass), acceptance (accepted / proposals; refine: rounds that improved / rounds), share
+of prompts whose final response scores above the start, mean gain of the
 shared score (mean log-prob per model token) with a 95% interval (t), task accuracy of the final
 response against the start's (the expected value appears in the response, tool results included),
 wall seconds per prompt. A PNG plots mean gain against compute per arm (--plot).
