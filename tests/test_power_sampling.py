@@ -43,7 +43,7 @@ def test_the_target_is_not_the_model_itself(tiny_lm: LoadedModel) -> None:
     assert total_variation(target, {k: round(v * 10**9) for k, v in model.items()}) > 0.2
 
 
-@pytest.mark.parametrize(("proposal_temperature", "steps"), [(1 / ALPHA, 4000), (1.0, 8000)])
+@pytest.mark.parametrize(("proposal_temperature", "steps"), [(1 / ALPHA, 8000), (1.0, 8000)])
 def test_suffix_resampling_samples_p_to_the_alpha(tiny_lm: LoadedModel, proposal_temperature: float,
                                                   steps: int) -> None:
     prompt, choices = space(tiny_lm)
