@@ -1,7 +1,7 @@
 """The Berkeley Function Calling Leaderboard (BFCL v4, single-turn) on a local model, free and constrained.
 
     python bench/bfcl.py [--model PATH|demo] [--category simple_python,multiple,parallel,irrelevance]
-                         [--limit N] [--strategies greedy,tree] [--budget 64] [--tool-format auto]
+                         [--limit N] [--skip N] [--strategies greedy,tree] [--budget 64] [--tool-format auto]
                          [--tool-choice required|auto|...] [--max-new-tokens 128] [--records FILE]
 
 Needs the data: `pip install --no-deps bfcl-eval`. The model defaults to SmolLM2-135M-Instruct from the
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--category", default="simple_python,multiple,parallel,irrelevance",
                         help="comma-separated BFCL_v4 single-turn categories")
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each category (0 = all)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N cases (with --limit: a later slice)")
     parser.add_argument("--strategies", default="greedy,tree", help="strategies for the constrained condition")
     parser.add_argument("--conditions", default="free,constrained")
     parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
@@ -179,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         wanted = [c.strip() for c in args.category.split(",") if c.strip()]
-        data = {category: load_cases(category, args.limit) for category in wanted}
+        data = {category: load_cases(category, args.limit, args.skip) for category in wanted}
     except DataError as exc:
         sys.exit(f"bfcl: {exc}")
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]

@@ -60,13 +60,12 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def load_cases(category: str, limit: int = 0) -> list[Case]:
-    """The category's cases in file order (the first `limit` when it is not 0) with their answers."""
+def load_cases(category: str, limit: int = 0, skip: int = 0) -> list[Case]:
+    """The category's cases in file order, after the first `skip`, `limit` of them when it is not 0."""
     if category not in categories():
         raise DataError(f"unknown BFCL category {category!r}; this bench runs: {', '.join(categories())}")
     rows = _lines(data_dir() / f"BFCL_v4_{category}.json")
-    if limit:
-        rows = rows[:limit]
+    rows = rows[skip:skip + limit] if limit else rows[skip:]
     answers: dict[str, Any] = {}
     if not is_relevance(category):
         answer_file = data_dir() / "possible_answer" / f"BFCL_v4_{category}.json"
