@@ -16,6 +16,10 @@ base (a fresh copy in a temp dir, seeded from the demo model's documents). Judgi
 - unknown: the first call is SEARCH and the answer says it does not know;
 - chat: no call and a sensible sentence.
 Garbage: no call and no sensible sentence (digit soup, a repeated word, punctuation runs).
+Each wrong answer gets one failure mode: no_call (answered in words where a tool was needed), wrong_tool
+(another tool first, e.g. note or SEARCH for arithmetic), wrong_args (the right tool, but no result of
+its calls holds the expected value: a misread name, `**` for `*`, the wrong id), wrong_answer (a result
+held it, the text after it does not), needless_call (small talk that called a tool), garbage.
 Prints markdown tables (per kind, per family, overall, held-out) with 95% Wilson intervals, the
 prompts each strategy fixes for the other, seconds per prompt, then one JSON line.
 """
@@ -44,6 +48,7 @@ os.environ.setdefault("AGENT_THREADS", "1")
 
 PROMPTS = Path(__file__).with_name("fresh_phrasings.jsonl")
 KINDS = ("arith", "kb", "load", "unknown", "chat")
+FAILURES = ("no_call", "wrong_tool", "wrong_args", "wrong_answer", "needless_call", "garbage")
 DONT_KNOW = ("don't know", "do not know", "dont know", "not sure", "no information", "couldn't find",
              "could not find")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -62,6 +67,7 @@ class Outcome:
     right_tool: bool
     correct: bool
     garbage: bool
+    failure: str  # "" when correct, else one of FAILURES
     calls: list[dict[str, Any]]
     answer: str  # the text after the last tool result
     response: str
@@ -114,6 +120,24 @@ def is_sensible(text: str) -> bool:
     return True
 
 
+def failure_mode(kind: str, expect: Any, calls: list[Any], right_tool: bool, garbage: bool) -> str:
+    """Why a wrong answer is wrong (the first cause along the way from the question to the text)."""
+    if garbage:
+        return "garbage"
+    if kind == "chat":
+        return "needless_call" if calls else "garbage"
+    if not calls:
+        return "no_call"
+    if not right_tool:
+        return "wrong_tool"
+    results = " ".join(c.result or "" for c in calls)
+    if kind == "load" or (kind == "arith" and not has_number(results, str(expect))):
+        return "wrong_args"
+    if kind == "kb" and not has_phrase(results, expect):
+        return "wrong_args"
+    return "wrong_answer"
+
+
 def judge(case: dict[str, Any], strategy: str, result: Any) -> Outcome:
     calls = list(result.tool_calls)
     first = calls[0] if calls else None
@@ -136,9 +160,10 @@ def judge(case: dict[str, Any], strategy: str, result: Any) -> Outcome:
         right_tool = first is None
         correct = right_tool and is_sensible(result.response)
     garbage = first is None and not is_sensible(result.response)
+    failure = "" if correct else failure_mode(kind, expect, calls, right_tool, garbage)
     return Outcome(case["id"], case["family"], kind, bool(case.get("held_out")), strategy, right_tool, correct,
-                   garbage, [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls], answer.strip(),
-                   result.response, result.seconds, result.forward_passes)
+                   garbage, failure, [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls],
+                   answer.strip(), result.response, result.seconds, result.forward_passes)
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -249,6 +274,11 @@ def main() -> None:
     for s, r in overall.items():
         print(f"| {s} | {cell(r)} | {cell(r['right_tool'])} | {r['garbage']} | {r['seconds_per_prompt']:.2f} "
               f"| {r['passes_per_prompt']:.0f} |")
+    modes = {s: {f: [o.id for o in outs if o.failure == f] for f in FAILURES} for s, outs in outcomes.items()}
+    print("\n| strategy | " + " | ".join(FAILURES) + " |")
+    print("|---|" + "---|" * len(FAILURES))
+    for s, m in modes.items():
+        print(f"| {s} | " + " | ".join(str(len(m[f])) for f in FAILURES) + " |")
     fixes: dict[str, list[str]] = {}
     if len(strategies) == 2:  # paired: the prompts one strategy gets right and the other wrong
         a, b = strategies
@@ -261,7 +291,7 @@ def main() -> None:
     print(json.dumps({"bench": "fresh_phrasings", "model": label, "prompts": len(cases),
                       "budget": args.budget, "max_new_tokens": args.max_new_tokens, "overall": overall,
                       "held_out": {s: split.get("held-out families", {}).get(s) for s in strategies},
-                      "by_kind": by_kind, "by_family": by_family, "paired": fixes}))
+                      "by_kind": by_kind, "by_family": by_family, "failures": modes, "paired": fixes}))
 
 
 if __name__ == "__main__":
