@@ -28,8 +28,9 @@ ROLLOUT_LIMIT = 30  # give up estimating after this many steps
 # multi-byte character started in a string), so steering starts this many tokens early.
 FINISH_MARGIN = 8
 # Tokens tried (in this order) when steering to a quick finish: close strings, containers, calls;
-# the last ones complete a multi-byte UTF-8 character left open by a byte-level token.
-FINISH_PIECES = [b'")', b'"', b"}", b"]", b")", b"0", b":", b",", b".", b"f", b"n", b"\n",
+# the last ones complete a multi-byte UTF-8 character left open by a byte-level token. "1" before "0":
+# a bounded negative number (a JSON Schema `minimum`) cannot end as -0.000..., so zeros never finish it.
+FINISH_PIECES = [b'")', b'"', b"}", b"]", b")", b"1", b"0", b":", b",", b".", b"f", b"n", b"\n",
                  b"\x90", b"\x80", b"\xa0"]
 
 

@@ -19,10 +19,14 @@ _JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "bo
 # The protocol's integers have at most 18 digits (they fit SQLite and every tool's int64); a strict
 # schema says so, so a grammar cannot let a model write a 40-digit id.
 INT_BOUND = 10**18 - 1
+# A strict number is finite: a grammar could otherwise write 9e999, which JSON reads as infinity (the
+# runner refuses it, but the call is lost). llguidance writes a bounded number without an exponent, so the
+# bound is the integers' (a bound like 1e300 is more digits than it can make a regex of).
+FLOAT_BOUND = 1e18
 
 
 def type_schema(ptype: ParamType, strict: bool = False) -> dict[str, Any]:
-    """The JSON Schema of one argument type (`strict`: integers bounded to 18 digits)."""
+    """The JSON Schema of one argument type (`strict`: integers bounded to 18 digits, numbers finite)."""
     if ptype.kind == "literal":
         schema: dict[str, Any] = {"enum": list(ptype.choices)}
         # bool before int: True is an int to Python but a boolean to JSON Schema
@@ -38,6 +42,8 @@ def type_schema(ptype: ParamType, strict: bool = False) -> dict[str, Any]:
         return fields_schema(ptype.fields, strict)
     if strict and ptype.kind == "int":
         return {"type": "integer", "minimum": -INT_BOUND, "maximum": INT_BOUND}
+    if strict and ptype.kind == "float":
+        return {"type": "number", "minimum": -FLOAT_BOUND, "maximum": FLOAT_BOUND}
     return {"type": _JSON_TYPES[ptype.kind]}
 
 
