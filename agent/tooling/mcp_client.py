@@ -173,6 +173,8 @@ class McpHub:
                 task.result(STOP_TIMEOUT)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(STOP_TIMEOUT)
+        if not self._thread.is_alive():  # a stopped loop is closed too: else it is reported when collected
+            self._loop.close()
         for log in self._logs:
             log.close()
         atexit.unregister(self.close)
