@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections import Counter
@@ -45,6 +44,7 @@ from bfcl_check import Verdict, check, real_checker
 from bfcl_data import Case, DataError, expects_calls, is_relevance, load_cases
 from bfcl_parse import read_calls
 from bfcl_tools import NOT_RUN, ToolSet
+from proportions import wilson
 from real_models import default_model
 
 FREE_STOP = "\n=>"  # in free text a model that writes the result line itself has ended its call
@@ -61,16 +61,6 @@ class Outcome:
     passes: int
     response: str
     real_agrees: bool | None  # BFCL's own checker gave the same verdict (None: it raised)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def max_calls(category: str) -> int:

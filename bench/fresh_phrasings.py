@@ -42,6 +42,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from proportions import wilson
+from real_models import after_islands
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is shipped
 # One torch thread: on the shared 2-core machine two threads make the demo model ~20x slower.
 os.environ.setdefault("AGENT_THREADS", "1")
@@ -73,15 +76,6 @@ class Outcome:
     response: str
     seconds: float
     passes: int
-
-
-def after_islands(response: str, calls: list[Any]) -> str:
-    """The text the model wrote after its last tool result (the whole response when it made no call)."""
-    if not calls:
-        return response
-    island = calls[-1].island_text or ""
-    at = response.rfind(island) if island else -1
-    return response[at + len(island):] if at >= 0 else response
 
 
 def has_number(text: str, value: str) -> bool:
@@ -164,16 +158,6 @@ def judge(case: dict[str, Any], strategy: str, result: Any) -> Outcome:
     return Outcome(case["id"], case["family"], kind, bool(case.get("held_out")), strategy, right_tool, correct,
                    garbage, failure, [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls],
                    answer.strip(), result.response, result.seconds, result.forward_passes)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def rate(outs: list[Outcome], pick: Callable[[Outcome], bool] = lambda o: o.correct) -> dict[str, Any]:
