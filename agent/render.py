@@ -18,7 +18,6 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from agent.safe_text import printable
 from agent.sessions.records import SessionListing, StoredToolCall, TranscriptTurn
@@ -26,10 +25,8 @@ from agent.sessions.replay import recorded_tool_sources
 from agent.sessions.summary import candidates_line, tool_call_line, tool_source_lines
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
     from agent.decoding.results import SearchResult
-    from agent.decoding.token_tree import Node
     from agent.sessions.store import SessionStore
     from agent.tooling.registry import ToolRegistry
     from agent.tools.kb import Listed
@@ -95,66 +92,6 @@ def render_alts(result: SearchResult) -> Table:
         table.add_row(f"{marker}{index}", f"{candidate.score:.3f}", str(candidate.new_tokens), plain(how + flags),
                       plain(one_line(candidate.text)))
     return table
-
-
-def render_tree(result: SearchResult, tokenizer: PreTrainedTokenizerBase, max_nodes: int = 200,
-                max_children: int = 6) -> Tree | Text:
-    """The explored search tree (for `/tree`): each branch's text, mean log-prob and fate.
-
-    Chains of single children are drawn as one line; the best answer's path is bold green, dead
-    ends red; at most max_children children per node (the best) and max_nodes lines in all.
-    """
-    root = result.tree
-    if root is None:
-        return plain(f"no search tree: strategy {result.strategy or result.best.strategy} explores none")
-    best_path = _best_path(root, result.best.node_id)
-    shown = 0
-    tree = Tree(Text(f"prompt ({result.forward_passes} passes, KV reuse {result.kv_reuse_ratio:.2f})"))
-
-    def add(branch: Tree, node: Node) -> None:
-        nonlocal shown
-        children = sorted(node.children.values(), key=lambda n: (n.id not in best_path, -n.mean))
-        for index, child in enumerate(children):
-            if shown >= max_nodes:
-                branch.add(Text("…", style="dim"))
-                return
-            if index >= max_children:
-                branch.add(Text(f"… {len(children) - index} more", style="dim"))
-                break
-            # Collapse single-child chains into one line so deep trees stay readable.
-            chain = [child]
-            while len(chain[-1].children) == 1 and chain[-1].status != "dead":
-                chain.append(next(iter(chain[-1].children.values())))
-            last = chain[-1]
-            piece = tokenizer.decode([t for n in chain for t in n.tokens], skip_special_tokens=False)
-            if last.is_eos:
-                piece += "<eos>"
-            style = "bold green" if last.id in best_path else ("red" if last.status == "dead" else "")
-            line = plain(one_line(piece, 60) or "·", style)
-            line.append(f"  {last.mean:.2f}", style="dim")
-            if last.status in ("dead", "complete"):
-                line.append(printable(f" [{last.status}{': ' + last.reason if last.reason else ''}]"), style="dim")
-            shown += 1
-            add(branch.add(line), last)
-
-    add(tree, root)
-    return tree
-
-
-def _best_path(root: Node, node_id: int | None) -> set[int]:
-    """Ids of the nodes from the root to the best answer's node."""
-    by_id: dict[int, Node] = {}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        by_id[node.id] = node
-        stack.extend(node.children.values())
-    path: set[int] = set()
-    while node_id is not None and node_id in by_id:
-        path.add(node_id)
-        parent = by_id[node_id].parent
-        node_id = parent.id if parent is not None else None
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,19 +1,42 @@
-"""A stored search tree (`SessionStore.search_tree`) drawn as `/tree` draws the live one: each branch's
-text, mean log-prob and fate; the chosen answer's path bold green, dead ends red; chains of single
-children on one line; at most `max_children` children per node (the best) and `max_nodes` lines."""
+"""A search tree drawn for `/tree`: each branch's text, mean log-prob, fate and tool calls; the chosen
+answer's path bold green, dead ends red; chains of single children on one line; at most `max_children`
+children per node (the best) and `max_nodes` lines. One drawing for both sources: a stored tree
+(`SessionStore.search_tree`) as it is, and the last answer's live tree turned into the same record
+(agent.search_tree_record) first."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from rich.tree import Tree
 
 from agent.render import one_line, plain
 from agent.safe_text import printable
+from agent.search_tree_record import tree_record
 from agent.sessions.records import StoredTree, StoredTreeNode
 from agent.tree_html import call_summary
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int = 6) -> Tree:
+    from agent.decoding.results import SearchResult
+
+
+def render_tree(result: SearchResult, tokenizer: PreTrainedTokenizerBase, max_nodes: int = 200,
+                max_children: int = 6) -> Tree | Text:
+    """The last answer's explored tree, headed by its passes and KV reuse; a line saying so when the
+    strategy explores none."""
+    record = tree_record(result, tokenizer)
+    if record is None:
+        return plain(f"no search tree: strategy {result.strategy or result.best.strategy} explores none")
+    title = f"prompt ({result.forward_passes} passes, KV reuse {result.kv_reuse_ratio:.2f})"
+    stored = StoredTree(turn=0, best_node=record["best_node"], nodes=record["nodes"])
+    return render_stored_tree(stored, max_nodes, max_children, title=title)
+
+
+def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int = 6,
+                       title: str | None = None) -> Tree:
     nodes = {node["id"]: node for node in tree["nodes"]}
     children: dict[int | None, list[StoredTreeNode]] = {}
     for node in tree["nodes"]:
@@ -23,7 +46,7 @@ def render_stored_tree(tree: StoredTree, max_nodes: int = 200, max_children: int
     while at is not None and at in nodes:
         best_path.add(at)
         at = nodes[at]["parent"]
-    drawn = Tree(Text(f"turn {tree['turn']}: {len(nodes)} nodes stored"))
+    drawn = Tree(Text(title or f"turn {tree['turn']}: {len(nodes)} nodes stored"))
     shown = 0
 
     def score(node: StoredTreeNode) -> float:

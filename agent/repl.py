@@ -30,9 +30,9 @@ from agent.decoding.strategies import strategy_for
 from agent.grammar.tool_format import island_form
 from agent.island_view import streamed
 from agent.paths import history_path, history_writable
-from agent.render import plain, printable, render_alts, render_tree, session_lines, tool_lines
+from agent.render import plain, printable, render_alts, session_lines, tool_lines
 from agent.render_markdown import MarkdownStream
-from agent.render_tree import render_stored_tree
+from agent.render_tree import render_stored_tree, render_tree
 from agent.render_usage import Spent, answer_line
 from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
 from agent.repl_save import save_new_file

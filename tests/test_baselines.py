@@ -11,7 +11,8 @@ from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.decoding.scoring import score_sequence
 from agent.decoding.search import search_response
-from agent.render import render_alts, render_tree, summary_line
+from agent.render import render_alts, summary_line
+from agent.render_tree import render_tree
 
 
 def _prompt(lm, text: str = "hello there") -> list[int]:

@@ -17,7 +17,8 @@ from rich.console import Console
 from agent.config import DecodeConfig
 from agent.decoding.search import search_response
 from agent.model.runtime import LoadedModel
-from agent.render import render_alts, render_tree
+from agent.render import render_alts
+from agent.render_tree import render_tree
 from agent.turn import ChatSession
 
 SEARCHES = ["beam", "best-of-n", "tree", "tree+grad"]
