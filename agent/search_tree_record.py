@@ -20,13 +20,9 @@ def tree_record(result: SearchResult | None, tokenizer: PreTrainedTokenizerBase)
     if result is None or result.tree is None:
         return None
     root = result.tree
-    nodes: list[dict[str, Any]] = []
-    stack = [(child, None) for child in reversed(list(root.children.values()))]
-    while stack:
-        node, parent = stack.pop()
-        nodes.append({"id": node.id, "parent": parent, "tokens": list(node.tokens),
-                      "text": tokenizer.decode(node.tokens, skip_special_tokens=False), "mean": node.mean,
-                      "status": node.status, "reason": node.reason, "eos": node.is_eos,
-                      "call": None if node.tool_call is None else node.tool_call.to_dict()})
-        stack.extend((child, node.id) for child in reversed(list(node.children.values())))
+    nodes = [{"id": node.id, "parent": None if node.parent is root or node.parent is None else node.parent.id,
+              "tokens": list(node.tokens), "text": tokenizer.decode(node.tokens, skip_special_tokens=False),
+              "mean": node.mean, "status": node.status, "reason": node.reason, "eos": node.is_eos,
+              "call": None if node.tool_call is None else node.tool_call.to_dict()}
+             for node in root.subtree()[1:]]
     return {"best_node": result.best.node_id, "nodes": nodes}

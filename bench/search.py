@@ -72,10 +72,7 @@ def run_one(lm: LoadedModel, prompt: list[int], config: DecodeConfig) -> dict[st
     nodes = 0
     no_sharing = 0
     if result.tree is not None:
-        stack = [result.tree]
-        while stack:
-            node = stack.pop()
-            stack.extend(node.children.values())
+        for node in result.tree.subtree():
             if node.parent is not None and node.kv is not None:
                 nodes += len(node.tokens)
                 no_sharing += len(prompt) + node.depth

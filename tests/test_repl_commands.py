@@ -216,11 +216,7 @@ def test_the_search_tree_is_stored_with_the_turn_and_drawn_after_a_resume(tiny_l
     config = DecodeConfig(strategy="tree", max_new_tokens=6, budget=24)
     searched = ChatSession(tiny_lm, None, config, store=store)
     result = searched.ask("hello")
-    live, stack = {}, list(result.search.tree.children.values())
-    while stack:
-        node = stack.pop()
-        live[node.id] = node
-        stack.extend(node.children.values())
+    live = {node.id: node for node in result.search.tree.subtree()[1:]}  # the prompt's node is not stored
     stored = reopened(store).search_tree(searched.session_id, 1)
     assert stored is not None and len(stored["nodes"]) == len(live) > 1
     for node in stored["nodes"]:  # every node of the tree, with its parent, tokens, fate and score

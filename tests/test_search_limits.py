@@ -73,11 +73,7 @@ def test_tree_grad_with_a_large_budget_stays_within_the_memory_budget(tiny_lm: L
     assert bounded.forward_passes >= 290  # it went on searching within the budget
     assert bounded.best.text and len(bounded.candidates) == len(unbounded.candidates)
     # Dropped branches are remembered as dead ends, never grown again.
-    nodes, stack = [], [bounded.tree]
-    while stack:
-        node = stack.pop()
-        nodes.append(node)
-        stack.extend(node.children.values())
+    nodes = bounded.tree.subtree()
     memory_dead = [n for n in nodes if n.status in ("dead", "closed") and n.reason == "memory budget"]
     assert memory_dead
     assert all(not n.children for n in memory_dead if n.status == "dead")

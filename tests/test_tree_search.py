@@ -20,15 +20,6 @@ def _prompt(lm, text: str = "hello there") -> list[int]:
     return lm.tokenizer.encode(f"<|user|>\n{text}<|end|>\n<|assistant|>\n")
 
 
-def _nodes(root):
-    out, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        stack.extend(node.children.values())
-    return out
-
-
 def _path_ids(node) -> list[int]:
     return [t for n in node.path() for t in n.tokens]
 
@@ -36,7 +27,7 @@ def _path_ids(node) -> list[int]:
 def test_every_branch_scores_like_a_fresh_full_forward_pass(tiny_lm) -> None:
     prompt = _prompt(tiny_lm)
     result = tree_search(tiny_lm, prompt, DecodeConfig(strategy="tree", max_new_tokens=10, budget=30, seed=1))
-    evaluated = [n for n in _nodes(result.tree) if n.next_logprobs is not None and n.parent is not None]
+    evaluated = [n for n in result.tree.subtree() if n.next_logprobs is not None and n.parent is not None]
     depths = {n.model_tokens for n in evaluated}
     assert len(evaluated) > 20 and len(depths) > 5  # batches mixed branches of different depths
     eos = tiny_lm.tokenizer.eos_token_id
@@ -59,7 +50,7 @@ def test_no_prefix_is_recomputed_and_the_budget_holds(tiny_lm) -> None:
         result = tree_search(tiny_lm, prompt, DecodeConfig(strategy="tree", max_new_tokens=12, budget=budget))
         assert result.forward_passes <= budget
         assert result.kv_reuse_ratio == pytest.approx(1.0)
-        evaluated = [n for n in _nodes(result.tree) if n.kv is not None and n.parent is not None]
+        evaluated = [n for n in result.tree.subtree() if n.kv is not None and n.parent is not None]
         # Each node's tokens went through the model once: evaluations == tokens held by the tree.
         assert result.token_evaluations == sum(len(n.tokens) for n in evaluated)
         assert len(result.candidates) >= 1
@@ -69,7 +60,7 @@ def test_dead_ends_are_remembered_and_never_expanded(tiny_lm) -> None:
     # The tiny random model loops readily ("x x x x ..."): loops are dead ends (agent.decoding.loop_guard
     # calls a loop once it has gone round for a few dozen characters: long enough answers are needed).
     result = tree_search(tiny_lm, _prompt(tiny_lm), DecodeConfig(strategy="tree", max_new_tokens=64, budget=100))
-    nodes = _nodes(result.tree)
+    nodes = result.tree.subtree()
     dead = [n for n in nodes if n.status == "dead"]
     assert dead, "expected some dead ends (loops) on the tiny random model"
     assert all(not n.children for n in dead)

@@ -67,16 +67,6 @@ def tensor_bytes(node: Node) -> int:
     return total
 
 
-def walk(root: Node) -> list[Node]:
-    """Every node of the tree under `root` (root first, parents before children)."""
-    nodes, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        nodes.append(node)
-        stack.extend(node.children.values())
-    return nodes
-
-
 class TreeMemory:
     """The token tree's memory (KV, next-token log-probs, masks) kept within a budget in bytes.
 
@@ -117,7 +107,7 @@ class TreeMemory:
         if self.used + incoming <= self.budget:
             return
         target = self.budget - incoming
-        nodes = walk(root)
+        nodes = root.subtree()
         needed = kv_needed(nodes)
         for node in nodes:
             if node is not root and node.kv is not None and id(node) not in needed:

@@ -66,6 +66,15 @@ class Node:
         total = self.sum_logprob + (self.eos_logprob or 0.0)
         return total / count if count else 0.0
 
+    def subtree(self) -> list[Node]:
+        """This node and every node below it, parents before children, children in the order grown."""
+        nodes, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(reversed(list(node.children.values())))
+        return nodes
+
     def path(self) -> list[Node]:
         """The nodes from the root's first child down to this one."""
         nodes: list[Node] = []
