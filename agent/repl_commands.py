@@ -8,6 +8,7 @@ with its own seed and strategy in its record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -48,9 +49,7 @@ class ConversationCommands:
     out: TextIO
     prompt: PromptSession[str]
     spent: list[Spent]
-
-    def answer(self, text: str) -> None:  # Repl's
-        raise NotImplementedError
+    answer: Callable[[str], None]  # Repl's method: send one message and draw its answer
 
     def _undo(self) -> str:
         """Undo the last turn in the session and in /tokens' list; returns its question."""
