@@ -337,10 +337,7 @@ class Repl(ConversationCommands):
             return
         title = f"search tree of turn {tree['turn']}" + (f", session {self.session.session_id}"
                                                           if self.session.session_id else "")
-        try:
-            save_new_file(html, tree_html(tree, title=title))
-        except FileExistsError:
-            raise ValueError(f"{html} exists: nothing written (choose another name)") from None
+        save_new_file(html, tree_html(tree, title=title))  # ValueError when it exists or cannot be written
         self.console.print(plain(f"wrote the {len(tree['nodes'])} nodes of turn {tree['turn']}'s tree to {html}"))
 
     def _stored_tree(self, turn: int | None) -> StoredTree | None:

@@ -122,12 +122,7 @@ class ConversationCommands:
             return
         text = conversation_markdown(self.session.messages, model_id=self.session.lm.model_id,
                                      session_id=self.session.session_id, system_text=self.session.system_extra)
-        try:
-            save_new_file(path, text)
-        except FileExistsError:
-            raise ValueError(f"{path} exists: nothing written (choose another name)") from None
-        except OSError as exc:
-            raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
+        save_new_file(path, text)  # ValueError when it exists or cannot be written
         self.console.print(plain(f"saved {turns} turn{'' if turns == 1 else 's'} to {path}"))
 
     def cmd_system(self, arg: str) -> None:

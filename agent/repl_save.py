@@ -41,8 +41,13 @@ def conversation_markdown(messages: list[Message], *, model_id: str, session_id:
 
 
 def save_new_file(path: Path, text: str) -> None:
-    """Write `text` to a file that must not exist yet (FileExistsError otherwise), mode 0600 (a
-    conversation may hold anything that was typed)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write `text` to a file that must not exist yet, mode 0600 (a conversation may hold anything that
+    was typed). ValueError, saying so in the user's terms, when it exists or cannot be created."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ValueError(f"{path} exists: nothing written (choose another name)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -46,8 +46,6 @@ def sessions_tree(session_id: str, turn: int | None, html_file: Path | None, db:
         return
     try:
         save_new_file(html_file.expanduser(), tree_html(tree, title=f"search tree of turn {number}, session {full_id}"))
-    except FileExistsError:
-        raise click.ClickException(printable(f"{html_file} exists: nothing written (choose another name)")) from None
-    except OSError as exc:
-        raise click.ClickException(printable(f"cannot write {html_file}: {exc.strerror or exc}")) from None
+    except ValueError as exc:  # it exists, or cannot be created
+        raise click.ClickException(printable(str(exc))) from None
     click.echo(printable(f"wrote the {len(tree['nodes'])} nodes of turn {number}'s tree to {html_file}"))
