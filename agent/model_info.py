@@ -8,13 +8,13 @@ safetensors headers).
 
 from __future__ import annotations
 
-import json
-import struct
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from safetensors import SafetensorError, safe_open
 
 from agent.render import model_label
 from agent.safe_text import printable
@@ -45,22 +45,16 @@ class ModelInfo:
 
 
 def safetensors_parameters(directory: Path) -> int | None:
-    """Parameters counted from the safetensors headers (8-byte length, then JSON shapes): no weights read."""
-    total = 0
+    """Parameters counted from the safetensors headers (the tensors' shapes): no weights read. None when
+    there are no such files or one cannot be read."""
     files = sorted(directory.glob("*.safetensors"))
+    total = 0
     for file in files:
         try:
-            with file.open("rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-        except (OSError, ValueError, struct.error):
+            with safe_open(str(file), framework="numpy") as tensors:
+                total += sum(math.prod(tensors.get_slice(name).get_shape()) for name in tensors.keys())
+        except (OSError, SafetensorError):
             return None
-        for name, entry in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in entry.get("shape", []):
-                    count *= int(dim)
-                total += count
     return total if files else None
 
 
