@@ -7,10 +7,14 @@ branch folds (`<details>`). Text is HTML-escaped, so a model's `<script>` is sho
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from agent.render import one_line
 from agent.safe_text import printable
 from agent.sessions.records import StoredTree, StoredTreeNode
+from agent.sessions.summary import call_expression, call_outcome
+
+CALL_LINE = 100  # characters of a call and its outcome on a tree line
 
 STYLE = """
 body { font: 14px/1.4 ui-monospace, Menlo, Consolas, monospace; margin: 1.5em; color: #222; }
@@ -24,13 +28,12 @@ li.node > details > summary, li.node > span.leaf { cursor: default; white-space:
 """
 
 
-def call_summary(call: dict | None) -> str:
-    """`calc(expr='2+3') -> 5` (or `-> error: ...`) for a node's tool call; "" for none."""
+def call_summary(call: dict[str, Any] | None) -> str:
+    """`calc(expr='2+3') -> 5` (or `-> error: ...`) for a node's tool call, as `sessions show` writes a call;
+    "" for none."""
     if not call:
         return ""
-    args = ", ".join(f"{key}={value!r}" for key, value in (call.get("args") or {}).items())
-    outcome = f"error: {call['error']}" if call.get("error") else str(call.get("result"))
-    return one_line(f"{call.get('tool')}({args}) -> {outcome}", 100)
+    return one_line(f"{call_expression(call)} -> {call_outcome(call, CALL_LINE)}", CALL_LINE)
 
 
 def _label(node: StoredTreeNode) -> str:

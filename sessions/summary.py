@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from agent.safe_text import printable
@@ -20,13 +21,14 @@ TERMINAL_OUTCOME_LIMIT = 120
 MARKDOWN_OUTCOME_LIMIT = 200
 
 
-def call_expression(call: StoredToolCall, *, markdown: bool = False) -> str:
-    """`tool(name=value, ...)`: values as Python literals, or as JSON in markdown."""
+def call_expression(call: Mapping[str, Any], *, markdown: bool = False) -> str:
+    """`tool(name=value, ...)` of a stored call (or a search tree node's): values as Python literals, or as
+    JSON in markdown."""
     show = _json_value if markdown else repr
     return f"{call['tool']}({', '.join(f'{name}={show(value)}' for name, value in call['args'].items())})"
 
 
-def call_outcome(call: StoredToolCall, limit: int) -> str:
+def call_outcome(call: Mapping[str, Any], limit: int) -> str:
     """The result, or `error: ...`, cut at `limit` characters (then ` ...`)."""
     outcome = f"error: {call['error']}" if call["error"] else (call["result"] or "")
     return outcome[:limit] + " ..." if len(outcome) > limit else outcome
