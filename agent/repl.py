@@ -21,17 +21,18 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 from rich.console import Console
-from rich.status import Status
 from rich.text import Text
 
 from agent.applicable import setting_warning
 from agent.confirm import ask_confirmation, confirm_call
+from agent.decoding.progress import SearchProgress
 from agent.decoding.strategies import strategy_for
 from agent.grammar.tool_format import island_form
 from agent.island_view import streamed
 from agent.paths import history_path, history_writable
 from agent.render import plain, printable, render_alts, session_lines, tool_lines
 from agent.render_markdown import MarkdownStream
+from agent.render_progress import LiveSearchLine
 from agent.render_tree import render_stored_tree, render_tree
 from agent.render_usage import Spent, answer_line
 from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
@@ -112,7 +113,7 @@ class Repl(ConversationCommands):
         self.console = Console(file=self.out, highlight=False, soft_wrap=True)
         self.markdown = self.console.is_terminal if markdown is None else markdown
         self.stream: MarkdownStream | None = None  # the answer being drawn as Markdown
-        self.status: Status | None = None  # the spinner while a search runs
+        self.status: LiveSearchLine | None = None  # the live line while a search runs
         self.spent: list[Spent] = []  # the answers given here, for /tokens
         if history is None:
             # a read-only agent home: the history lives in memory (prompt_toolkit would print a traceback
@@ -169,16 +170,18 @@ class Repl(ConversationCommands):
         except StoreError as exc:
             self.console.print(Text.assemble(("not saved:", "red"), " ", plain(str(exc))))
 
-    def _searching(self) -> Status | None:
-        """A spinner line while a strategy that explores branches searches (it shows its answer only when
-        it is chosen); none off a terminal or for the streaming strategies."""
+    def _searching(self) -> LiveSearchLine | None:
+        """A live line while a strategy that explores branches searches (it shows its answer only when it is
+        chosen): its counters and best answer so far; none off a terminal or for the streaming strategies."""
         config = self.session.config
         if not self.console.is_terminal or not strategy_for(config.strategy).explores_branches:
             return None
-        status = self.console.status(plain(f"searching: {config.strategy}, up to {config.search_budget} passes "
-                                           "(Ctrl-C keeps the best so far)"), spinner="dots")
-        status.start()
-        return status
+        return LiveSearchLine(self.console, f"searching: {config.strategy}, up to {config.search_budget} passes "
+                                            "(Ctrl-C keeps the best so far)")
+
+    def _show_progress(self, progress: SearchProgress) -> None:
+        if self.status is not None:
+            self.status.show(progress)
 
     def _stop_searching(self) -> None:
         if self.status is not None:
@@ -201,7 +204,7 @@ class Repl(ConversationCommands):
         self.status = self._searching()
         try:
             try:
-                result = self.session.ask(text, on_token=on_token)
+                result = self.session.ask(text, on_token=on_token, on_progress=self._show_progress)
             finally:
                 self._stop_searching()
                 end_of_answer()  # what the view held back

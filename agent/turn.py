@@ -24,6 +24,7 @@ from agent.config import DecodeConfig
 from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
+from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult, empty_refinement
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
@@ -284,8 +285,10 @@ class ChatSession:
         user_text: str,
         on_token: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_progress: ProgressSink | None = None,
     ) -> TurnResult:
-        """Answer one user message; the reply (even a partial, interrupted one) joins the history."""
+        """Answer one user message; the reply (even a partial, interrupted one) joins the history. A
+        streaming strategy's text goes to on_token, a branching search's state to on_progress."""
         # a command-line argument with bytes that are not UTF-8 arrives with lone surrogates, which
         # neither the tokenizer nor SQLite takes: the model, the history and the store see U+FFFD
         user_text = valid_text(user_text)
@@ -306,7 +309,7 @@ class ChatSession:
         messages = self.messages + [{"role": "user", "content": user_text}]
         try:
             started = time.perf_counter()
-            result = self._decode(fitted.prompt_ids, config, on_token, should_stop)
+            result = self._decode(fitted.prompt_ids, config, on_token, should_stop, on_progress)
         except BaseException:
             # no answer to keep: a saved question stays as a partial turn, an unsaved one is dropped
             if pending in self.unsaved_turns:
@@ -327,7 +330,7 @@ class ChatSession:
         return result
 
     def _decode(self, prompt_ids: list[int], config: DecodeConfig, on_token: Callable[[str], None] | None,
-                should_stop: Callable[[], bool] | None) -> TurnResult:
+                should_stop: Callable[[], bool] | None, on_progress: ProgressSink | None = None) -> TurnResult:
         """Run the configured strategy (agent.decoding.strategies) and turn what it found into a TurnResult.
 
         A streaming strategy (greedy, sample) sends text to on_token as it comes and keeps the KV
@@ -348,7 +351,8 @@ class ChatSession:
             found = search_response(self.lm, prompt_ids, config, make_constraint=make_branch_constraint,
                                     should_stop=should_stop,
                                     on_token=on_token if strategy.streams_tokens else None,
-                                    prefix_cache=self.prefix_cache if strategy.streams_tokens else None)
+                                    prefix_cache=self.prefix_cache if strategy.streams_tokens else None,
+                                    on_progress=on_progress)
         except KeyboardInterrupt:
             if strategy.streams_tokens:
                 raise  # the decode loop handles Ctrl-C itself; one outside it is not ours to swallow

@@ -15,6 +15,8 @@ from agent.island_view import streamed
 from agent.render import printable, terminal_json
 
 if TYPE_CHECKING:
+    from agent.config import DecodeConfig
+    from agent.render_progress import LiveSearchLine
     from agent.tooling.records import ToolCallRecord
 
 
@@ -37,6 +39,20 @@ def _loading(opts: dict[str, Any]) -> AbstractContextManager[object]:
     from rich.console import Console  # rich is loaded by the renderer anyway; only here for the spinner
 
     return Console(stderr=True).status(f"loading {opts.get('model') or 'the demo model'} ...", spinner="dots")
+
+
+def _search_line(config: DecodeConfig) -> LiveSearchLine | None:
+    """The live line of a search (counters, best answer so far) on stderr when it is a terminal; none for
+    the streaming strategies (their text itself streams) or off a terminal (a script's stderr stays empty)."""
+    from agent.decoding.strategies import strategy_for  # the model stack is loaded by now
+    from agent.render_progress import LiveSearchLine
+
+    if not sys.stderr.isatty() or not strategy_for(config.strategy).explores_branches:
+        return None
+    from rich.console import Console
+
+    return LiveSearchLine(Console(stderr=True), f"searching: {config.strategy}, up to {config.search_budget} "
+                                                "passes (Ctrl-C keeps the best so far)")
 
 
 @click.command(context_settings=CONTEXT)
@@ -95,10 +111,20 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
             session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
         from agent.grammar.tool_format import island_form  # llguidance: once the model is loaded anyway
 
-        on_token, end_of_answer = streamed(_write_to_stdout, island_form(session.lm, session.tool_format))
+        live = _search_line(session.config)
+
+        def write(piece: str) -> None:
+            if live is not None:
+                live.stop()  # the answer replaces the live line
+            _write_to_stdout(piece)
+
+        on_token, end_of_answer = streamed(write, island_form(session.lm, session.tool_format))
         try:
-            result = session.ask(prompt, on_token=None if as_json else on_token)
+            result = session.ask(prompt, on_token=None if as_json else on_token,
+                                 on_progress=live.show if live is not None else None)
         finally:
+            if live is not None:
+                live.stop()
             end_of_answer()
     except GrammarError as exc:  # the engine gave up on a --grammar mid-answer (the question stays saved)
         if not as_json:

@@ -15,6 +15,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
 from agent.model.runtime import LoadedModel
@@ -27,10 +28,11 @@ def beam_search(
     *,
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_progress: ProgressSink | None = None,
 ) -> SearchResult:
     """Beam search of width config.beam_width within config.search_budget forward passes."""
     width = max(1, config.beam_width)
-    tree = TokenTree.open(lm, prompt_ids, config, make_constraint)
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress)
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
     try:

@@ -15,6 +15,7 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import decode, response_text
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.loop_guard import model_text
+from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.scoring import score_parts
 from agent.decoding.strategies import strategy_for
@@ -31,14 +32,16 @@ def search_response(
     should_stop: Callable[[], bool] | None = None,
     on_token: Callable[[str], None] | None = None,
     prefix_cache: PrefixCache | None = None,
+    on_progress: ProgressSink | None = None,
 ) -> SearchResult:
-    """Run the configured strategy on one prompt and return its ranked candidates."""
+    """Run the configured strategy on one prompt and return its ranked candidates (a strategy that
+    explores branches tells on_progress how it stands as it goes)."""
     if not prompt_ids:
         raise ValueError("the prompt is empty")
     started = time.perf_counter()
     strategy = strategy_for(config.strategy)
     result = strategy.run(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
-                          on_token=on_token, prefix_cache=prefix_cache)
+                          on_token=on_token, prefix_cache=prefix_cache, on_progress=on_progress)
     if result.best.finish_reason != "interrupted":  # a search the user stopped runs no tool after it
         try:
             result = continue_deferred_call(lm, prompt_ids, config, result, should_stop)

@@ -13,6 +13,7 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import decode
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.loop_guard import model_text
+from agent.decoding.progress import ProgressSink
 from agent.decoding.results import Candidate, SearchResult
 from agent.decoding.scoring import score_parts
 from agent.model.runtime import LoadedModel
@@ -30,7 +31,8 @@ class SinglePass:
     def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
+            prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:
+        # on_progress is not used: the text itself streams to on_token as it is decoded
         constraint = make_constraint() if make_constraint is not None else None
         decoded = decode(lm, prompt_ids, config, constraint=constraint, on_token=on_token,
                          prefix_cache=prefix_cache, should_stop=should_stop)

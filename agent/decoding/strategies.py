@@ -17,6 +17,7 @@ from agent.decoding.best_of_n import best_of_n
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.mcmc import mcmc_search
+from agent.decoding.progress import ProgressSink
 from agent.decoding.refine import tree_then_refine
 from agent.decoding.results import SearchResult
 from agent.decoding.single import SinglePass
@@ -32,8 +33,9 @@ class Strategy(Protocol):
     def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        """Search for responses to prompt_ids; the best candidate comes first."""
+            prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:
+        """Search for responses to prompt_ids; the best candidate comes first. A strategy that streams
+        sends text to on_token; one that explores branches reports its state to on_progress."""
 
 
 class Search(Protocol):
@@ -41,7 +43,8 @@ class Search(Protocol):
 
     def __call__(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
                  make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> SearchResult: ...
+                 should_stop: Callable[[], bool] | None = None,
+                 on_progress: ProgressSink | None = None) -> SearchResult: ...
 
 
 class BranchingSearch:
@@ -57,8 +60,9 @@ class BranchingSearch:
     def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
-            prefix_cache: PrefixCache | None = None) -> SearchResult:
-        return self.search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop)
+            prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:
+        return self.search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
+                           on_progress=on_progress)
 
 
 STRATEGY_REGISTRY: dict[str, Strategy] = {

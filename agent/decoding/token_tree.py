@@ -29,6 +29,7 @@ from agent.decoding.decode import response_text
 from agent.decoding.kv_cache import TreeMemory
 from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
+from agent.decoding.progress import ProgressReporter, ProgressSink
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.scoring import score_parts
 from agent.model.runtime import LoadedModel
@@ -114,13 +115,17 @@ class TokenTree:
         # Set when the user stopped the search (Ctrl-C in a forward pass, or should_stop said so).
         self.interrupted = False
         self.unevaluated: list[Node] = []  # the nodes of the pass Ctrl-C cut short
+        self.progress: ProgressReporter | None = None  # where the live status goes (TokenTree.open)
 
     @classmethod
     def open(cls, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
-             make_constraint: Callable[[], ResponseConstraint | None] | None) -> TokenTree:
-        """A strategy's set-up: a fresh constraint at the root, the prompt run once, the clock started."""
+             make_constraint: Callable[[], ResponseConstraint | None] | None,
+             on_progress: ProgressSink | None = None) -> TokenTree:
+        """A strategy's set-up: a fresh constraint at the root, the prompt run once, the clock started;
+        `on_progress` then hears how the search stands each time it checks whether to stop."""
         constraint = make_constraint() if make_constraint is not None else None
         tree = cls(lm, prompt_ids, config, constraint)
+        tree.progress = ProgressReporter(on_progress, config.strategy) if on_progress is not None else None
         tree.start()
         return tree
 
@@ -130,6 +135,8 @@ class TokenTree:
 
     def stop_requested(self, should_stop: Callable[[], bool] | None) -> bool:
         """Has the user stopped the search (Ctrl-C in a pass before, or should_stop now)?"""
+        if self.progress is not None:
+            self.progress.report(self)
         if not self.interrupted and should_stop is not None and should_stop():
             self.interrupted = True
         return self.interrupted
