@@ -282,7 +282,7 @@ def enumerable_tv(steps: int) -> dict[str, float]:
     state = sampler.initial()
     for _ in range(steps):
         state = sampler.run(state, 1)
-        counts[(tuple(tree.response_ids(state)[0]), False)] += 1
+        counts[(tuple(state.response_ids()[0]), False)] += 1
     out["suffix-mh"] = total_variation(target, counts)
     for arm, move in (("gwg", "gradient"), ("model-1tok", "model")):
         scorer = SequenceScorer(lm, prompt, [False] * length, ended_with_eos=False, make_constraint=make,

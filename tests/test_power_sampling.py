@@ -58,7 +58,7 @@ def test_suffix_resampling_samples_p_to_the_alpha(tiny_lm: LoadedModel, proposal
     counts: collections.Counter[Response] = collections.Counter()
 
     def record(node: Node) -> None:
-        ids, _ = tree.response_ids(node)
+        ids, _ = node.response_ids()
         counts[(tuple(ids), False)] += 1
 
     state = sampler.initial()

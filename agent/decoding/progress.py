@@ -63,5 +63,4 @@ class ProgressReporter:
 
 def path_text(tree: TokenTree, node: Node) -> str:
     """The text of the branch from the root down to `node` (special tokens left out)."""
-    tokens = [token for step in node.path() for token in step.tokens]
-    return tree.lm.tokenizer.decode(tokens, skip_special_tokens=True)
+    return tree.lm.tokenizer.decode(node.response_ids()[0], skip_special_tokens=True)

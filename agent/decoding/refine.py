@@ -36,12 +36,9 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
-from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import model_text
-from agent.decoding.progress import ProgressSink, SearchProgress
-from agent.decoding.results import Candidate, SearchResult, mark_interrupted, rank
+from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.scoring import ScoreParts, score_parts, sequence_logprobs
-from agent.decoding.tree import tree_search
 from agent.model.runtime import LoadedModel
 
 INIT_MASS = 0.8  # share of the soft token's mass on the original token at the start
@@ -374,32 +371,3 @@ def refine_result(
     return dataclasses.replace(result, best=ranked[0], candidates=ranked, forward_passes=forward_passes,
                                backward_passes=backward_passes, refinement=refinement, strategy="tree+grad",
                                seconds=result.seconds + time.perf_counter() - started)
-
-
-def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
-                     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
-                     should_stop: Callable[[], bool] | None = None,
-                     on_progress: ProgressSink | None = None) -> SearchResult:
-    """Strategy `tree+grad`: the tree search, then gradient refinement of its best candidates.
-
-    A time limit (config.time_limit) covers both: refinement stops where the time is up, with what it has.
-    """
-    deadline, started = Deadline(config.time_limit), time.perf_counter()
-    result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
-                         on_progress=on_progress)
-    if result.best.finish_reason == "interrupted":
-        return result
-
-    def stop_refining() -> bool:  # asked before each candidate is refined: the status says so
-        if on_progress is not None:
-            on_progress(SearchProgress(
-                strategy="tree+grad", stage="refining", forward_passes=result.forward_passes,
-                budget=config.search_budget, candidates=len(result.candidates), best_score=result.best.score,
-                best_text=result.best.text, best_is_complete=True, seconds=time.perf_counter() - started))
-        return deadline.passed() or (should_stop is not None and should_stop())
-
-    try:
-        return refine_result(lm, prompt_ids, config, result, make_constraint=make_constraint,
-                             should_stop=stop_refining)
-    except KeyboardInterrupt:  # Ctrl-C while refining: the tree's answers are the best so far
-        return mark_interrupted(result)

@@ -18,10 +18,10 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.mcmc import mcmc_search
 from agent.decoding.progress import ProgressSink
-from agent.decoding.refine import tree_then_refine
 from agent.decoding.results import SearchResult
 from agent.decoding.single import SinglePass
 from agent.decoding.tree import tree_search
+from agent.decoding.tree_grad import tree_then_refine
 from agent.model.runtime import LoadedModel
 
 

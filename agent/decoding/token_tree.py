@@ -85,6 +85,15 @@ class Node:
             node = node.parent
         return nodes[::-1]
 
+    def response_ids(self) -> tuple[list[int], list[bool]]:
+        """The response's tokens along the path, and which of them are islands."""
+        steps = self.path()
+        return [t for n in steps for t in n.tokens], [i for n in steps for i in n.island]
+
+    def path_tokens(self) -> tuple[int, ...]:
+        """The path's tokens, with -1 where it ended in EOS (not a token of the response): a dead end's key."""
+        return tuple(t for n in self.path() for t in n.tokens + ([-1] if n.is_eos else []))
+
 
 class TokenTree:
     """Continuations of one prompt as a tree of nodes, each holding the KV of its own tokens."""
@@ -244,16 +253,7 @@ class TokenTree:
         node.status = "dead"
         node.reason = reason
         self.memory.release(node, kv=node.parent is not None)
-        self.dead[self.path_tokens(node)] = reason
-
-    @staticmethod
-    def path_tokens(node: Node) -> tuple[int, ...]:
-        tokens: list[int] = []
-        for step in node.path():
-            tokens.extend(step.tokens)
-            if step.is_eos:
-                tokens.append(-1)  # EOS is not a token of the response; -1 marks where a path ended
-        return tuple(tokens)
+        self.dead[node.path_tokens()] = reason
 
     def token_logprob(self, node: Node, token: int) -> float:
         assert node.next_logprobs is not None
@@ -302,7 +302,7 @@ class TokenTree:
                 if not step.forced_is_island:
                     child.model_tokens += len(forced)
                     child.pending_logprobs = True
-        if ends_in_loop(model_text(self.lm.tokenizer, *self.response_ids(child), tail_tokens=TAIL_TOKENS)):
+        if ends_in_loop(model_text(self.lm.tokenizer, *child.response_ids(), tail_tokens=TAIL_TOKENS)):
             self.kill(child, "loop")
             return child
         if child.constraint is not None and child.constraint.pending_call is not None:
@@ -328,7 +328,7 @@ class TokenTree:
         return any(0 <= e < allowed.shape[0] and bool(allowed[e]) for e in self.eos_ids)
 
     def _hits_stop(self, node: Node) -> bool:
-        ids = self.response_ids(node)[0][-64:]
+        ids = node.response_ids()[0][-64:]
         tail = response_text(self.lm.tokenizer, ids, self.keep_special)
         return any(s in tail for s in self.stop_strings)
 
@@ -337,15 +337,6 @@ class TokenTree:
         return node.status == "new" or (node.status == "complete" and node.pending_logprobs)
 
     # -- reading out -----------------------------------------------------------------------------
-    @staticmethod
-    def response_ids(node: Node) -> tuple[list[int], list[bool]]:
-        ids: list[int] = []
-        islands: list[bool] = []
-        for n in node.path():
-            ids += n.tokens
-            islands += n.island
-        return ids, islands
-
     def candidate(self, node: Node, strategy: str, finish: str | None = None) -> Candidate:
         """The response along the path to `node`, scored; `finish` overrides the node's own reason."""
         ids: list[int] = []

@@ -192,7 +192,7 @@ def tree_search(
                 if value < prune_below:
                     # Below the pruning bound: a dead end, remembered and never grown.
                     alt.node.tried.add(alt.token)
-                    tree.dead[tree.path_tokens(alt.node) + (alt.token,)] = "below bound"
+                    tree.dead[alt.node.path_tokens() + (alt.token,)] = "below bound"
                     continue
                 kept.append(alt)
                 best_promise = max(best_promise, value)
