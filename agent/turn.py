@@ -61,6 +61,7 @@ class TurnResult:
     refinement: dict[str, Any] = field(default_factory=empty_refinement)
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0  # prompt tokens taken from the previous turn's KV cache
+    island_tokens: int = 0  # tokens of the response that tool results wrote (not the model)
     grammar_hash: str | None = None  # the grammar the token masks came from (None: free text)
     turn: int = 0
     session_id: str | None = None
@@ -368,6 +369,7 @@ class ChatSession:
             backward_passes=found.backward_passes, score=found.best.score,
             candidates=[c.to_dict() for c in found.candidates], refinement=dict(found.refinement),
             prompt_tokens=found.prompt_tokens, reused_prompt_tokens=found.reused_prompt_tokens,
+            island_tokens=sum(found.best.island_mask),
             grammar_hash=hashes[0] if hashes else None, search=found if explores else None,
         )
 
@@ -394,5 +396,5 @@ class ChatSession:
             search_tree=tree_record(result.search, self.lm.tokenizer),
             token_counts={"new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
                           "reused_prompt_tokens": result.reused_prompt_tokens, "forward_passes": result.forward_passes,
-                          "backward_passes": result.backward_passes},
+                          "backward_passes": result.backward_passes, "island_tokens": result.island_tokens},
         )

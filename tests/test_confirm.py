@@ -5,6 +5,7 @@ next is answered as a message, never eaten by the confirmation."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,17 @@ def test_y_runs_the_call_and_the_next_message_is_answered(demo_lm: LoadedModel, 
     assert f"{CALL}\nRun note(text='buy milk')? It has side effects.\nyes, running it\n" in text
     assert (agent_home / "notes.txt").read_text().strip().endswith("buy milk")
     assert session.turn_index == 2 and "25" in session.messages[4]["content"]
+
+
+def test_the_time_stored_for_a_call_is_the_tools_not_the_persons(demo_lm: LoadedModel, agent_home: Path) -> None:
+    waited = 1.0
+
+    def slow_person(record: object) -> bool:
+        time.sleep(waited)  # a person reading the question before answering yes
+        return True
+
+    session = ChatSession(demo_lm, default_registry(), DecodeConfig(), confirm=slow_person)
+    result = session.ask("Take a note: buy milk")
+    (call,) = result.tool_calls
+    assert call.tool == "note" and call.error is None
+    assert call.seconds < waited / 2  # writing a line to a file, without the second spent deciding

@@ -273,3 +273,17 @@ def test_agent_run_json_session_is_listed_exported_and_reruns_identically(tiny_m
     rerun_result = CliRunner().invoke(main, ["replay", sid, "--rerun", "--db", str(db)], catch_exceptions=False)
     assert rerun_result.exit_code == 0, rerun_result.output
     assert "turn 1: identical" in rerun_result.output
+
+
+def test_a_turn_stores_how_many_tokens_tool_results_wrote(tmp_path: Path) -> None:
+    from agent.cli import main
+
+    db = tmp_path / "s.sqlite"
+    run = CliRunner().invoke(main, ["run", "What is 12 * 12?", "--json", "--db", str(db)], catch_exceptions=False)
+    answer = json.loads(run.output.strip().splitlines()[-1])
+    assert [c["tool"] for c in answer["tool_calls"]] == ["calc"]
+    exported = json.loads(CliRunner().invoke(main, ["sessions", "export", answer["session_id"], "--format", "json",
+                                                    "--db", str(db)]).output)
+    counts = exported["turns"][0]["token_counts"]
+    # the island `=> 144` is a few tokens the model never chose; the model wrote the rest
+    assert 0 < counts["island_tokens"] < counts["new_tokens"]

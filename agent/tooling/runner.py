@@ -148,6 +148,7 @@ class ToolRunner:
                 record.error = f"{name} was not run: asking for confirmation failed ({type(exc).__name__}: {exc})"
                 record.refused = True
                 return self._finish(record, start)
+            start = time.perf_counter()  # the call's time is the tool's, not the person's time to answer
             if not allowed:
                 record.error = f"{name} was not run: the user declined"
                 record.refused = True
