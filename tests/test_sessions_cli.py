@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,19 @@ def test_a_turn_stores_how_many_tokens_tool_results_wrote(tmp_path: Path) -> Non
     counts = exported["turns"][0]["token_counts"]
     # the island `=> 144` is a few tokens the model never chose; the model wrote the rest
     assert 0 < counts["island_tokens"] < counts["new_tokens"]
+
+
+def test_replay_trees_draws_the_search_tree_stored_with_each_turn(tmp_path: Path) -> None:
+    from agent.cli import main
+
+    db = tmp_path / "s.sqlite"
+    run = CliRunner().invoke(main, ["run", "What is 12 * 12?", "--json", "--strategy", "tree", "--budget", "32",
+                                    "--db", str(db)], catch_exceptions=False)
+    sid = json.loads(run.output.strip().splitlines()[-1])["session_id"]
+    plain_replay = _invoke(replay_command, [sid, "--db", str(db)]).output
+    with_trees = _invoke(replay_command, [sid, "--trees", "--db", str(db)])
+    assert with_trees.exit_code == 0, with_trees.output
+    assert "search tree of turn" not in plain_replay
+    drawn = with_trees.output.split("search tree of turn 1", 1)[1]
+    assert re.search(r"turn 1: \d+ nodes stored", drawn)
+    assert "=> 144" in drawn and "[call calc(" in drawn  # the island and the call made on the chosen branch

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from agent.cli.options import CONTEXT, check_db_folder, store_timeout
 from agent.paths import default_db_path
 from agent.render import printable, render_session, sessions_table, sessions_tsv, snippet, terminal_json
+from agent.render_tree import render_stored_tree
 from agent.sessions.export import FORMATS, export_session
 from agent.sessions.replay import (
     RerunOutcome,
@@ -207,21 +209,30 @@ def delete_cmd(session_id: str, yes: bool, db: Path | None) -> None:
 @click.option("--mcp", "mcp_servers", multiple=True, metavar="COMMAND",
               help="With --rerun: an MCP server the session used (repeatable; config.json's servers start "
                    "too). A server's command is never run from the session.")
+@click.option("--trees", is_flag=True, help="Also draw the search tree stored with each turn (strategies that "
+              "explore branches store one), as `agent sessions tree` does.")
 @db_option
 @click.pass_context
 def replay_command(ctx: click.Context, session_id: str, rerun_requested: bool, tool_files: tuple[str, ...],
-                   mcp_servers: tuple[str, ...], db: Path | None) -> None:
+                   mcp_servers: tuple[str, ...], trees: bool, db: Path | None) -> None:
     """Replay a saved session turn by turn, or re-run it to check it is reproducible.
 
     \b
     Example:
       agent replay 3f2a9c
+      agent replay 3f2a9c --trees
       agent replay 3f2a9c --rerun --tools my_tools.py --mcp "uvx mcp-server-time"
     """
     with opened(db) as store:
         full_id = store.resolve_id(session_id)
         if not rerun_requested:
-            render_session(store, full_id, _console())
+            console = _console()
+            render_session(store, full_id, console)
+            for number in range(1, store.next_turn(full_id)) if trees else ():
+                tree = store.search_tree(full_id, number)
+                if tree is not None:
+                    console.print(Text(f"\nsearch tree of turn {number}", style="bold"))
+                    console.print(render_stored_tree(tree))
             return
         sources = recorded_tool_sources(store, full_id)
         tools = _rebuild(ctx, tool_files, mcp_servers) if sources else None
