@@ -84,7 +84,7 @@ def test_the_protocol_writes_objects_with_keys_in_schema_order(tmp_path: Path) -
     assert call.args == {"when": {"day": "tue", "seats": 2, "late": True}, "size": 2.5,
                          "guests": [{"name": "Ann"}, {"name": "Bo", "age": 7.0}]}
     # the worked example a protocol system prompt shows is a call the grammar takes
-    (example,) = worked_examples([registry.get("book")])
+    (example,) = [e for e in worked_examples([registry.get("book")]) if "CALL(book" in e]
     shown = example.split("Answer: ", 1)[1].split("\n", 1)[0]
     assert grammar.parse_call(shown).args == {"when": {"day": "mon", "seats": 1}, "size": "small"}
     for wrong in ('CALL(book, when={"seats": 2, "day": "tue"}, size=3)',  # keys out of order

@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 
-from agent.grammar.system_prompt import build_system_prompt
+from agent.grammar.system_prompt import build_system_prompt, worked_examples
 from agent.tooling.registry import ToolRegistry, build_registry, default_registry
 from agent.tooling.spec import ToolError, make_spec, spec_of, tool
 
@@ -158,3 +158,23 @@ def test_entry_point_group_registers_installed_tools(tmp_path: Path, monkeypatch
         assert reg.get("reverse").func("abc") == "cba"
     finally:
         sys.modules.pop("fancy_agent_tools", None)
+
+
+def test_a_tool_without_a_known_example_is_shown_values_taken_from_a_question() -> None:
+    def triangle_area(base: int, height: int, unit: str) -> str:
+        """Area of a triangle."""
+        return str(base * height / 2)
+
+    spec = make_spec(triangle_area)
+    examples = worked_examples([spec])
+    shown = "\n".join(examples)
+    # no example of its own whose placeholder values a small model would copy into its calls ...
+    assert "triangle_area" not in shown and '"text"' not in shown and "=1" not in shown
+    # ... but exchanges with invented tools whose values come from their questions
+    assert 'Question: How much is 250 euros in Japanese yen?\nAnswer: CALL(convert_currency, amount=250' in shown
+    assert len(examples) == 2
+    # the demo model's tools keep their own examples
+    own = worked_examples(list(default_registry()))
+    assert [e.split("\n")[1] for e in own] == [
+        'Answer: SEARCH("capital of France")', "Answer: LOAD(3)", 'Answer: CALL(calc, expr="12 * 7")',
+        'Answer: CALL(note, text="buy milk")']

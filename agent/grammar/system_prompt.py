@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from agent.grammar.protocol import format_call
 from agent.grammar.values import example_value
-from agent.tooling.spec import Param, ToolSpec
+from agent.tooling.spec import ToolSpec
 
 
 class DescribedTool(Protocol):
@@ -60,21 +60,45 @@ _KNOWN_EXAMPLES: dict[str, tuple[dict[str, Any], str, str, str]] = {
 }
 
 
-def _example_value(param: Param) -> Any:
-    return example_value(param.type)
+# For tools without a known example: exchanges with invented tools (not callable) that show values taken
+# from the question. A per-tool example needs values, and a small model copies them into its own calls
+# (BFCL: 149 of 400 calls wrote the placeholder "text", 55 of 81 wrong numbers the placeholder 1).
+_DEMONSTRATIONS: tuple[tuple[str, str, str, str], ...] = (
+    # (tool name, question, call, result + answer)
+    ("convert_currency", "How much is 250 euros in Japanese yen?",
+     'CALL(convert_currency, amount=250, from_currency="EUR", to_currency="JPY")',
+     "=> 40250.0\n250 euros are 40250 yen."),
+    ("find_flights", "Find flights from Boston to Denver on 2024-05-03.",
+     'CALL(find_flights, origin="Boston", destination="Denver", date="2024-05-03")',
+     "=> UA 512 at 08:10, DL 301 at 13:45\nThere are two flights: UA 512 at 08:10 and DL 301 at 13:45."),
+)
+
+
+def _shows_structure(spec: ToolSpec) -> bool:
+    """Does the tool take objects or lists, whose syntax an example is needed to show?"""
+    return any(p.type.kind in ("object", "list") for p in spec.params)
 
 
 def worked_examples(specs: Iterable[ToolSpec]) -> list[str]:
-    """One example exchange per tool: the question, the call as the model writes it, the shell's
-    result line, and the answer that uses it."""
+    """Example exchanges: the question, the call as the model writes it, the shell's result line, and
+    the answer that uses it. A tool with a known example gets it; the others share the demonstrations
+    (their values come from the question), plus a format example where objects or lists are involved."""
     lines = []
+    specs = list(specs)
+    unknown = False
     for spec in specs:
         known = _KNOWN_EXAMPLES.get(spec.name)
         if known is not None and set(known[0]) == {p.name for p in spec.params}:
             args, question, result, answer = known
-        else:
-            args = {p.name: _example_value(p) for p in spec.params if p.required}
-            question, result, answer = f"(a question {spec.name} helps with)", f"(what {spec.name} returns)", \
-                "(the answer, using the result)"
-        lines.append(f"Question: {question}\nAnswer: {format_call(spec, args)}\n=> {result}\n{answer}")
+            lines.append(f"Question: {question}\nAnswer: {format_call(spec, args)}\n=> {result}\n{answer}")
+            continue
+        unknown = True
+        if _shows_structure(spec):
+            args = {p.name: example_value(p.type) for p in spec.params if p.required}
+            lines.append(f"Question: (a question {spec.name} helps with)\nAnswer: {format_call(spec, args)}\n"
+                         f"=> (what {spec.name} returns)\n(the answer, using the result)")
+    if unknown:
+        names = {spec.name for spec in specs}
+        lines[:0] = [f"Question: {question}\nAnswer: {call}\n{rest}"
+                     for name, question, call, rest in _DEMONSTRATIONS if name not in names]
     return lines
