@@ -29,11 +29,14 @@ def _code_blocks() -> list[list[str]]:
 
 
 def _shipped_model_examples() -> list[str]:
-    """`agent run` command lines (a pipe into it too), comments cut, that use the shipped model."""
+    """`agent run` command lines (a pipe into it too), comments cut, that use the shipped model; and the
+    `agent templates save` lines before them (a template example runs the template saved above it)."""
     examples = []
     for line in (line for block in _code_blocks() for line in block):
         command = re.sub(r"\s+#\s.*$", "", line).strip()
-        if (command.startswith("agent run") or "| agent run" in command) and "--model" not in command:
+        if command.startswith("agent templates save"):
+            examples.append(command)
+        elif (command.startswith("agent run") or "| agent run" in command) and "--model" not in command:
             examples.append(command)
     return examples
 
@@ -56,6 +59,8 @@ def test_every_shipped_model_example_runs_cleanly_and_answers_sensibly(tmp_path:
         assert done.stderr == "", (command, done.stderr)  # no warning, no traceback, nothing a user did not cause
         answer = done.stdout.strip()
         assert answer, command
+        if command.startswith("agent templates save"):
+            continue
         if "1234 * 5678" in command:
             assert "=> 7006652" in answer and answer.endswith("7006652."), (command, answer)
         if "12 * 12" in command:

@@ -12,6 +12,7 @@ from agent.cli.conversation import chat, run
 from agent.cli.models import models_command_group
 from agent.cli.options import CONTEXT
 from agent.cli.sessions import replay_command, sessions_command_group
+from agent.cli.templates import templates_command_group
 from agent.cli.tools import grammar_command_group, kb_command_group, tools_command_group
 from agent.cli.trees import sessions_tree
 from agent.paths import HomeError
@@ -43,10 +44,11 @@ def main() -> None:
       agent tools list
       agent sessions list
       agent grammar list
+      agent templates list
     """
 
 
 for command in (chat, run, tools_command_group, kb_command_group, grammar_command_group, sessions_command_group,
-                replay_command, models_command_group):
+                replay_command, models_command_group, templates_command_group):
     main.add_command(command)
 sessions_command_group.add_command(sessions_tree)  # `agent sessions tree` lives in its own module

@@ -88,7 +88,12 @@ def chat(session_id: str | None, plain: bool, **opts: Any) -> None:
 @decoding_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the response and its figures.")
 @click.option("--session", "session_id", default=None, help="Continue a saved session.")
-def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) -> None:
+@click.option("--template", "template_name", metavar="NAME", default=None,
+              help="Use a saved template (agent templates): PROMPT and stdin become its $input.")
+@click.option("--param", "-p", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A value for one of the template's $variables (repeatable).")
+def run(prompt: str | None, as_json: bool, session_id: str | None, template_name: str | None,
+        params: tuple[tuple[str, str], ...], **opts: Any) -> None:
     """Answer PROMPT once and exit (tools with side effects need --yes).
 
     When stdin is not a terminal its text is read too: it is the prompt, or with PROMPT it follows it
@@ -105,8 +110,16 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
       agent run -c "And in French?"
       agent run "hello" --model ./my-model --json
       agent run "Give me a JSON object" --grammar json --strategy sample -t 0.8
+      cat notes.txt | agent run --template summary -p lang French
     """
-    prompt = _full_prompt(prompt)  # before the model loads: a missing prompt is reported at once
+    # before the model loads: a missing prompt or template value is reported at once
+    if template_name is None:
+        if params:
+            raise click.UsageError("-p/--param gives a template's variables: use it with --template NAME")
+        prompt = _full_prompt(prompt)
+    else:
+        prompt, opts["system"] = _templated(template_name, _full_prompt(prompt, required=False), dict(params),
+                                            opts.get("system"))
     try:
         with _loading(opts):
             session = build_session(opts, _always_yes if opts.get("yes") else None, session_id)
@@ -176,16 +189,35 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, **opts: Any) 
         raise click.exceptions.Exit(SIDE_EFFECT_REFUSED)
 
 
-def _full_prompt(argument: str | None) -> str:
+def _templated(name: str, given: str, params: dict[str, str], system: str | None) -> tuple[str, str | None]:
+    """The template's prompt and system text filled in: `given` (PROMPT and stdin) is $input, or follows the
+    prompt after a blank line when the template has no $input (as `llm` does); -s adds to its system text."""
+    from agent.templates import INPUT, TemplateError, load_template  # only when a template is used
+
+    try:
+        template = load_template(name)
+        values = {**params, INPUT: given} if given or INPUT in template.variables() else dict(params)
+        if INPUT in values and not values[INPUT] and INPUT in template.variables():
+            del values[INPUT]  # reported as missing by fill
+        text, template_system = template.fill(values)
+    except TemplateError as exc:
+        raise click.ClickException(printable(str(exc))) from None
+    if given and INPUT not in template.variables():
+        text = f"{text}\n\n{given}"
+    systems = [part for part in (template_system, system) if part]
+    return text, "\n".join(systems) or None
+
+
+def _full_prompt(argument: str | None, required: bool = True) -> str:
     """PROMPT, then a blank line and stdin's text when stdin is not a terminal (as `llm` reads it); a usage
-    error when neither says anything."""
+    error when neither says anything (unless not `required`: then "")."""
     piped = ""
     if sys.stdin is not None and not sys.stdin.isatty():
         # bytes, decoded leniently: a stray non-UTF-8 byte in a piped file must not end in a traceback
         binary = getattr(sys.stdin, "buffer", None)
         piped = (binary.read().decode("utf-8", errors="replace") if binary is not None else sys.stdin.read()).rstrip()
     parts = [part for part in (argument, piped) if part and part.strip()]
-    if not parts:
+    if not parts and required:
         raise click.UsageError('no prompt: give one as an argument (agent run "What is 2 + 2?") or on stdin '
                                '(echo "What is 2 + 2?" | agent run)')
     return "\n\n".join(parts)
