@@ -25,6 +25,7 @@ from rich.console import Console
 
 from agent.cli import main
 from agent.config import DecodeConfig
+from agent.decoding.progress import SearchProgress
 from agent.decoding.results import Candidate, SearchResult
 from agent.demo_model import demo_model_dir
 from agent.grammar.tool_format import ToolFormat
@@ -137,7 +138,8 @@ class HostileSession:
     def close(self) -> None:
         """Nothing to save: the REPL calls this on exit."""
 
-    def ask(self, text: str, on_token: Callable[[str], None] | None = None) -> HostileAnswer:
+    def ask(self, text: str, on_token: Callable[[str], None] | None = None,
+            on_progress: Callable[[SearchProgress], None] | None = None) -> HostileAnswer:
         if text == "fail":
             raise ValueError(f"bad call {HOSTILE}")
         for piece in ("sure\x1b[2J", "\x1b]0;owned\x07", "\rdone [/x] ", "[bold]not bold\x9b\x7f"):
@@ -275,3 +277,16 @@ def test_markdown_tool_call_lines_keep_backticks_and_html_inside_their_code_span
     out = CliRunner().invoke(main, ["sessions", "export", sid, "--format", "markdown", "--db", str(db)]).output
     line = next(row for row in out.splitlines() if row.startswith("- ") and "search(" in row)
     assert line.startswith('- ``search(query="`<img src=x onerror=alert(1)>`")`` → ``one `two`<b>`` (')
+
+
+def test_the_live_search_line_shows_model_text_as_text() -> None:
+    from rich.console import Console
+
+    from agent.render_progress import progress_line
+
+    progress = SearchProgress(strategy="tree", stage="searching", forward_passes=3, budget=64, candidates=1,
+                              best_score=-0.5, best_text="[/x] [bold]hi\x1b[2J", best_is_complete=True, seconds=0.2)
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    console.print(progress_line(progress, 120))
+    shown = console.file.getvalue()
+    assert "best so far: [/x] [bold]hi␛[2J" in shown and "\x1b" not in shown
