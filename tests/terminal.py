@@ -8,12 +8,29 @@ import pty
 import select
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
 def _terminal_env(home: Path) -> dict[str, str]:
     return {**os.environ, "AGENT_HOME": str(home), "HF_HUB_OFFLINE": "1", "TERM": "xterm", "COLUMNS": "100",
             "LINES": "40"}
+
+
+def _received(leader: int, program: str) -> Iterator[bytes]:
+    """What the terminal receives, chunk by chunk, until the program closes it (it exited)."""
+    seen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        assert ready, f"{program} went quiet: {seen[-300:]!r}"
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal: it exited
+            return
+        if not chunk:
+            return
+        seen += chunk
+        yield chunk
 
 
 def chat_on_a_terminal(home: Path, *options: str) -> bytes:
@@ -26,15 +43,7 @@ def chat_on_a_terminal(home: Path, *options: str) -> bytes:
     os.close(follower)
     seen, asked, left = b"", False, False
     try:
-        while True:
-            ready, _, _ = select.select([leader], [], [], 120)
-            assert ready, f"the REPL went quiet: {seen[-300:]!r}"
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the child closed the terminal: it exited
-                break
-            if not chunk:
-                break
+        for chunk in _received(leader, "the REPL"):
             seen += chunk
             if not asked and b">" in seen:
                 os.write(leader, b"What is 12 * 12?\r")
@@ -58,16 +67,7 @@ def run_with_stderr_on_a_terminal(home: Path, *args: str) -> tuple[bytes, bytes,
     os.close(follower)
     terminal = b""
     try:
-        while True:
-            ready, _, _ = select.select([leader], [], [], 120)
-            assert ready, f"agent run went quiet: {terminal[-300:]!r}"
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the child closed the terminal: it exited
-                break
-            if not chunk:
-                break
-            terminal += chunk
+        terminal = b"".join(_received(leader, "agent run"))
     finally:
         os.close(leader)
         assert child.stdout is not None
