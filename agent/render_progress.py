@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
+from agent.config import DecodeConfig
 from agent.decoding.progress import SearchProgress
+from agent.decoding.strategies import strategy_for
 from agent.render import one_line, plain
 
 
@@ -30,13 +32,22 @@ def progress_line(progress: SearchProgress, width: int = 80) -> Text:
     line = Text(head, style="dim")
     if room > 8 and progress.best_text.strip():
         line.append(" │ " + label, style="dim")
-        text = progress.best_text.strip()
-        if not progress.best_is_complete and len(one_line(text, 10**9)) > room:  # a growing branch: its newest end
-            text = "…" + one_line(text, 10**9)[-(room - 1):]
-        line.append_text(plain(one_line(text, room)))
+        flat = one_line(progress.best_text.strip(), 10**9)
+        if not progress.best_is_complete and len(flat) > room:  # a growing branch: its newest end
+            flat = "…" + flat[-(room - 1):]
+        line.append_text(plain(one_line(flat, room)))
     line.no_wrap = True
     line.overflow = "ellipsis"
     return line
+
+
+def search_line(console: Console, config: DecodeConfig) -> LiveSearchLine | None:
+    """The live line for a turn on `console` (the caller says whether it is a terminal): one for a strategy
+    that explores branches, none for greedy and sample (their text itself streams)."""
+    if not strategy_for(config.strategy).explores_branches:
+        return None
+    return LiveSearchLine(console, f"searching: {config.strategy}, up to {config.search_budget} passes "
+                                   "(Ctrl-C keeps the best so far)")
 
 
 class LiveSearchLine:

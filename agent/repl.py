@@ -26,13 +26,12 @@ from rich.text import Text
 from agent.applicable import setting_warning
 from agent.confirm import ask_confirmation, confirm_call
 from agent.decoding.progress import SearchProgress
-from agent.decoding.strategies import strategy_for
 from agent.grammar.tool_format import island_form
 from agent.island_view import streamed
 from agent.paths import history_path, history_writable
 from agent.render import plain, printable, render_alts, session_lines, tool_lines
 from agent.render_markdown import MarkdownStream
-from agent.render_progress import LiveSearchLine
+from agent.render_progress import LiveSearchLine, search_line
 from agent.render_tree import render_stored_tree, render_tree
 from agent.render_usage import Spent, answer_line
 from agent.repl_commands import CONVERSATION_COMMANDS, ConversationCommands
@@ -173,11 +172,7 @@ class Repl(ConversationCommands):
     def _searching(self) -> LiveSearchLine | None:
         """A live line while a strategy that explores branches searches (it shows its answer only when it is
         chosen): its counters and best answer so far; none off a terminal or for the streaming strategies."""
-        config = self.session.config
-        if not self.console.is_terminal or not strategy_for(config.strategy).explores_branches:
-            return None
-        return LiveSearchLine(self.console, f"searching: {config.strategy}, up to {config.search_budget} passes "
-                                            "(Ctrl-C keeps the best so far)")
+        return search_line(self.console, self.session.config) if self.console.is_terminal else None
 
     def _show_progress(self, progress: SearchProgress) -> None:
         if self.status is not None:

@@ -42,18 +42,16 @@ def _loading(opts: dict[str, Any]) -> AbstractContextManager[object]:
 
 
 def _search_line(config: DecodeConfig) -> LiveSearchLine | None:
-    """The live line of a search (counters, best answer so far) on stderr when it is a terminal; none for
-    the streaming strategies (their text itself streams) or off a terminal (a script's stderr stays empty)."""
-    # function-level: the decoder (torch) is loaded by now; `agent run` loads no renderer before it needs one
-    from agent.decoding.strategies import strategy_for
-    from agent.render_progress import LiveSearchLine
-
-    if not sys.stderr.isatty() or not strategy_for(config.strategy).explores_branches:
+    """The live line of a search (counters, best answer so far) on stderr when it is a terminal (a script's
+    stderr stays empty)."""
+    if not sys.stderr.isatty():
         return None
-    from rich.console import Console  # only on a terminal, as for the loading spinner
+    # function-level: the decoder (torch) is loaded by now; `agent run` loads no renderer before it needs one
+    from rich.console import Console
 
-    return LiveSearchLine(Console(stderr=True), f"searching: {config.strategy}, up to {config.search_budget} "
-                                                "passes (Ctrl-C keeps the best so far)")
+    from agent.render_progress import search_line
+
+    return search_line(Console(stderr=True), config)
 
 
 @click.command(context_settings=CONTEXT)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.decoding.decode import response_text
+
 if TYPE_CHECKING:  # only for annotations: the token tree imports this module
     from agent.decoding.token_tree import Node, TokenTree
 
@@ -39,28 +41,22 @@ ProgressSink = Callable[[SearchProgress], None]
 class ProgressReporter:
     """Sends a token tree's state to `sink`, at most every REPORT_EVERY_SECONDS (and always the first time)."""
 
-    def __init__(self, sink: ProgressSink, strategy: str) -> None:
+    def __init__(self, sink: ProgressSink) -> None:
         self.sink = sink
-        self.strategy = strategy
         self.last = float("-inf")
 
-    def report(self, tree: TokenTree, stage: str = "searching", force: bool = False) -> None:
+    def report(self, tree: TokenTree) -> None:
         now = time.perf_counter()
-        if not force and now - self.last < REPORT_EVERY_SECONDS:
+        if now - self.last < REPORT_EVERY_SECONDS:
             return
         self.last = now
         complete = [node for node in tree.evaluated if node.status == "complete"]
         best: Node | None = max(complete, key=lambda node: node.mean) if complete else None
         shown = best if best is not None else (tree.evaluated[-1] if tree.evaluated else None)
         self.sink(SearchProgress(
-            strategy=self.strategy, stage=stage, forward_passes=tree.forward_passes,
+            strategy=tree.config.strategy, stage="searching", forward_passes=tree.forward_passes,
             budget=tree.config.search_budget, candidates=len(complete),
             best_score=best.mean if best is not None else None,
-            best_text=path_text(tree, shown) if shown is not None else "",
+            best_text=response_text(tree.lm.tokenizer, shown.response_ids()[0]) if shown is not None else "",
             best_is_complete=best is not None, seconds=now - tree.started,
         ))
-
-
-def path_text(tree: TokenTree, node: Node) -> str:
-    """The text of the branch from the root down to `node` (special tokens left out)."""
-    return tree.lm.tokenizer.decode(node.response_ids()[0], skip_special_tokens=True)

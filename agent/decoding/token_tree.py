@@ -134,7 +134,7 @@ class TokenTree:
         `on_progress` then hears how the search stands each time it checks whether to stop."""
         constraint = make_constraint() if make_constraint is not None else None
         tree = cls(lm, prompt_ids, config, constraint)
-        tree.progress = ProgressReporter(on_progress, config.strategy) if on_progress is not None else None
+        tree.progress = ProgressReporter(on_progress) if on_progress is not None else None
         tree.start()
         return tree
 
