@@ -39,8 +39,15 @@ class PromptTemplate:
                     names.append(name)
         return names
 
-    def fill(self, values: dict[str, str]) -> tuple[str, str | None]:
-        """(prompt, system) with the variables replaced; TemplateError naming any without a value."""
+    def fill(self, given: str, params: dict[str, str]) -> tuple[str, str | None]:
+        """(prompt, system) with `given` (what `agent run` was given) as $input and `params` as the other
+        variables; `given` follows a prompt without $input after a blank line (as `llm` does). TemplateError
+        naming any variable without a value, or a value for one the template does not have."""
+        values = dict(params)
+        if given:
+            values[INPUT] = given
+        else:
+            values.pop(INPUT, None)  # $input comes from PROMPT or stdin only: empty, it is missing
         missing = [name for name in self.variables() if name not in values]
         if missing:
             hint = " (give the text as PROMPT or on stdin)" if missing == [INPUT] else " (-p NAME VALUE each)"
@@ -55,6 +62,8 @@ class PromptTemplate:
             system = None if self.system is None else Template(self.system).substitute(values)
         except ValueError as exc:  # a lone `$` that is not a variable
             raise TemplateError(f"template {self.name!r}: {exc} (write $$ for a dollar sign)") from None
+        if given and INPUT not in self.variables():
+            prompt = f"{prompt}\n\n{given}"
         return prompt, system
 
 
@@ -74,7 +83,7 @@ def save_template(template: PromptTemplate, *, replace: bool = False) -> Path:
     path = _path(template.name)
     if path.exists() and not replace:
         raise TemplateError(f"template {template.name!r} exists ({path}); pass --replace to overwrite it")
-    template.fill({name: "" for name in template.variables()})  # a stray `$` is refused now, not when used
+    template.fill("-", {name: "-" for name in template.variables()})  # a stray `$` is refused now, not when used
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(template), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path

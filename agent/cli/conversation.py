@@ -188,20 +188,14 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, template_name
 
 
 def _templated(name: str, given: str, params: dict[str, str], system: str | None) -> tuple[str, str | None]:
-    """The template's prompt and system text filled in: `given` (PROMPT and stdin) is $input, or follows the
-    prompt after a blank line when the template has no $input (as `llm` does); -s adds to its system text."""
-    from agent.templates import INPUT, TemplateError, load_template  # only when a template is used
+    """The template's prompt and system text filled in (agent.templates: `given`, PROMPT and stdin, is its
+    $input); -s adds to its system text."""
+    from agent.templates import TemplateError, load_template  # only when a template is used
 
     try:
-        template = load_template(name)
-        values = {**params, INPUT: given} if given or INPUT in template.variables() else dict(params)
-        if INPUT in values and not values[INPUT] and INPUT in template.variables():
-            del values[INPUT]  # reported as missing by fill
-        text, template_system = template.fill(values)
+        text, template_system = load_template(name).fill(given, params)
     except TemplateError as exc:
         raise click.ClickException(printable(str(exc))) from None
-    if given and INPUT not in template.variables():
-        text = f"{text}\n\n{given}"
     systems = [part for part in (template_system, system) if part]
     return text, "\n".join(systems) or None
 

@@ -9,11 +9,17 @@ from agent.safe_text import printable
 from agent.templates import PromptTemplate, TemplateError, list_templates, load_template, remove_template, save_template
 
 
-def _fail(exc: TemplateError) -> click.ClickException:
-    return click.ClickException(printable(str(exc)))
+class _TemplatesGroup(click.Group):
+    """The `templates` group: a TemplateError from any of its commands is the one-line error it names."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except TemplateError as exc:
+            raise click.ClickException(printable(str(exc))) from None
 
 
-@click.group("templates", context_settings=CONTEXT)
+@click.group("templates", cls=_TemplatesGroup, context_settings=CONTEXT)
 def templates_command_group() -> None:
     """Saved prompts with $variables: `$input` takes what `agent run` is given (PROMPT and stdin), other
     variables come from `-p NAME VALUE`. Stored as JSON files in the agent home's templates/ folder.
@@ -40,11 +46,8 @@ def save(name: str, prompt: str, system: str | None, replace: bool) -> None:
     Example:
       agent templates save translate 'Translate into $lang: $input'
     """
-    try:
-        template = PromptTemplate(name=name, prompt=prompt, system=system)
-        path = save_template(template, replace=replace)
-    except TemplateError as exc:
-        raise _fail(exc) from None
+    template = PromptTemplate(name=name, prompt=prompt, system=system)
+    path = save_template(template, replace=replace)
     uses = ", ".join("$" + v for v in template.variables()) or "no variables"
     click.echo(printable(f"saved template {name} ({uses}) to {path}"))
 
@@ -75,10 +78,7 @@ def show(name: str) -> None:
     Example:
       agent templates show summary
     """
-    try:
-        template = load_template(name)
-    except TemplateError as exc:
-        raise _fail(exc) from None
+    template = load_template(name)
     click.echo(printable(f"prompt: {template.prompt}"))
     if template.system is not None:
         click.echo(printable(f"system: {template.system}"))
@@ -94,8 +94,5 @@ def remove(name: str) -> None:
     Example:
       agent templates remove summary
     """
-    try:
-        path = remove_template(name)
-    except TemplateError as exc:
-        raise _fail(exc) from None
+    path = remove_template(name)
     click.echo(printable(f"removed template {name} ({path})"))
