@@ -17,15 +17,17 @@ from agent.cli.tools import grammar_command_group, kb_command_group, tools_comma
 from agent.cli.trees import sessions_tree
 from agent.paths import HomeError
 from agent.safe_text import printable
+from agent.templates import TemplateError
 
 
 class _Main(click.Group):
-    """The command group; an agent home that cannot be created is a clean error from any command."""
+    """The command group; an agent home that cannot be created, or a template that cannot be saved, found or
+    filled in, is a clean error from any command."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except HomeError as exc:
+        except (HomeError, TemplateError) as exc:
             raise click.ClickException(printable(str(exc))) from None
 
 

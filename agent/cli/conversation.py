@@ -190,12 +190,9 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, template_name
 def _templated(name: str, given: str, params: dict[str, str], system: str | None) -> tuple[str, str | None]:
     """The template's prompt and system text filled in (agent.templates: `given`, PROMPT and stdin, is its
     $input); -s adds to its system text."""
-    from agent.templates import TemplateError, load_template  # only when a template is used
+    from agent.templates import load_template  # only when a template is used (its errors: agent.cli._Main)
 
-    try:
-        text, template_system = load_template(name).fill(given, params)
-    except TemplateError as exc:
-        raise click.ClickException(printable(str(exc))) from None
+    text, template_system = load_template(name).fill(given, params)
     systems = [part for part in (template_system, system) if part]
     return text, "\n".join(systems) or None
 

@@ -6,20 +6,10 @@ import click
 
 from agent.cli.options import CONTEXT
 from agent.safe_text import printable
-from agent.templates import PromptTemplate, TemplateError, list_templates, load_template, remove_template, save_template
+from agent.templates import PromptTemplate, list_templates, load_template, remove_template, save_template
 
 
-class _TemplatesGroup(click.Group):
-    """The `templates` group: a TemplateError from any of its commands is the one-line error it names."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except TemplateError as exc:
-            raise click.ClickException(printable(str(exc))) from None
-
-
-@click.group("templates", cls=_TemplatesGroup, context_settings=CONTEXT)
+@click.group("templates", context_settings=CONTEXT)
 def templates_command_group() -> None:
     """Saved prompts with $variables: `$input` takes what `agent run` is given (PROMPT and stdin), other
     variables come from `-p NAME VALUE`. Stored as JSON files in the agent home's templates/ folder.
