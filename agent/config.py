@@ -15,6 +15,9 @@ TOOL_CHOICES = ("auto", "required", "none")
 # or a model's own trained syntax shown through its chat template's `tools` (agent.grammar.native).
 # `auto` picks from the chat template.
 TOOL_FORMATS = ("auto", "protocol", "hermes", "llama3", "mistral")
+# Whether a call may carry a tool's optional arguments: `allow` (the model decides) or `omit` (only the
+# required ones; the tool's defaults apply). Small models fill optional arguments with invented values.
+OPTIONAL_ARGS = ("allow", "omit")
 
 
 @dataclass
@@ -49,6 +52,7 @@ class DecodeConfig:
     max_tool_calls: int = 8
     tool_choice: str = "auto"  # one of TOOL_CHOICES, or a tool's name
     tool_format: str = "auto"  # one of TOOL_FORMATS (a turn stores the format it resolved to)
+    optional_args: str = "allow"  # one of OPTIONAL_ARGS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,6 +87,8 @@ class DecodeConfig:
                              f"not {self.tool_choice!r}")
         if self.tool_format not in TOOL_FORMATS:
             raise ValueError(f"unknown tool_format {self.tool_format!r}; choose one of {', '.join(TOOL_FORMATS)}")
+        if self.optional_args not in OPTIONAL_ARGS:
+            raise ValueError(f"optional_args must be one of {', '.join(OPTIONAL_ARGS)}, not {self.optional_args!r}")
 
     @property
     def search_budget(self) -> int:

@@ -200,8 +200,11 @@ class ChatSession:
 
     # -- decoding ------------------------------------------------------------------------------
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
+        registry = self.registry  # with optional_args "omit" the grammar knows only required parameters
+        if registry is not None and self.config.optional_args == "omit":
+            registry = registry.required_only()
         return tool_format.response_constraint(
-            self.lm, self.tool_format, self.registry, self.user_grammar, confirm=self.confirm,
+            self.lm, self.tool_format, registry, self.user_grammar, confirm=self.confirm,
             defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
             tool_choice=self.config.tool_choice)
 

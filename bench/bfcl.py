@@ -104,7 +104,8 @@ def run_case(lm: Any, category: str, case: Case, tools: ToolSet, condition: str,
     single = max_calls(category) == 1
     config = DecodeConfig(strategy=strategy, tool_choice=choice, max_new_tokens=args.max_new_tokens,
                           budget=args.budget if searching else 0, max_tool_calls=max_calls(category),
-                          tool_format=args.tool_format, stop=[NOT_RUN] if single else [])
+                          tool_format=args.tool_format, optional_args=args.optional_args,
+                          stop=[NOT_RUN] if single else [])
     system = None
     if args.prompt == "no-examples":  # the tool list without worked examples (whose placeholders get copied)
         system = build_system_prompt(list(tools.registry), extra=case.system)
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--tool-format", default="auto")
     parser.add_argument("--tool-choice", default=None,
                         help="for the constrained condition (default: required, auto for irrelevance)")
+    parser.add_argument("--optional-args", choices=("allow", "omit"), default="allow",
+                        help="constrained calls may carry optional arguments (allow) or only required ones (omit)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--prompt", choices=("default", "no-examples"), default="default",
                         help="the system prompt: the session's own (worked examples for models not trained on "
@@ -228,10 +231,11 @@ def main() -> None:
                 for (c, cond, s), outs in outcomes.items()]
     verdicts = [o.real_agrees for outs in outcomes.values() for o in outs if o.real_agrees is not None]
     print(f"\n{label}; budget {args.budget} forward passes for search strategies, at most {args.max_new_tokens} "
-          f"new tokens; tool format {args.tool_format}; system prompt {args.prompt}; {os.cpu_count()} CPUs")
+          f"new tokens; tool format {args.tool_format}; system prompt {args.prompt}; optional arguments "
+          f"{args.optional_args}; {os.cpu_count()} CPUs")
     print_tables(rows, mistakes)
     print(f"\nBFCL's own checker agrees with bench/bfcl_check.py on {sum(verdicts)}/{len(verdicts)} answers with calls")
-    print(json.dumps({"model": label, "results": rows}))
+    print(json.dumps({"model": label, "optional_args": args.optional_args, "results": rows}))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ class ToolRegistry:
     def copy(self) -> ToolRegistry:
         return ToolRegistry(list(self._tools.values()))
 
+    def required_only(self) -> ToolRegistry:
+        """The same tools with only their required parameters: a call can then carry nothing else, and
+        each tool runs with its own defaults for the rest (DecodeConfig.optional_args = "omit")."""
+        return ToolRegistry([spec.required_only() for spec in self._tools.values()])
+
     def load_module(self, module: types.ModuleType, source: str = "", replace: bool = False,
                     own_only: bool = True, origin: ToolOrigin | None = None) -> list[ToolSpec]:
         """Register every `@tool` function of a module (in definition order).

@@ -15,6 +15,7 @@ well-typed arguments can ever be generated.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -212,6 +213,17 @@ class ToolSpec:
             return None
         expected = "str" if self.name == "search" else "int"
         return form if self.params[0].type.kind == expected and self.params[0].required else None
+
+    def required_only(self) -> ToolSpec:
+        """This tool with its optional parameters left out (its JSON Schema too, as a template shows it)."""
+        params = tuple(p for p in self.params if p.required)
+        if len(params) == len(self.params):
+            return self
+        schema = self.json_schema
+        if schema is not None:
+            kept = {p.name for p in params}
+            schema = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items() if k in kept}}
+        return dataclasses.replace(self, params=params, json_schema=schema)
 
     def to_json(self) -> dict[str, Any]:
         return {
