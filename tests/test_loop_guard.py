@@ -25,6 +25,11 @@ LOOPS = {
                       + 'SEARCH("weather in Oslo")\n' * 2),
     "one character": "Yes" + "!" * 80,
     "two sentences alternating": ("Paris is in France. France is in Europe. " * 5).strip(),
+    # what the tree chose on SmolLM2 after the plain loop was caught: every repeat changes a number
+    "counting (bench/batched.py)": "98765 - 43210 = 98765 + 43210 = " + " = ".join(
+        f"{n} + 43210" for n in range(98766, 98776)),
+    "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
+                                                   for n in range(401, 409)),
 }
 NORMAL = {
     "numbered list": ("Packing list for a weekend hike:\n1. Water bottle (two litres)\n2. Rain jacket\n3. Trail map\n"
@@ -41,6 +46,19 @@ NORMAL = {
                "    raise ValueError(shape)\n"),
     "csv": "date,city,temp\n2024-01-01,Oslo,-3\n2024-01-02,Oslo,-5\n2024-01-03,Bergen,2\n2024-01-04,Bergen,4",
     "big numbers": "A googol is 10000000000000000000000000000000000000000 and a trillion is 1000000000000.",
+    "prime numbers": "Primes below 150: " + ", ".join(str(n) for n in range(2, 150)
+                                                      if all(n % d for d in range(2, n))) + ".",
+    "squares counted on one line": " ".join(str(n * n) for n in range(1, 45)),
+    "times table": "\n".join(f"9 x {n} = {9 * n}" for n in range(1, 13)),
+    # (a log whose lines share 30 characters, or a grid whose rows repeat exactly, the exact repeat count
+    # flags: see agent.decoding.loop_guard)
+    "server log": "\n".join(f"09:14:{s:02d} {verb} /api/{path} {code} {18 + s % 7} ms" for s, (verb, path, code) in
+                            enumerate([("POST", "orders", 201), ("GET", "orders/7", 200), ("GET", "users", 200),
+                                       ("DELETE", "orders/7", 204), ("GET", "health", 200), ("PUT", "users/3", 200),
+                                       ("GET", "orders", 200), ("POST", "login", 401), ("POST", "login", 200)])),
+    "number grid": "\n".join(" ".join(str((7 * r * r + 5 * c + r * c) % 10) for c in range(9)) for r in range(9)),
+    "years in prose": ("The bridge opened in 1874, was widened in 1921 and again in 1958, closed for repairs "
+                       "from 1990 to 1993, and carried 41000 vehicles a day by 2015."),
     "wide separator": ("| a | b | c | d | e | f | g | h |\n|---|---|---|---|---|---|---|---|\n"
                        "| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |"),
 }

@@ -21,6 +21,17 @@ every model. The calibration (written before the thresholds were chosen; loops f
 and its kind, lists, tables, code, YAML, HTML, JSON calls, grids of numbers) put the loops at 63
 or more repeated positions of 128 and the legitimate repeats at 33 or fewer; LOOP_CHARS is between.
 
+A loop can also count ("98765 + 43210 = 98766 + 43210 = 98767 + 43210 = ..."): every repeat changes a
+number, so no NGRAM characters repeat unchanged. The guard therefore also reads the text's *shape*,
+each run of digits as one "#", and counts a shape repeat only within one line, where it holds more
+than numbers and spacing and crosses no list or table separator (`, ; | tab`): a list of numbers ("2, 3,
+5, 7, ..."), a table, a grid or log lines repeat their shape with new numbers and are no loop; an
+equation or sentence restated on the same line with a changed number is.
+
+Known to be flagged though legitimate: lines that share NGRAM or more characters exactly in most of
+every line (a server log of one request repeated with new timestamps), and a grid whose rows repeat
+exactly every few rows.
+
 `ends_in_loop` is checked as a branch grows (agent.decoding.token_tree cuts the branch there);
 `has_loop` asks whether any window of a finished response loops (agent.decoding.scoring ranks it
 below every normal response).
@@ -28,7 +39,8 @@ below every normal response).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,22 +53,39 @@ LOOP_CHARS = 48  # repeated positions within WINDOW characters that make a loop
 TAIL_TOKENS = 2 * WINDOW
 
 
-def repeated_positions(text: str) -> list[bool]:
-    """For each character: do the NGRAM characters ending there repeat ones that ended within WINDOW before?"""
+_DIGITS = re.compile(r"\d+")
+_SEPARATORS = re.compile(r"[,;|\t\n]")
+_ONLY_NUMBERS = re.compile(r"[#\s.]*")  # a shape of numbers and spacing alone: a grid, not a sentence
+
+
+def shape(text: str) -> str:
+    """The text with each run of digits as one '#': what stays when a loop counts."""
+    return _DIGITS.sub("#", text)
+
+
+def _counts_as_shape(gram: str) -> bool:
+    return not _SEPARATORS.search(gram) and not _ONLY_NUMBERS.fullmatch(gram)
+
+
+def repeated_positions(text: str, counts: Callable[[str], bool] | None = None) -> list[bool]:
+    """For each character: do the NGRAM characters ending there repeat ones that ended within WINDOW before
+    (and, with `counts`, is that n-gram one that may count)?"""
     last_end: dict[str, int] = {}
     flags = [False] * len(text)
     for end in range(NGRAM - 1, len(text)):
         gram = text[end - NGRAM + 1:end + 1]
         previous = last_end.get(gram)
-        flags[end] = previous is not None and end - previous < WINDOW
+        flags[end] = previous is not None and end - previous < WINDOW and (counts is None or counts(gram))
         last_end[gram] = end
     return flags
 
 
 def repeated_share(text: str) -> float:
-    """Share of the last WINDOW characters that are repeated (0.0 for texts too short to tell)."""
-    flags = repeated_positions(text[-2 * WINDOW:])  # a repeat within the window may start WINDOW earlier
-    return sum(flags[-WINDOW:]) / WINDOW
+    """Share of the last WINDOW characters that are repeated, exactly or in shape (0.0 for texts too short)."""
+    tail = text[-2 * WINDOW:]  # a repeat within the window may start WINDOW earlier
+    exact = sum(repeated_positions(tail)[-WINDOW:])
+    counting = sum(repeated_positions(shape(tail.rsplit("\n", 1)[-1]), _counts_as_shape)[-WINDOW:])
+    return max(exact, counting) / WINDOW
 
 
 def ends_in_loop(text: str) -> bool:
@@ -65,8 +94,12 @@ def ends_in_loop(text: str) -> bool:
 
 
 def has_loop(text: str) -> bool:
-    """True when any WINDOW characters of the text loop (a loop in the middle counts too)."""
-    flags = repeated_positions(text)
+    """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
+    return _any_window_loops(repeated_positions(text)) or any(
+        _any_window_loops(repeated_positions(shape(line), _counts_as_shape)) for line in text.split("\n"))
+
+
+def _any_window_loops(flags: list[bool]) -> bool:
     count = 0
     for end, flag in enumerate(flags):
         count += flag
