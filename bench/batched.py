@@ -31,7 +31,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AGENT_THREADS", "1")  # see bench/real_models.py: one thread on the shared 2-core CPU
 CHECKOUT = Path(__file__).resolve().parent.parent
-sys.path.append(str(CHECKOUT))
+sys.path += [str(CHECKOUT), str(CHECKOUT / "bench")]  # the bench's modules import each other by name
 
 import torch
 
@@ -40,7 +40,7 @@ from agent.decoding.search import search_response
 from agent.decoding.token_tree import Node, TokenTree
 from agent.model.chat_format import prompt_token_ids
 from agent.model.runtime import LoadedModel, load_model
-from bench.real_models import default_model
+from real_models import default_model
 
 # Questions of about 40 tokens' answer, written before any run.
 PROMPTS = [

@@ -39,6 +39,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from equal_time import compare_to_greedy, search_config
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is a local file
 # One torch thread: on the shared 2-core machine two threads make every forward pass of this model
 # ~20x slower whenever the other core is busy (a turn took 80 s instead of 5 s); override with AGENT_THREADS.
@@ -142,6 +144,11 @@ def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
                    result.response, call_list)
 
 
+def right_or_quiet(outcome: Outcome) -> bool:
+    """A tool prompt answered right, or small talk answered without a call."""
+    return outcome.right_answer if outcome.kind != "chat" else outcome.calls == 0
+
+
 def summarize(choice: str, strategy: str, outcomes: list[Outcome]) -> dict[str, Any]:
     """One condition's counts: tool metrics over tool prompts, well-formed over calls made."""
     tools = [o for o in outcomes if o.kind in TOOL_KINDS]
@@ -204,10 +211,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--home", default=None, help="agent home holding the GGUF conversion (default: AGENT_HOME)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
+    parser.add_argument("--time-ratio", type=float, default=0.0,
+                        help="each search may take this many times greedy's seconds on the prompt (bench/"
+                             "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")
     args = parser.parse_args()
     if args.home:
         os.environ["AGENT_HOME"] = args.home
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.time_ratio > 0 and "greedy" not in strategies:
+        raise SystemExit("--time-ratio compares with greedy: add greedy to --strategies")
+    strategies.sort(key=lambda s: s != "greedy")  # greedy first: its seconds set the searches' time limit
     choices = [c.strip() for c in args.tool_choices.split(",") if c.strip()]
     lines = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     docs = next(line["docs"] for line in lines if line["kind"] == "kb_docs")
@@ -230,14 +243,18 @@ def main() -> None:
     print(f"model {Path(model).name} loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     registry = default_registry()
     conditions = [(c, s) for c in choices for s in strategies]
-    runs = [(c, s, case) for c, s in conditions for case in cases if not (c == "required" and case["kind"] == "chat")]
+    runs = [(c, s, case) for c in choices for case in cases for s in strategies
+            if not (c == "required" and case["kind"] == "chat")]
     outcomes: dict[tuple[str, str], list[Outcome]] = {cond: [] for cond in conditions}
+    greedy_seconds: dict[tuple[str, str], float] = {}
     for choice, strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        searching = strategy not in ("greedy", "sample")  # greedy refuses a budget (it would ignore it)
-        config = DecodeConfig(strategy=strategy, tool_choice=choice, max_new_tokens=args.max_new_tokens,
-                              budget=args.budget if searching else 0)
+        config = search_config(DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens), strategy,
+                               args.budget, greedy_seconds.get((choice, case["id"])), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
-        outcomes[(choice, strategy)].append(judge(case, session.ask(case["prompt"]), registry))
+        outcome = judge(case, session.ask(case["prompt"]), registry)
+        outcomes[(choice, strategy)].append(outcome)
+        if strategy == "greedy":
+            greedy_seconds[(choice, case["id"])] = outcome.seconds
 
     if args.records:
         with open(args.records, "w") as f:
@@ -254,7 +271,13 @@ def main() -> None:
           f"transformers {transformers.__version__}")
     print_table(f"All prompts ({len(cases)}; `required` skips the small talk):", rows)
     print_table("Held-out prompts only:", held)
-    print(json.dumps({"bench": "real_models", "model": Path(model).name, "budget": args.budget,
+    equal: dict[str, list[dict[str, Any]]] = {}
+    for choice in choices if "greedy" in strategies else []:
+        print(f"\n--tool-choice {choice}; right: the right answer (small talk: no call)")
+        equal[choice] = compare_to_greedy({s: outs for (c, s), outs in outcomes.items() if c == choice},
+                                          right_or_quiet, args.time_ratio)
+    print(json.dumps({"bench": "real_models", "time_ratio": args.time_ratio, "equal_time": equal,
+                      "model": Path(model).name, "budget": args.budget,
                       "max_new_tokens": args.max_new_tokens, "prompts": len(cases),
                       "results": [as_rates(r) for r in rows],
                       "held_out": [as_rates(r) for r in held]}))
