@@ -28,6 +28,8 @@ LOOPS = {
     # what the tree chose on SmolLM2 after the plain loop was caught: every repeat changes a number
     "counting (bench/batched.py)": "98765 - 43210 = 98765 + 43210 = " + " = ".join(
         f"{n} + 43210" for n in range(98766, 98776)),
+    # the same, as the tree returned it at 64 new tokens: too short for the repeat count, an equation chain
+    "counting, cut at 64 tokens": "98765 - 43210 = 98765 + 43210 = 98766 + 43210 = 98767 + 43210 = 98768 + 4",
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),
 }
@@ -57,6 +59,8 @@ NORMAL = {
                                        ("DELETE", "orders/7", 204), ("GET", "health", 200), ("PUT", "users/3", 200),
                                        ("GET", "orders", 200), ("POST", "login", 401), ("POST", "login", 200)])),
     "number grid": "\n".join(" ".join(str((7 * r * r + 5 * c + r * c) % 10) for c in range(9)) for r in range(9)),
+    "worked steps on one line": "Step by step: 18 * 4 = 72, then 72 + 9 = 81, and 81 / 3 = 27, so the answer is 27.",
+    "a long sum": "The total is 3 + 8 + 14 + 2 + 11 + 6 + 9 + 4 + 7 + 5 + 12 + 1 = 82 apples in all.",
     "years in prose": ("The bridge opened in 1874, was widened in 1921 and again in 1958, closed for repairs "
                        "from 1990 to 1993, and carried 41000 vehicles a day by 2015."),
     "wide separator": ("| a | b | c | d | e | f | g | h |\n|---|---|---|---|---|---|---|---|\n"
