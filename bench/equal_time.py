@@ -2,7 +2,7 @@
 on that prompt (DecodeConfig.time_limit: the search ends there with its best answer so far), so what is
 compared is what a user waiting that long would get. Beam and best-of-n run 8 rows (beam-8, best-of-8);
 every search also stops at the forward-pass budget. Shared by bench/fresh_phrasings.py (demo model) and
-bench/real_models.py (SmolLM2).
+bench/real_models.py (SmolLM2). The tree and mcmc keep their own defaults (the tree's dives 4 wide).
 
 Paired figures against greedy on the same prompts: the difference in the share right, with a 95% interval
 from the normal approximation to the per-prompt differences (-1, 0, +1), and the prompts fixed and broken.
@@ -19,12 +19,15 @@ WIDTH = 8  # beam-8 and best-of-8: the fair baselines of the issue
 
 
 def search_config(config: Any, strategy: str, budget: int, greedy_seconds: float | None, ratio: float) -> Any:
-    """`config` for `strategy`: greedy as it is; a search with the budget, 8 rows, and (with a ratio and
-    greedy's seconds on this prompt) the wall-time limit."""
+    """`config` for `strategy`: greedy as it is; a search with the budget (beam and best-of-n 8 rows) and,
+    with a ratio and greedy's seconds on this prompt, the wall-time limit."""
     if strategy in ("greedy", "sample"):
         return config.replace(strategy=strategy, budget=0)
     limit = ratio * greedy_seconds if ratio > 0 and greedy_seconds is not None else 0.0
-    return config.replace(strategy=strategy, budget=budget, beam_width=WIDTH, num_samples=WIDTH, time_limit=limit)
+    config = config.replace(strategy=strategy, budget=budget, time_limit=limit)
+    if strategy == "beam":
+        return config.replace(beam_width=WIDTH)
+    return config.replace(num_samples=WIDTH) if strategy == "best-of-n" else config  # tree, mcmc: their defaults
 
 
 def paired_difference(base: Sequence[bool], other: Sequence[bool], z: float = 1.96) -> tuple[float, float, float]:

@@ -13,7 +13,9 @@ from agent.config import DecodeConfig
 from agent.decoding import limits
 from agent.decoding.results import Candidate, rank
 from agent.decoding.search import search_response
-from agent.model.runtime import LoadedModel
+from agent.demo_model import demo_model_dir
+from agent.model.chat_format import prompt_token_ids
+from agent.model.runtime import LoadedModel, load_model
 
 SEARCHES = ["beam", "best-of-n", "tree", "tree+grad"]
 
@@ -89,3 +91,36 @@ def test_an_answer_cut_off_by_the_budget_never_outranks_a_finished_one() -> None
     ranked = rank([cut, *finished])
     assert [c.text for c in ranked] == ["Forty-two, as computed.", "42.", "The answer is"]
     assert rank([cut]) == [cut]  # with nothing finished, the cut-off answer is still the answer
+
+
+
+
+@contextmanager
+def one_second_per_row(lm: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The clock moves one second for every sequence a forward pass runs (a pass of 4 rows: 4 s), the
+    cost of a pass on a CPU that gains little from batching."""
+    rows = [0]
+
+    def hook(module: Any, args: Any, kwargs: Any) -> None:
+        rows[0] += int(kwargs["input_ids"].shape[0])
+
+    monkeypatch.setattr(limits, "clock", lambda: float(rows[0]))
+    handle = lm.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield rows
+    finally:
+        handle.remove()
+
+
+def test_under_a_time_limit_the_tree_has_the_greedy_answer_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time for about one answer: the tree's first dive is greedy's (one beam wide), so what comes back is
+    # an answer, finished, and greedy's; a first dive as wide as the beams would still be under way.
+    demo = load_model(str(demo_model_dir()), device="cpu")
+    prompt = prompt_token_ids(demo.tokenizer, [{"role": "user", "content": "hello, how are you?"}])
+    config = DecodeConfig(max_new_tokens=48, budget=20000)
+    with one_second_per_row(demo, monkeypatch) as rows:
+        greedy = search_response(demo, prompt, config.replace(strategy="greedy"))
+    assert greedy.best.finish_reason == "eos"
+    with one_second_per_row(demo, monkeypatch):
+        tree = search_response(demo, prompt, config.replace(strategy="tree", time_limit=rows[0] + 1))
+    assert (tree.best.text, tree.best.finish_reason) == (greedy.text, "eos")
