@@ -30,6 +30,10 @@ LOOPS = {
         f"{n} + 43210" for n in range(98766, 98776)),
     # the same, as the tree returned it at 64 new tokens: too short for the repeat count, an equation chain
     "counting, cut at 64 tokens": "98765 - 43210 = 98765 + 43210 = 98766 + 43210 = 98767 + 43210 = 98768 + 4",
+    # what the tree chose next on SmolLM2 (bench/batched.py, 64 tokens), each too short for the count
+    "sums set equal to sums": "98765 - 43210 = 98765 - 43210 = 98765 + 43210 = 98765 + 43210",
+    "a number that does not end": ("The largest planet in the solar system is Neptune, which is approximately "
+                                   "178,000,000,000,000,000,000,000,000,000,000,000,00"),
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),
 }
@@ -60,6 +64,9 @@ NORMAL = {
                                        ("GET", "orders", 200), ("POST", "login", 401), ("POST", "login", 200)])),
     "number grid": "\n".join(" ".join(str((7 * r * r + 5 * c + r * c) % 10) for c in range(9)) for r in range(9)),
     "worked steps on one line": "Step by step: 18 * 4 = 72, then 72 + 9 = 81, and 81 / 3 = 27, so the answer is 27.",
+    "large numbers written out": ("The Sun's mass is about 1,989,000,000,000,000,000,000,000,000,000 kg and a "
+                                  "mole holds 602,214,076,000,000,000,000,000 particles."),
+    "an identity checked twice": "7 * 8 = 8 * 7 = 56, and 56 / 7 = 8.",
     "a long sum": "The total is 3 + 8 + 14 + 2 + 11 + 6 + 9 + 4 + 7 + 5 + 12 + 1 = 82 apples in all.",
     "years in prose": ("The bridge opened in 1874, was widened in 1921 and again in 1958, closed for repairs "
                        "from 1990 to 1993, and carried 41000 vehicles a day by 2015."),

@@ -88,27 +88,37 @@ def repeated_share(text: str) -> float:
     return max(exact, counting) / WINDOW
 
 
-# An equation restated with new numbers, back to back ("# + # = " three times over): a chain of '='
-# that no calculation writes; caught early, where the repeat count above needs longer text.
+# An equation restated with new numbers, back to back ("# + # = " three times over), or a sum set equal to
+# sums three times running ("# - # = # - # = # + # = # + #"): chains of '=' that no calculation writes;
+# caught early, where the repeat count above needs longer text. And a number whose thousands go on and on
+# (",000" eleven times: 10^33 and up, written out).
 _EQUATION_CHAIN = re.compile(r"([^=\n]*=[^=\n]*?)\1{2,}")
+_SUMS_EQUAL = re.compile(r"(?:#\s*[-+*/x]\s*#\s*=\s*){3}#")
+_ENDLESS_NUMBER = re.compile(r"(,\d{3})\1{10}")
 CHAIN_CHARS = 6  # the shortest repeated block that counts ("# = # " is shorter than any equation)
 
 
 def _equation_chain(line_shape: str) -> bool:
     match = _EQUATION_CHAIN.search(line_shape)
-    return match is not None and len(match.group(1)) >= CHAIN_CHARS and "#" in match.group(1)
+    return (match is not None and len(match.group(1)) >= CHAIN_CHARS and "#" in match.group(1)) or \
+        _SUMS_EQUAL.search(line_shape) is not None
+
+
+def _runaway(line: str) -> bool:
+    """The line (as written) holds an equation chain in its shape or a number that does not end."""
+    return _equation_chain(shape(line)) or _ENDLESS_NUMBER.search(line) is not None
 
 
 def ends_in_loop(text: str) -> bool:
     """True when the last WINDOW characters loop (checked as a branch grows)."""
-    return repeated_share(text) * WINDOW >= LOOP_CHARS or _equation_chain(shape(text[-2 * WINDOW:].rsplit("\n", 1)[-1]))
+    return repeated_share(text) * WINDOW >= LOOP_CHARS or _runaway(text[-2 * WINDOW:].rsplit("\n", 1)[-1])
 
 
 def has_loop(text: str) -> bool:
     """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
-    lines = [shape(line) for line in text.split("\n")]
     return _any_window_loops(repeated_positions(text)) or any(
-        _any_window_loops(repeated_positions(line, _counts_as_shape)) or _equation_chain(line) for line in lines)
+        _any_window_loops(repeated_positions(shape(line), _counts_as_shape)) or _runaway(line)
+        for line in text.split("\n"))
 
 
 def _any_window_loops(flags: list[bool]) -> bool:
