@@ -39,7 +39,7 @@ from agent.sessions.errors import StoreError
 from agent.sessions.records import AnswerRecord
 from agent.tooling.origin import tool_sources
 from agent.tooling.records import ToolCallRecord
-from agent.tooling.registry import ToolRegistry
+from agent.tooling.registry import ToolRegistry, callable_tools
 
 if TYPE_CHECKING:
     from agent.sessions.store import SessionStore
@@ -200,12 +200,9 @@ class ChatSession:
 
     # -- decoding ------------------------------------------------------------------------------
     def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
-        registry = self.registry  # with optional_args "omit" the grammar knows only required parameters
-        if registry is not None and self.config.optional_args == "omit":
-            registry = registry.required_only()
         return tool_format.response_constraint(
-            self.lm, self.tool_format, registry, self.user_grammar, confirm=self.confirm,
-            defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
+            self.lm, self.tool_format, callable_tools(self.registry, self.config.optional_args), self.user_grammar,
+            confirm=self.confirm, defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
             tool_choice=self.config.tool_choice)
 
     def set_config(self, config: DecodeConfig) -> None:

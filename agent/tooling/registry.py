@@ -241,3 +241,8 @@ def _check_signature(tool: JsonTool, func: Callable[..., Any], json_path: str) -
             continue
         if p.name not in described or not described[p.name].required:
             raise ToolError(f"{where}: needs argument {p.name!r}, which the JSON does not make required")
+
+
+def callable_tools(registry: ToolRegistry | None, optional_args: str) -> ToolRegistry | None:
+    """The tools as a turn's grammar may call them: with optional_args "omit", required parameters only."""
+    return registry.required_only() if registry is not None and optional_args == "omit" else registry
