@@ -80,12 +80,23 @@ def repeated_positions(text: str, counts: Callable[[str], bool] | None = None) -
     return flags
 
 
+def _tail(text: str) -> tuple[str, str]:
+    """The end of the text a window's repeats can reach (a repeat may start WINDOW earlier) and the shape of
+    its last line."""
+    tail = text[-2 * WINDOW:]
+    return tail, shape(tail.rsplit("\n", 1)[-1])
+
+
+def _repeated_at_end(tail: str, line_shape: str) -> int:
+    """Repeated positions among the last WINDOW characters, exactly or in the last line's shape."""
+    exact = sum(repeated_positions(tail)[-WINDOW:])
+    counting = sum(repeated_positions(line_shape, _counts_as_shape)[-WINDOW:])
+    return max(exact, counting)
+
+
 def repeated_share(text: str) -> float:
     """Share of the last WINDOW characters that are repeated, exactly or in shape (0.0 for texts too short)."""
-    tail = text[-2 * WINDOW:]  # a repeat within the window may start WINDOW earlier
-    exact = sum(repeated_positions(tail)[-WINDOW:])
-    counting = sum(repeated_positions(shape(tail.rsplit("\n", 1)[-1]), _counts_as_shape)[-WINDOW:])
-    return max(exact, counting) / WINDOW
+    return _repeated_at_end(*_tail(text)) / WINDOW
 
 
 # An equation restated with new numbers, back to back ("# + # = " three times over), or a sum set equal to
@@ -104,21 +115,26 @@ def _equation_chain(line_shape: str) -> bool:
         _SUMS_EQUAL.search(line_shape) is not None
 
 
-def _runaway(line: str) -> bool:
-    """The line (as written) holds an equation chain in its shape or a number that does not end."""
-    return _equation_chain(shape(line)) or _ENDLESS_NUMBER.search(line) is not None
+def _runaway(line: str, line_shape: str) -> bool:
+    """The line holds an equation chain in its shape or (as written) a number that does not end."""
+    return _equation_chain(line_shape) or _ENDLESS_NUMBER.search(line) is not None
 
 
 def ends_in_loop(text: str) -> bool:
     """True when the last WINDOW characters loop (checked as a branch grows)."""
-    return repeated_share(text) * WINDOW >= LOOP_CHARS or _runaway(text[-2 * WINDOW:].rsplit("\n", 1)[-1])
+    tail, line_shape = _tail(text)
+    return _repeated_at_end(tail, line_shape) >= LOOP_CHARS or _runaway(tail.rsplit("\n", 1)[-1], line_shape)
 
 
 def has_loop(text: str) -> bool:
     """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
-    return _any_window_loops(repeated_positions(text)) or any(
-        _any_window_loops(repeated_positions(shape(line), _counts_as_shape)) or _runaway(line)
-        for line in text.split("\n"))
+    if _any_window_loops(repeated_positions(text)):
+        return True
+    for line in text.split("\n"):
+        line_shape = shape(line)
+        if _any_window_loops(repeated_positions(line_shape, _counts_as_shape)) or _runaway(line, line_shape):
+            return True
+    return False
 
 
 def _any_window_loops(flags: list[bool]) -> bool:
