@@ -32,9 +32,8 @@ class PathKV:
 
     def _whole(self, path: Sequence[Node], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The KV of the prompt and every node of `path`, joined."""
-        parent = path[-1] if path else None
-        if parent is not None and parent.id in self._last:
-            return self._last[parent.id][layer]
+        if _end_id(path) in self._last:
+            return self._last[_end_id(path)][layer]
         keys, values = self.prompt_kv[layer]
         if not path:
             return keys, values
@@ -49,9 +48,8 @@ class PathKV:
         for layer, (prompt_keys, prompt_values) in enumerate(self.prompt_kv):
             joined: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # siblings share their parent's
             for past in pasts:
-                key = past[-1].id if past else -1
-                if key not in joined:
-                    joined[key] = self._whole(past, layer)
+                if _end_id(past) not in joined:
+                    joined[_end_id(past)] = self._whole(past, layer)
             if rows == 1:  # one row and no padding: the joined tensors themselves (the model copies on update)
                 keys, values = joined[next(iter(joined))]
                 cache.update(keys.unsqueeze(0), values.unsqueeze(0), layer)
@@ -60,7 +58,7 @@ class PathKV:
             keys = prompt_keys.new_zeros((rows, heads, past_width, dim))
             values = prompt_values.new_zeros((rows, heads, past_width, dim))
             for row, past in enumerate(pasts):
-                row_keys, row_values = joined[past[-1].id if past else -1]
+                row_keys, row_values = joined[_end_id(past)]
                 keys[row, :, past_width - past_lens[row]:] = row_keys
                 values[row, :, past_width - past_lens[row]:] = row_values
             cache.update(keys, values, layer)
@@ -76,6 +74,11 @@ class PathKV:
             start = past_width - past_lens[row]
             self._last[node.id] = [(layer.keys[row, :, start:], layer.values[row, :, start:])
                                    for layer in cache.layers]
+
+
+def _end_id(path: Sequence[Node]) -> int:
+    """The id of the path's last node, -1 for the empty path (the prompt alone; node ids start at 0)."""
+    return path[-1].id if path else -1
 
 
 def _own_kv(node: Node) -> list[LayerKV]:
