@@ -18,6 +18,14 @@ from typing import Any
 WIDTH = 8  # beam-8 and best-of-8: the fair baselines of the issue
 
 
+def greedy_first(strategies: list[str], ratio: float) -> list[str]:
+    """The strategies with greedy first (its seconds on a prompt set the searches' limit there); a ratio
+    needs greedy among them."""
+    if ratio > 0 and "greedy" not in strategies:
+        raise SystemExit("--time-ratio compares with greedy: add greedy to --strategies")
+    return sorted(strategies, key=lambda s: s != "greedy")
+
+
 def search_config(config: Any, strategy: str, budget: int, greedy_seconds: float | None, ratio: float) -> Any:
     """`config` for `strategy`: greedy as it is; a search with the budget (beam and best-of-n 8 rows) and,
     with a ratio and greedy's seconds on this prompt, the wall-time limit."""
@@ -47,15 +55,16 @@ def compare_to_greedy(outcomes: dict[str, list[Any]], right: Callable[[Any], boo
     """Per strategy: share right, difference to greedy [95% CI], fixed/broken prompts, median wall-time ratio
     to greedy, passes; printed as a markdown table and returned for the JSON line."""
     base = outcomes["greedy"]
+    base_hits = [right(o) for o in base]
     rows = []
     for strategy, outs in outcomes.items():
         hits = [right(o) for o in outs]
-        mean, lo, hi = paired_difference([right(o) for o in base], hits)
+        mean, lo, hi = paired_difference(base_hits, hits)
         ratios = [o.seconds / b.seconds for o, b in zip(outs, base, strict=True) if b.seconds > 0]
         rows.append({"strategy": strategy, "n": len(outs), "right": sum(hits),
                      "diff_vs_greedy": round(mean, 4), "diff_ci95": [round(lo, 4), round(hi, 4)],
-                     "fixed": sum(h and not right(b) for h, b in zip(hits, base, strict=True)),
-                     "broken": sum(right(b) and not h for h, b in zip(hits, base, strict=True)),
+                     "fixed": sum(h and not b for h, b in zip(hits, base_hits, strict=True)),
+                     "broken": sum(b and not h for h, b in zip(hits, base_hits, strict=True)),
                      "median_time_ratio": round(statistics.median(ratios), 2) if ratios else None,
                      "passes_per_prompt": round(sum(o.passes for o in outs) / len(outs), 1) if outs else 0.0})
     limit = f"{ratio:g}x greedy's seconds per prompt" if ratio > 0 else "no time limit"

@@ -42,7 +42,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from equal_time import compare_to_greedy, search_config
+from equal_time import compare_to_greedy, greedy_first, search_config
 from proportions import wilson
 from real_models import after_islands
 
@@ -205,9 +205,7 @@ def main() -> None:
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    if args.time_ratio > 0 and "greedy" not in strategies:
-        raise SystemExit("--time-ratio compares with greedy: add greedy to --strategies")
-    strategies.sort(key=lambda s: s != "greedy")  # greedy first: its seconds set the searches' time limit
+    strategies = greedy_first(strategies, args.time_ratio)
     cases = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     if args.limit:
         cases = cases[: args.limit]

@@ -39,7 +39,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from equal_time import compare_to_greedy, search_config
+from equal_time import compare_to_greedy, greedy_first, search_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: the model is a local file
 # One torch thread: on the shared 2-core machine two threads make every forward pass of this model
@@ -218,9 +218,7 @@ def main() -> None:
     if args.home:
         os.environ["AGENT_HOME"] = args.home
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    if args.time_ratio > 0 and "greedy" not in strategies:
-        raise SystemExit("--time-ratio compares with greedy: add greedy to --strategies")
-    strategies.sort(key=lambda s: s != "greedy")  # greedy first: its seconds set the searches' time limit
+    strategies = greedy_first(strategies, args.time_ratio)
     choices = [c.strip() for c in args.tool_choices.split(",") if c.strip()]
     lines = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     docs = next(line["docs"] for line in lines if line["kind"] == "kb_docs")
