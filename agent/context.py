@@ -38,7 +38,7 @@ class ContextOverflowError(ValueError):
 
 def context_length(lm: LoadedModel) -> int | None:
     """How many positions the model attends to: its config's, else a sensible tokenizer limit; None: unknown."""
-    return context_length_of(lm.model.config, lm.tokenizer)
+    return context_length_of(lm.config, lm.tokenizer)
 
 
 def context_length_of(config: object, tokenizer: object) -> int | None:

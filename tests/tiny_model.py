@@ -29,15 +29,23 @@ _TRAINING_TEXT = [
 ]
 
 
-def train_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with the chat special tokens, as a transformers fast tokenizer."""
+# Printable ASCII with space, newline and tab as ByteLevel writes them (the bytes below 33 are shifted to 256+).
+ASCII_BYTE_LEVEL = [chr(b) for b in range(33, 127)] + ["\u0120", "\u010a", "\u0109"]
+
+
+def train_tokenizer(vocab_size: int = 600, all_bytes: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with the chat special tokens, as a transformers fast tokenizer.
+
+    all_bytes=False: only printable ASCII, space, newline and tab, no token for a lone byte of a
+    longer UTF-8 character (a server names such tokens by an empty text, like end-of-sequence).
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if all_bytes else ASCII_BYTE_LEVEL,
         show_progress=False,
     )
     tok.train_from_iterator(_TRAINING_TEXT * 20, trainer=trainer)
@@ -50,9 +58,9 @@ def train_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
 
 
 def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2,
-                     vocab_size: int = 600, chat_template: bool = True) -> Path:
+                     vocab_size: int = 600, chat_template: bool = True, all_bytes: bool = True) -> Path:
     """Write a tiny random Llama (save_pretrained, tokenizer included) to out_dir and return it."""
-    tokenizer = train_tokenizer(vocab_size)
+    tokenizer = train_tokenizer(vocab_size, all_bytes)
     if not chat_template:
         tokenizer.chat_template = None
     torch.manual_seed(seed)

@@ -12,6 +12,7 @@ from agent.cli.options import CONTEXT, build_session, decoding_options, load_lm
 from agent.context import ContextOverflowError
 from agent.grammar.errors import GrammarError
 from agent.island_view import streamed
+from agent.model.backend import BackendCapabilityError, BackendError
 from agent.render import printable, terminal_json
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, template_name
             click.echo("")  # end the streamed part of the answer
         raise click.ClickException(printable(f"grammar: {exc}")) from None
     except ContextOverflowError as exc:  # refused before anything was stored
+        raise click.ClickException(printable(str(exc))) from None
+    except (BackendError, BackendCapabilityError) as exc:  # a served model went away or cannot do this
         raise click.ClickException(printable(str(exc))) from None
     except KeyboardInterrupt:  # Ctrl-C before there was an answer to keep (loading the model, starting a turn)
         click.echo("\ninterrupted: no answer", err=True)

@@ -25,7 +25,7 @@ from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
 from agent.tooling.spec import ToolError
 
 if TYPE_CHECKING:
-    from agent.model.runtime import LoadedModel
+    from agent.model.backend import ModelBackend
     from agent.tooling.records import ToolCallRecord
     from agent.tooling.registry import ToolRegistry
     from agent.turn import ChatSession
@@ -42,6 +42,14 @@ def decoding_options(func: Command) -> Command:
         click.option("--model", "-m", "model", metavar="PATH_OR_ID", default=None,
                      help="Hugging Face causal LM: a local directory or a cached hub id "
                           "(default: demo, the shipped demo model)."),
+        click.option("--backend", type=click.Choice(("local", "openai")), default="local", show_default=True,
+                     help="Where the model runs: here (transformers), or behind an OpenAI-compatible completions "
+                          "server (llama.cpp's, vLLM...) at --base-url; --model then names the same model here "
+                          "for its tokenizer and chat template."),
+        click.option("--base-url", metavar="URL", default=None,
+                     help="--backend openai: the server's API root, e.g. http://127.0.0.1:8080/v1."),
+        click.option("--server-model", metavar="NAME", default=None,
+                     help="--backend openai: the model's name on the server (default: the first it lists)."),
         click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto."),
         click.option("--dtype", default="auto", show_default=True, help="float32, bfloat16, float16 or auto."),
         # no short form: -s is --system, as in llm
@@ -163,14 +171,37 @@ def resolve_model(name: str | None) -> str:
     return str(path)
 
 
-def load_lm(opts: Options) -> LoadedModel:
-    """The model named by --model (else the demo model) on --device in --dtype."""
+def load_lm(opts: Options) -> ModelBackend:
+    """The model named by --model (else the demo model) on --device in --dtype, or served at --base-url."""
     from agent.model.runtime import ModelLoadError, load_model  # torch and transformers: only when a model loads
 
     try:
+        if opts.get("backend") == "openai":
+            from agent.model.backend import BackendError
+            from agent.model.openai_backend import load_served
+
+            try:
+                return load_served(resolve_model(opts.get("model")), opts["base_url"], opts.get("server_model"))
+            except BackendError as exc:
+                raise click.ClickException(printable(str(exc))) from exc
         return load_model(resolve_model(opts.get("model")), device=opts.get("device"), dtype=opts.get("dtype"))
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def check_backend(opts: Options, config: DecodeConfig) -> None:
+    """--backend openai has its URL, and a strategy that can run without the weights here."""
+    served = opts.get("backend") == "openai"
+    for option, key in (("--base-url", "base_url"), ("--server-model", "server_model")):
+        if opts.get(key) and not served:
+            raise click.UsageError(f"{option} is for --backend openai")
+    if not served:
+        return
+    if not opts.get("base_url"):
+        raise click.UsageError("--backend openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8080/v1)")
+    if config.strategy == "tree+grad":
+        raise click.UsageError("strategy 'tree+grad' needs the model's weights (gradients), which a served model "
+                               "does not give; use greedy, sample, beam, best-of-n, tree or mcmc with --backend openai")
 
 
 def load_registry(opts: Options) -> ToolRegistry | None:
@@ -319,6 +350,7 @@ def build_session(opts: Options, confirm: Confirm | None, session_id: str | None
     all checked before the model loads (a mistake is reported in a moment, not after the load)."""
     check_continuation(opts, session_id)
     config = build_config(opts)
+    check_backend(opts, config)
     check_device_and_dtype(opts)
     grammar = read_grammar(opts)
     registry = load_registry(opts)

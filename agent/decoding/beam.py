@@ -18,11 +18,11 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 
 def beam_search(
-    lm: LoadedModel,
+    lm: ModelBackend,
     prompt_ids: list[int],
     config: DecodeConfig,
     *,

@@ -18,14 +18,14 @@ from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.sampling import choose_token
 from agent.decoding.token_tree import Node, TokenTree
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 # A sample that steps into a loop redraws (the looping token is remembered) at most this often.
 MAX_REDRAWS = 3
 
 
 def best_of_n(
-    lm: LoadedModel,
+    lm: ModelBackend,
     prompt_ids: list[int],
     config: DecodeConfig,
     *,

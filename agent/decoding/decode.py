@@ -18,6 +18,7 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import DecodeResult
 from agent.decoding.sampling import choose_token
+from agent.model.backend import ModelBackend
 from agent.model.runtime import LoadedModel
 from agent.safe_text import pending_prefix
 from agent.tooling.records import ToolCallRecord
@@ -84,7 +85,7 @@ def forward(lm: LoadedModel, input_ids: list[int], cache: DynamicCache) -> torch
 
 
 def decode(
-    lm: LoadedModel,
+    lm: ModelBackend,
     prompt_ids: list[int],
     config: DecodeConfig,
     *,
@@ -122,10 +123,11 @@ def decode(
     try:
         with torch.inference_mode():
             while True:
-                logits = forward(lm, pending, cache)
-                passes += 1
-                fed_ids.extend(pending)
-                pending = []
+                if lm.holds_weights:
+                    logits = forward(lm, pending, cache)
+                    passes += 1
+                    fed_ids.extend(pending)
+                    pending = []
                 model_tokens = sum(1 for island in islands if not island)
                 if model_tokens >= config.max_new_tokens:
                     finish = "length"
@@ -140,10 +142,18 @@ def decode(
                 if constraint is not None:
                     constraint.set_tokens_left(config.max_new_tokens - model_tokens)
                     allowed = constraint.allowed_tokens()
-                    if allowed is not None and allowed.device != logits.device:
-                        allowed = allowed.to(logits.device)
+                    if allowed is not None and allowed.device != lm.device:
+                        allowed = allowed.to(lm.device)
+                if not lm.holds_weights:
+                    # A served model: the log-probs after the whole sequence, the mask sent along (see
+                    # agent.model.backend); the server's prefix cache holds what came before.
+                    logits = lm.next_logprobs(fed_ids + pending, allowed)
+                    passes += 1
+                    fed_ids.extend(pending)
+                    pending = []
                 token = choose_token(logits, config, response, generator, allowed)
-                token_logprob = float(torch.log_softmax(logits.float(), dim=-1)[token])
+                token_logprob = float(torch.log_softmax(logits.float(), dim=-1)[token] if lm.holds_weights
+                                      else logits[token])
                 if token in eos_ids:
                     finish = "eos"
                     eos_logprob = token_logprob
@@ -167,7 +177,8 @@ def decode(
                     if any(s in tail for s in stop_strings):
                         finish = "stop"
                         break
-        cache_owner.keep(fed_ids, cache)
+        if lm.holds_weights:
+            cache_owner.keep(fed_ids, cache)
     except KeyboardInterrupt:
         # The cache may hold a half-run forward pass: drop it rather than trust it.
         cache_owner.reset()

@@ -36,7 +36,7 @@ from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 # A proposal on a path the tree holds costs no forward pass: the chain stops after this many
 # proposals per pass of budget, so a small, fully explored response space still ends.
@@ -219,7 +219,7 @@ def walk(tree: TokenTree, token_ids: list[int], island_mask: list[bool], ended_w
     return node if node.status == "complete" else None
 
 
-def mcmc_search(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+def mcmc_search(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                 make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_progress: ProgressSink | None = None) -> SearchResult:

@@ -19,12 +19,12 @@ from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.scoring import score_parts
 from agent.decoding.strategies import strategy_for
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 from agent.tooling.deferred import run_deferred_call
 
 
 def search_response(
-    lm: LoadedModel,
+    lm: ModelBackend,
     prompt_ids: list[int],
     config: DecodeConfig,
     *,
@@ -50,7 +50,7 @@ def search_response(
     return dataclasses.replace(result, strategy=config.strategy, seconds=time.perf_counter() - started)
 
 
-def continue_deferred_call(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, result: SearchResult,
+def continue_deferred_call(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, result: SearchResult,
                            should_stop: Callable[[], bool] | None) -> SearchResult:
     """Side-effect tools wait for the chosen path: run the best branch's pending call, then finish it.
 

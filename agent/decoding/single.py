@@ -16,7 +16,7 @@ from agent.decoding.loop_guard import model_text
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import Candidate, SearchResult
 from agent.decoding.scoring import score_parts
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 
 class SinglePass:
@@ -28,7 +28,7 @@ class SinglePass:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+    def run(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
             prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:

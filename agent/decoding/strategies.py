@@ -22,7 +22,7 @@ from agent.decoding.results import SearchResult
 from agent.decoding.single import SinglePass
 from agent.decoding.tree import tree_search
 from agent.decoding.tree_grad import tree_then_refine
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 
 class Strategy(Protocol):
@@ -30,7 +30,7 @@ class Strategy(Protocol):
     streams_tokens: bool  # pieces of text go to on_token as they are decoded; uses the prefix cache
     explores_branches: bool  # several branches: side-effect calls are deferred to the chosen one
 
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+    def run(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
             prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:
@@ -41,7 +41,7 @@ class Strategy(Protocol):
 class Search(Protocol):
     """A strategy that explores branches: what beam, best-of-n, tree, tree+grad and mcmc implement."""
 
-    def __call__(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+    def __call__(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                  make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  on_progress: ProgressSink | None = None) -> SearchResult: ...
@@ -57,7 +57,7 @@ class BranchingSearch:
         self.name = name
         self.search = search
 
-    def run(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+    def run(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
             make_constraint: Callable[[], ResponseConstraint | None] | None = None,
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
             prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:

@@ -33,7 +33,8 @@ from agent.decoding.path_kv import PathKV
 from agent.decoding.progress import ProgressReporter, ProgressSink
 from agent.decoding.results import Candidate, SearchResult, rank
 from agent.decoding.scoring import score_parts
-from agent.model.runtime import LoadedModel
+from agent.decoding.served_tree import evaluate_served
+from agent.model.backend import ModelBackend
 from agent.tooling.records import ToolCallRecord
 
 
@@ -99,7 +100,7 @@ class Node:
 class TokenTree:
     """Continuations of one prompt as a tree of nodes, each holding the KV of its own tokens."""
 
-    def __init__(self, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
+    def __init__(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig,
                  constraint: ResponseConstraint | None = None) -> None:
         if not prompt_ids:
             raise ValueError("the prompt is empty")
@@ -129,7 +130,7 @@ class TokenTree:
         self.path_kv = PathKV([])  # the paths' KV for each pass, from the prompt's once start() ran it
 
     @classmethod
-    def open(cls, lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig,
+    def open(cls, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig,
              make_constraint: Callable[[], ResponseConstraint | None] | None,
              on_progress: ProgressSink | None = None) -> TokenTree:
         """A strategy's set-up: a fresh constraint at the root, the prompt run once, the clock started;
@@ -155,6 +156,10 @@ class TokenTree:
     # -- model -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Run the prompt once; its KV is the root of every path."""
+        if not self.lm.holds_weights:
+            self.token_bytes = 0  # a served model: the KV is the server's
+            evaluate_served(self, [self.root])
+            return
         cache = DynamicCache()
         ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
         try:
@@ -166,12 +171,15 @@ class TokenTree:
         self.forward_passes += 1
         self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         self.path_kv = PathKV(self.root.kv)
-        self._finish_evaluation(self.root, out.logits[0, -1])
+        self.finish_evaluation(self.root, out.logits[0, -1].float().log_softmax(-1), self.allowed_next(self.root))
         self.token_bytes = sum(k.nbytes + v.nbytes for k, v in self.root.kv) // len(self.prompt_ids)
 
     def evaluate(self, nodes: list[Node]) -> None:
         """One forward pass over several nodes: each row is its path's KV plus the node's tokens."""
         if not nodes:
+            return
+        if not self.lm.holds_weights:
+            evaluate_served(self, nodes)
             return
         paths = [node.path() for node in nodes]
         past_lens = [len(self.prompt_ids) + sum(len(a.tokens) for a in path[:-1]) for path in paths]
@@ -217,10 +225,24 @@ class TokenTree:
                         node.logprobs[i] = value
                         node.sum_logprob += value
                 node.pending_logprobs = False
-            self._finish_evaluation(node, logits[row, -1])
+            self.finish_evaluation(node, logits[row, -1].float().log_softmax(-1), self.allowed_next(node))
 
-    def _finish_evaluation(self, node: Node, last_logits: torch.Tensor) -> None:
-        node.next_logprobs = torch.log_softmax(last_logits.float(), dim=-1)
+    def allowed_next(self, node: Node) -> torch.Tensor | None:
+        """What the grammar allows after the node ([vocab] bool), for a node that may still grow; None: all."""
+        if node.constraint is None or node.status not in ("new", "open"):
+            return None
+        node.constraint.set_tokens_left(self.config.max_new_tokens - node.model_tokens)
+        allowed = node.constraint.allowed_tokens()
+        if allowed is None:
+            return None
+        width = self.lm.vocab_size
+        if allowed.shape[0] < width:  # logits may be wider than the tokenizer's vocabulary
+            allowed = torch.cat([allowed, allowed.new_zeros(width - allowed.shape[0])])
+        return allowed[:width].to(self.lm.device)
+
+    def finish_evaluation(self, node: Node, next_logprobs: torch.Tensor, allowed: torch.Tensor | None) -> None:
+        """Record what the model said after the node (and what the grammar allows there)."""
+        node.next_logprobs = next_logprobs
         self.tree_tokens += len(node.tokens)
         self.evaluated.append(node)
         self.memory.add(node)
@@ -229,17 +251,10 @@ class TokenTree:
         if node.status != "open":  # complete (evaluated for its scores): nothing grows from it
             self.memory.release(node)
             return
-        if node.constraint is not None:
-            node.constraint.set_tokens_left(self.config.max_new_tokens - node.model_tokens)
-            allowed = node.constraint.allowed_tokens()
-            if allowed is not None:
-                allowed = allowed.to(node.next_logprobs.device)
-                width = node.next_logprobs.shape[0]
-                if allowed.shape[0] < width:  # logits may be wider than the tokenizer's vocabulary
-                    allowed = torch.cat([allowed, allowed.new_zeros(width - allowed.shape[0])])
-                node.allowed = allowed[:width]
-                if not bool(node.allowed.any()):
-                    self.kill(node, "grammar: nothing allowed")
+        if allowed is not None:
+            node.allowed = allowed
+            if not bool(allowed.any()):
+                self.kill(node, "grammar: nothing allowed")
 
     # -- growing ---------------------------------------------------------------------------------
     def kill(self, node: Node, reason: str) -> None:
@@ -253,10 +268,12 @@ class TokenTree:
         return float(node.next_logprobs[token])
 
     def offer_mask(self, node: Node) -> torch.Tensor:
-        """What the node may still offer: allowed by the grammar and not tried before."""
+        """What the node may still offer: allowed by the grammar, not tried before, and of known probability
+        (a served model gives only the top of the distribution; the rest is -inf)."""
         assert node.next_logprobs is not None
-        mask = node.allowed.clone() if node.allowed is not None else torch.ones_like(node.next_logprobs,
-                                                                                  dtype=torch.bool)
+        mask = torch.isfinite(node.next_logprobs)
+        if node.allowed is not None:
+            mask &= node.allowed
         if node.tried:
             mask[torch.tensor(sorted(node.tried), dtype=torch.long, device=mask.device)] = False
         return mask

@@ -41,7 +41,7 @@ from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.sampling import processed_logits
 from agent.decoding.token_tree import Node, TokenTree
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend
 
 # Alternatives whose promise falls this far (nats/token) below the K-th best complete candidate are
 # dead ends. The mean is not monotone along a path, so this bound is a heuristic, kept loose.
@@ -101,7 +101,7 @@ def draw_tokens(tree: TokenTree, node: Node, temperature: float, generator: torc
 
 
 def tree_search(
-    lm: LoadedModel,
+    lm: ModelBackend,
     prompt_ids: list[int],
     config: DecodeConfig,
     *,

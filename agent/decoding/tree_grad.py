@@ -13,10 +13,10 @@ from agent.decoding.progress import ProgressSink, SearchProgress
 from agent.decoding.refine import refine_result
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.tree import tree_search
-from agent.model.runtime import LoadedModel
+from agent.model.backend import ModelBackend, require_weights
 
 
-def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, *,
+def tree_then_refine(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                      make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                      should_stop: Callable[[], bool] | None = None,
                      on_progress: ProgressSink | None = None) -> SearchResult:
@@ -24,6 +24,7 @@ def tree_then_refine(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfi
 
     A time limit (config.time_limit) covers both: refinement stops where the time is up, with what it has.
     """
+    require_weights(lm, "tree+grad", "the model's weights (gradients through its embeddings)")
     deadline, started = Deadline(config.time_limit), time.perf_counter()
     result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
                          on_progress=on_progress)

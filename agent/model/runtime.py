@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,23 @@ class LoadedModel:
     # The name the model's forward takes its KV cache by: `cache` in newer transformers (which warn
     # about `past_key_values` on every call), `past_key_values` in older ones. Read once at load.
     cache_keyword: str = "past_key_values"
+    holds_weights = True  # agent.model.backend.ModelBackend: the weights are here
+
+    def next_logprobs(self, prefix: Sequence[int], allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities [vocab] of the token after `prefix`, from one forward pass over all of it (the
+        backend interface's plain path: the strategies run their own KV caches on this model instead)."""
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([list(prefix)], device=self.device)).logits[0, -1]
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def run(self, cache: Cache, **inputs: torch.Tensor) -> Any:
         """One forward pass on top of `cache` (extended in place); returns the model's output."""
         return self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True)
+
+    @property
+    def config(self) -> Any:
+        """The model's transformers config (context length, architecture)."""
+        return self.model.config
 
     @property
     def vocab_size(self) -> int:
@@ -152,7 +166,7 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     """
     # Imported here, not at the top: transformers takes seconds to import, and the CLI's other
     # commands (sessions, tools, --help) never load a model.
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     # Tools run in forked workers (agent.tooling.worker); a fork after the tokenizer's Rust thread pool
@@ -160,6 +174,33 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    source, local, path, fingerprint = resolve_source(name_or_path)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(torch_device, dtype)
+    offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"
+    tokenizer = load_tokenizer(name_or_path, source, offline)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=offline)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the model {name_or_path!r}: {exc}") from exc
+    model.to(torch_device)
+    torch.set_num_threads(pick_threads(model, torch_device, threads))
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=str(path.resolve()) if local else name_or_path,
+        device=torch_device,
+        dtype=torch_dtype,
+        weights_hash=fingerprint,
+        cache_keyword=cache_keyword_of(model),
+    )
+
+
+def resolve_source(name_or_path: str) -> tuple[str, bool, Path, str]:
+    """Where a model's files are (a .gguf file converted once, see agent.model.gguf), whether they are
+    local, the path the user named, and the weights' fingerprint."""
     path = Path(name_or_path).expanduser()
     local = path.exists() or name_or_path.startswith((".", "/", "~"))
     if is_gguf_path(name_or_path) and not path.is_dir():
@@ -179,27 +220,13 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | None =
     else:
         source = name_or_path
         fingerprint = "hub:" + name_or_path
-    torch_device = pick_device(device)
-    torch_dtype = pick_dtype(torch_device, dtype)
-    offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"
+    return source, local, path, fingerprint
+
+
+def load_tokenizer(name_or_path: str, source: str, offline: bool) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
+        return AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except Exception as exc:  # transformers raises many kinds here
         raise ModelLoadError(f"could not load the tokenizer of {name_or_path!r}: {exc}") from exc
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=offline)
-    except Exception as exc:
-        raise ModelLoadError(f"could not load the model {name_or_path!r}: {exc}") from exc
-    model.to(torch_device)
-    torch.set_num_threads(pick_threads(model, torch_device, threads))
-    model.eval()
-    model.requires_grad_(False)
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        model_id=str(path.resolve()) if local else name_or_path,
-        device=torch_device,
-        dtype=torch_dtype,
-        weights_hash=fingerprint,
-        cache_keyword=cache_keyword_of(model),
-    )

@@ -1,0 +1,56 @@
+"""Growing the token tree on a served model (agent.model.openai_backend): one request per node.
+
+A server keeps the KV, so a node's evaluation is its whole path sent as the prefix (the server's
+prefix cache recomputes only what differs from the request before), with the grammar's mask for the
+next token. The tree's bookkeeping is the same as for a local model; one call of `evaluate_served`
+counts as one forward pass of the search's budget, as one batched pass does locally, so a budget
+means the same number of expansion steps on both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from agent.decoding.token_tree import Node, TokenTree
+
+
+def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
+    """Evaluate `nodes` on the tree's served model; Ctrl-C leaves the rest unevaluated, as a cut pass does."""
+    assert tree.root.next_logprobs is not None or nodes == [tree.root]
+    if tree.root.next_logprobs is not None:
+        per_row = tree.root.next_logprobs.nbytes * 2  # log-probs and (at most) a grammar mask
+        tree.memory.make_room(tree.root, len(nodes) * per_row, nodes, tree.kill)
+    for index, node in enumerate(nodes):
+        try:
+            prefix = tree.prompt_ids + node.response_ids()[0]
+            if node.pending_logprobs:
+                score_forced_tokens(tree, node, len(prefix) - len(node.tokens))
+            allowed = tree.allowed_next(node)
+            next_logprobs = tree.lm.next_logprobs(prefix, allowed)
+        except KeyboardInterrupt:
+            tree.interrupted = True
+            tree.unevaluated.extend(nodes[index:])
+            if index:
+                tree.forward_passes += 1
+            return
+        tree.token_evaluations += len(node.tokens)
+        tree.finish_evaluation(node, next_logprobs, allowed)
+    tree.forward_passes += 1
+
+
+def score_forced_tokens(tree: TokenTree, node: Node, start: int) -> None:
+    """The log-probs of the grammar-forced (not island) tokens after the node's first: one request each,
+    with the token as the only one allowed, so the server's answer always includes it."""
+    prefix = tree.prompt_ids + node.response_ids()[0]
+    for i in range(1, len(node.tokens)):
+        if node.island[i]:
+            continue
+        only = torch.zeros(tree.lm.vocab_size, dtype=torch.bool)
+        only[node.tokens[i]] = True
+        value = float(tree.lm.next_logprobs(prefix[: start + i], only)[node.tokens[i]])
+        node.logprobs[i] = value
+        node.sum_logprob += value
+    node.pending_logprobs = False

@@ -1,0 +1,170 @@
+"""A model behind an OpenAI-compatible completions endpoint (llama.cpp's server, vLLM, SGLang...).
+
+The decoder's one question, the next token's log-probabilities after a prefix, becomes one request to
+`/v1/completions`: the prefix as text (the server tokenises it; the prefix is sent whole every time, so
+the server's prefix cache holds everything but the newest tokens), one token generated, and the
+`logprobs` top-k of that position. The server names those tokens by their text; the local tokenizer,
+the model's own, maps each text back to its token id. The grammar is kept here: where none of the top-k
+tokens is allowed, the request is repeated for the whole vocabulary, so a constrained step always has a
+token the grammar allows, with its true log-probability.
+
+What a server's answers cannot name: tokens whose text is an incomplete UTF-8 sequence (the server
+drops those bytes, so several tokens share one text) are never proposed, and of special tokens only
+end-of-sequence is known (the server shows special tokens as the empty text). Tokens whose texts
+collide share the one log-probability the server gives for that text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from agent.model.backend import BackendCapabilityError, BackendError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+# How many of the most likely next tokens one request asks for. Search strategies grow at most a few
+# children per node; 20 leaves room for the grammar to refuse most of them before the full-vocabulary
+# request is needed.
+TOP_K = 20
+
+
+@dataclass
+class RequestStats:
+    """What the backend asked of the server: requests, prompt tokens sent, and time spent waiting."""
+
+    requests: int = 0
+    full_vocabulary_requests: int = 0
+    prompt_tokens: list[int] = field(default_factory=list)  # per request, as the server counted them
+    seconds: float = 0.0
+
+
+class OpenAIBackend:
+    """The model served at `base_url`, with its own tokenizer here (prompts, masks and text)."""
+
+    holds_weights = False
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, base_url: str, server_model: str | None = None,
+                 *, config: Any = None, top_k: int = TOP_K, timeout: float = 120.0) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.top_k = top_k
+        self.device = torch.device("cpu")
+        self.stats = RequestStats()
+        self.server_model = server_model or self._first_served_model()
+        self.model_id = f"{self.server_model} at {self.base_url}"
+        self.weights_hash = "served:" + self.server_model
+        self._ids_by_text = self._token_texts()
+
+    # -- what the decoder asks --------------------------------------------------------------------
+    @property
+    def eos_token_ids(self) -> set[int]:
+        eos = self.tokenizer.eos_token_id
+        return {int(eos)} if eos is not None else set()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def next_logprobs(self, prefix: Sequence[int], allowed: torch.Tensor | None = None) -> torch.Tensor:
+        logprobs = self._request(prefix, self.top_k)
+        if allowed is not None and not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
+            # None of the top-k is allowed: the whole vocabulary, then the grammar's pick among it.
+            self.stats.full_vocabulary_requests += 1
+            logprobs = self._request(prefix, self.vocab_size)
+            if not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
+                raise BackendCapabilityError(
+                    f"the server at {self.base_url} gave no log-probability for any token the grammar allows "
+                    "here (their texts are not whole UTF-8 characters or are special tokens)")
+        return logprobs
+
+    # -- the server -------------------------------------------------------------------------------
+    def _request(self, prefix: Sequence[int], top_k: int) -> torch.Tensor:
+        text = self.tokenizer.decode(list(prefix), skip_special_tokens=False)
+        # min_tokens: a server stops without a token, and so without log-probs, when it draws end-of-sequence;
+        # it bans that draw but not the log-prob it reports for it (llama.cpp's and vLLM's servers).
+        answer = self._post("/completions", {"model": self.server_model, "prompt": text, "max_tokens": 1,
+                                             "min_tokens": 1, "temperature": 0.0, "logprobs": top_k})
+        try:
+            top = answer["choices"][0]["logprobs"]["top_logprobs"][0]
+        except (KeyError, IndexError, TypeError):
+            raise BackendCapabilityError(
+                f"the server at {self.base_url} returned no top log-probabilities (`logprobs`), which every "
+                "strategy needs") from None
+        self.stats.prompt_tokens.append(int((answer.get("usage") or {}).get("prompt_tokens", 0)))
+        logprobs = torch.full((self.vocab_size,), float("-inf"))
+        for piece, value in top.items():
+            for token in self._ids_by_text.get(piece, ()):
+                logprobs[token] = float(value)
+        return logprobs
+
+    def _first_served_model(self) -> str:
+        models = self._get("/models").get("data") or []
+        if not models:
+            raise BackendError(f"the server at {self.base_url} serves no model (GET /models listed none)")
+        return str(models[0]["id"])
+
+    def _get(self, path: str) -> dict[str, Any]:
+        return self._send(urllib.request.Request(self.base_url + path))
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            return self._send(request)
+        finally:
+            self.stats.requests += 1
+            self.stats.seconds += time.perf_counter() - started
+
+    def _send(self, request: urllib.request.Request) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return dict(json.load(answer))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise BackendError(f"{request.full_url}: the server answered {exc.code} {exc.reason}: {detail}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BackendError(f"could not reach the server at {self.base_url}: {reason}") from None
+        except json.JSONDecodeError:
+            raise BackendError(f"{request.full_url}: the server's answer is not JSON") from None
+
+    def _token_texts(self) -> dict[str, list[int]]:
+        """Each text the server may name a token by -> the token ids with that text."""
+        special = set(self.tokenizer.all_special_ids)
+        ids_by_text: dict[str, list[int]] = {"": sorted(self.eos_token_ids)}
+        texts = self.tokenizer.batch_decode([[i] for i in range(self.vocab_size)], skip_special_tokens=False)
+        for token, text in enumerate(texts):
+            if token in special or "\ufffd" in text or not text:
+                continue
+            ids_by_text.setdefault(text, []).append(token)
+        return ids_by_text
+
+
+def load_served(name_or_path: str, base_url: str, server_model: str | None = None) -> OpenAIBackend:
+    """The model served at `base_url`, with the tokenizer, chat template and config of `name_or_path` (the
+    same model here: a directory, a .gguf file or a cached hub id; its weights are not loaded)."""
+    from transformers import AutoConfig
+
+    from agent.model.runtime import ModelLoadError, load_tokenizer, resolve_source
+
+    source, local, _, _ = resolve_source(name_or_path)
+    offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"
+    tokenizer = load_tokenizer(name_or_path, source, offline)
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=offline)
+    except Exception as exc:  # transformers raises many kinds here
+        raise ModelLoadError(f"could not load the config of {name_or_path!r}: {exc}") from exc
+    return OpenAIBackend(tokenizer, base_url, server_model, config=config)
