@@ -19,6 +19,7 @@ from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
 from agent.config import OPTIONAL_ARGS, STRATEGIES, TOOL_FORMATS, DecodeConfig
 from agent.grammar.errors import GrammarError
 from agent.model.aliases import AliasError, resolve_alias
+from agent.model.backend import BackendError
 from agent.paths import default_db_path
 from agent.safe_text import printable
 from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
@@ -177,8 +178,7 @@ def load_lm(opts: Options) -> ModelBackend:
 
     try:
         if opts.get("backend") == "openai":
-            from agent.model.backend import BackendError
-            from agent.model.openai_backend import load_served
+            from agent.model.openai_backend import load_served  # torch and transformers: only when a model loads
 
             try:
                 return load_served(resolve_model(opts.get("model")), opts["base_url"], opts.get("server_model"))

@@ -232,10 +232,9 @@ class TokenTree:
         if node.constraint is None or node.status not in ("new", "open"):
             return None
         node.constraint.set_tokens_left(self.config.max_new_tokens - node.model_tokens)
-        allowed = node.constraint.allowed_tokens()
+        allowed, width = node.constraint.allowed_tokens(), self.lm.vocab_size
         if allowed is None:
             return None
-        width = self.lm.vocab_size
         if allowed.shape[0] < width:  # logits may be wider than the tokenizer's vocabulary
             allowed = torch.cat([allowed, allowed.new_zeros(width - allowed.shape[0])])
         return allowed[:width].to(self.lm.device)
@@ -251,10 +250,9 @@ class TokenTree:
         if node.status != "open":  # complete (evaluated for its scores): nothing grows from it
             self.memory.release(node)
             return
-        if allowed is not None:
-            node.allowed = allowed
-            if not bool(allowed.any()):
-                self.kill(node, "grammar: nothing allowed")
+        node.allowed = allowed
+        if allowed is not None and not bool(allowed.any()):
+            self.kill(node, "grammar: nothing allowed")
 
     # -- growing ---------------------------------------------------------------------------------
     def kill(self, node: Node, reason: str) -> None:
@@ -268,8 +266,7 @@ class TokenTree:
         return float(node.next_logprobs[token])
 
     def offer_mask(self, node: Node) -> torch.Tensor:
-        """What the node may still offer: allowed by the grammar, not tried before, and of known probability
-        (a served model gives only the top of the distribution; the rest is -inf)."""
+        """What the node may offer: allowed, not tried, of known probability (a served model gives the top k)."""
         assert node.next_logprobs is not None
         mask = torch.isfinite(node.next_logprobs)
         if node.allowed is not None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from agent.model.backend import BackendCapabilityError, BackendError
+from agent.model.runtime import ModelLoadError, load_tokenizer, resolve_source
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -156,9 +157,7 @@ class OpenAIBackend:
 def load_served(name_or_path: str, base_url: str, server_model: str | None = None) -> OpenAIBackend:
     """The model served at `base_url`, with the tokenizer, chat template and config of `name_or_path` (the
     same model here: a directory, a .gguf file or a cached hub id; its weights are not loaded)."""
-    from transformers import AutoConfig
-
-    from agent.model.runtime import ModelLoadError, load_tokenizer, resolve_source
+    from transformers import AutoConfig  # transformers takes seconds to import: only when a model loads
 
     source, local, _, _ = resolve_source(name_or_path)
     offline = local or os.environ.get("HF_HUB_OFFLINE") == "1"

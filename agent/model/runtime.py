@@ -224,7 +224,8 @@ def resolve_source(name_or_path: str) -> tuple[str, bool, Path, str]:
 
 
 def load_tokenizer(name_or_path: str, source: str, offline: bool) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
+    """The tokenizer (and chat template) of the model at `source`; a clear error naming `name_or_path`."""
+    from transformers import AutoTokenizer  # transformers takes seconds to import: only when a model loads
 
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=offline)
