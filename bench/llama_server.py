@@ -3,7 +3,8 @@
 `python bench/llama_server.py MODEL.gguf --port 8765` serves it (what `python -m llama_cpp.server` does),
 with one change: llama.cpp's extra CPU buffer types (weight repacking for AMX and friends) are turned
 off. With them, llama-cpp-python 0.3.36 built on this machine (avx512, AMX) dies with a segmentation
-fault in the first decode of SmolLM2's Q4_1 file; without them it runs (measured 2026-11-29). The
+fault in the first decode of SmolLM2's Q4_1 file, and llama.cpp's own llama-server with an illegal
+instruction (AMX tiles, likely not enabled for this sandbox); without them both run (2026-11-29). The
 server's own settings (`--n_ctx`, `--n_threads`, `--verbose`...) pass through unchanged.
 
 `LlamaServer` starts one as a child process on a free port, waits until it answers, and stops it; its
@@ -46,11 +47,15 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """llama-cpp-python's server on `model` at 127.0.0.1:`port`, as a child process (a context manager)."""
+    """A server on `model` at 127.0.0.1:`port`, as a child process (a context manager): llama-cpp-python's,
+    or llama.cpp's own `llama-server` when `binary` names one (bench/build_llama_server.sh builds it)."""
 
     def __init__(self, model: Path, *, port: int | None = None, threads: int = 1, context: int = 4096,
-                 log: Path | None = None, start_timeout: float = 120.0, float32_kv: bool = False) -> None:
+                 log: Path | None = None, start_timeout: float = 120.0, float32_kv: bool = False,
+                 binary: Path | None = None, slots: int = 1) -> None:
         self.model = model
+        self.slots = slots  # llama-server only: sequences it holds at once (a tree's rows of one pass)
+        self.binary = binary
         self.port = port or free_port()
         self.threads = threads
         self.context = context
@@ -61,17 +66,25 @@ class LlamaServer:
         self.float32_kv = float32_kv
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        if self.binary is not None:
+            # each slot keeps the KV of the branch it ran last and gets the whole context; --no-repack: the
+            # repacked (AMX) weight buffers die with SIGILL here, as in llama-cpp-python
+            return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
+                    "-t", str(self.threads), "-c", str(self.context * self.slots), "-np", str(self.slots),
+                    "--no-webui", "--no-repack",
+                    *(["-ctk", "f32", "-ctv", "f32"] if self.float32_kv else [])]
+        return [sys.executable, str(Path(__file__).resolve()), str(self.model), "--host", "127.0.0.1",
+                "--port", str(self.port), "--n_threads", str(self.threads), "--n_ctx", str(self.context),
+                "--verbose", "true", *(["--type_k", "0", "--type_v", "0"] if self.float32_kv else [])]
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> LlamaServer:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 (closed by Popen's owner)
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(self.model), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_threads", str(self.threads), "--n_ctx", str(self.context),
-             "--verbose", "true", *(["--type_k", "0", "--type_v", "0"] if self.float32_kv else [])],
-            stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,14 +1,15 @@
 """Growing the token tree on a served model (agent.model.openai_backend): one request per node.
 
 A server keeps the KV, so a node's evaluation is its whole path sent as the prefix (the server's
-prefix cache recomputes only what differs from the request before), with the grammar's mask for the
-next token. The tree's bookkeeping is the same as for a local model; one call of `evaluate_served`
-counts as one forward pass of the search's budget, as one batched pass does locally, so a budget
-means the same number of expansion steps on both.
+prefix cache recomputes only what differs from what its slot held), with the grammar's mask for the
+next token; the nodes of one pass are in flight together. The tree's bookkeeping is the same as for a
+local model; one call of `evaluate_served` counts as one forward pass of the search's budget, as one
+batched pass does locally, so a budget means the same number of expansion steps on both.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,24 +19,33 @@ if TYPE_CHECKING:
 
 
 def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
-    """Evaluate `nodes` on the tree's served model; Ctrl-C leaves the rest unevaluated, as a cut pass does."""
+    """Evaluate `nodes` on the tree's served model, their requests in flight together (a server with several
+    slots runs them as one batch, each slot keeping the KV of its own branch); Ctrl-C leaves them
+    unevaluated, as a cut pass does."""
     assert tree.root.next_logprobs is not None or nodes == [tree.root]
     if tree.root.next_logprobs is not None:
         per_row = tree.root.next_logprobs.nbytes * 2  # log-probs and (at most) a grammar mask
         tree.memory.make_room(tree.root, len(nodes) * per_row, nodes, tree.kill)
-    for index, node in enumerate(nodes):
-        try:
-            prefix = tree.prompt_ids + node.response_ids()[0]
-            if node.pending_logprobs:
-                score_forced_tokens(tree, node, len(prefix) - len(node.tokens))
-            allowed = tree.allowed_next(node)
-            next_logprobs = tree.lm.next_logprobs(prefix, allowed)
-        except KeyboardInterrupt:
-            tree.interrupted = True
-            tree.unevaluated.extend(nodes[index:])
-            if index:
-                tree.forward_passes += 1
-            return
+    masks = [tree.allowed_next(node) for node in nodes]  # the grammar stays on this thread
+
+    def ask(index: int) -> torch.Tensor:
+        node = nodes[index]
+        prefix = tree.prompt_ids + node.response_ids()[0]
+        if node.pending_logprobs:
+            score_forced_tokens(tree, node, len(prefix) - len(node.tokens))
+        return tree.lm.next_logprobs(prefix, masks[index])
+
+    try:
+        if len(nodes) == 1:
+            answers = [ask(0)]
+        else:
+            with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+                answers = list(pool.map(ask, range(len(nodes))))
+    except KeyboardInterrupt:
+        tree.interrupted = True
+        tree.unevaluated.extend(nodes)
+        return
+    for node, next_logprobs, allowed in zip(nodes, answers, masks):
         tree.token_evaluations += len(node.tokens)
         tree.finish_evaluation(node, next_logprobs, allowed)
     tree.forward_passes += 1

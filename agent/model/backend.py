@@ -24,6 +24,10 @@ class BackendCapabilityError(Exception):
 class BackendError(Exception):
     """A served model could not be reached or answered with an error; the message says which and where."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status the server answered with, if it answered
+
 
 class ModelBackend(Protocol):
     tokenizer: PreTrainedTokenizerBase  # the model's own: prompts, masks and text are in its token ids

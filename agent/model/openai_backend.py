@@ -1,23 +1,25 @@
 """A model behind an OpenAI-compatible completions endpoint (llama.cpp's server, vLLM, SGLang...).
 
 The decoder's one question, the next token's log-probabilities after a prefix, becomes one request to
-`/v1/completions`: the prefix as text (the server tokenises it; the prefix is sent whole every time, so
-the server's prefix cache holds everything but the newest tokens), one token generated, and the
-`logprobs` top-k of that position. The server names those tokens by their text; the local tokenizer,
-the model's own, maps each text back to its token id. The grammar is kept here: where none of the top-k
-tokens is allowed, the request is repeated for the whole vocabulary, so a constrained step always has a
-token the grammar allows, with its true log-probability.
+`/v1/completions`: the whole prefix (the server's prefix cache holds all of it but the newest tokens),
+one token generated, and the `logprobs` top-k of that position. The prefix goes as token ids where the
+server takes them (llama.cpp's own server does), else as text that the server tokenises itself.
 
-What a server's answers cannot name: tokens whose text is an incomplete UTF-8 sequence (the server
-drops those bytes, so several tokens share one text) are never proposed, and of special tokens only
-end-of-sequence is known (the server shows special tokens as the empty text). Tokens whose texts
-collide share the one log-probability the server gives for that text.
+Servers name the top-k tokens in one of two ways. llama.cpp's own server gives each token's id (checked
+once against the local tokenizer, which must be the same model's). The OpenAI form (llama-cpp-python's
+server) names them by text only; the local tokenizer maps each text back to its id. What text cannot
+name: tokens that are a lone byte of a longer UTF-8 character (the server drops those bytes, so they
+share one text; never proposed), and special tokens, all shown as the empty text, which is read as
+end-of-sequence. The grammar is kept here: where none of the top-k tokens is allowed, the request is
+repeated for the whole vocabulary, so a constrained step always has a token the grammar allows, with
+its true log-probability.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +48,7 @@ class RequestStats:
     requests: int = 0
     full_vocabulary_requests: int = 0
     prompt_tokens: list[int] = field(default_factory=list)  # per request, as the server counted them
+    cached_tokens: list[int] = field(default_factory=list)  # per request, where the server reports it
     seconds: float = 0.0
 
 
@@ -67,6 +70,9 @@ class OpenAIBackend:
         self.model_id = f"{self.server_model} at {self.base_url}"
         self.weights_hash = "served:" + self.server_model
         self._ids_by_text = self._token_texts()
+        self._stats_lock = threading.Lock()
+        self.token_prompts: bool | None = None  # does the server take prompts as token ids? (known after one)
+        self._ids_checked = False
 
     # -- what the decoder asks --------------------------------------------------------------------
     @property
@@ -82,7 +88,8 @@ class OpenAIBackend:
         logprobs = self._request(prefix, self.top_k)
         if allowed is not None and not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
             # None of the top-k is allowed: the whole vocabulary, then the grammar's pick among it.
-            self.stats.full_vocabulary_requests += 1
+            with self._stats_lock:
+                self.stats.full_vocabulary_requests += 1
             logprobs = self._request(prefix, self.vocab_size)
             if not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
                 raise BackendCapabilityError(
@@ -92,23 +99,67 @@ class OpenAIBackend:
 
     # -- the server -------------------------------------------------------------------------------
     def _request(self, prefix: Sequence[int], top_k: int) -> torch.Tensor:
-        text = self.tokenizer.decode(list(prefix), skip_special_tokens=False)
         # min_tokens: a server stops without a token, and so without log-probs, when it draws end-of-sequence;
         # it bans that draw but not the log-prob it reports for it (llama.cpp's and vLLM's servers).
-        answer = self._post("/completions", {"model": self.server_model, "prompt": text, "max_tokens": 1,
-                                             "min_tokens": 1, "temperature": 0.0, "logprobs": top_k})
+        answer = self._complete(prefix, {"model": self.server_model, "max_tokens": 1, "min_tokens": 1,
+                                         "temperature": 0.0, "logprobs": top_k})
         try:
-            top = answer["choices"][0]["logprobs"]["top_logprobs"][0]
+            named = answer["choices"][0]["logprobs"] or {}
         except (KeyError, IndexError, TypeError):
+            named = {}
+        logprobs = torch.full((self.vocab_size,), float("-inf"))
+        if named.get("content"):  # llama.cpp's own server: every entry names its token id
+            entries = named["content"][0].get("top_logprobs") or []
+            self._check_ids(entries)
+            for entry in entries:
+                logprobs[int(entry["id"])] = float(entry["logprob"])
+        elif named.get("top_logprobs"):  # the OpenAI form: tokens named by their text only
+            for piece, value in named["top_logprobs"][0].items():
+                for token in self._ids_by_text.get(piece, ()):
+                    logprobs[token] = float(value)
+        else:
             raise BackendCapabilityError(
                 f"the server at {self.base_url} returned no top log-probabilities (`logprobs`), which every "
-                "strategy needs") from None
-        self.stats.prompt_tokens.append(int((answer.get("usage") or {}).get("prompt_tokens", 0)))
-        logprobs = torch.full((self.vocab_size,), float("-inf"))
-        for piece, value in top.items():
-            for token in self._ids_by_text.get(piece, ()):
-                logprobs[token] = float(value)
+                "strategy needs")
+        # What the server's prefix cache held: OpenAI's usage field, or llama.cpp's own timings.
+        cached = ((answer.get("usage") or {}).get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is None:
+            cached = (answer.get("timings") or {}).get("cache_n")
+        with self._stats_lock:  # the token tree has several requests in flight
+            self.stats.prompt_tokens.append(int((answer.get("usage") or {}).get("prompt_tokens", 0)))
+            if cached is not None:
+                self.stats.cached_tokens.append(int(cached))
         return logprobs
+
+    def _complete(self, prefix: Sequence[int], body: dict[str, Any]) -> dict[str, Any]:
+        """A completion after `prefix`: sent as token ids where the server takes them (OpenAI's API allows a
+        list of ids; llama.cpp's and vLLM's servers take it), so it sees exactly our tokens; else as text."""
+        if self.token_prompts is not False:
+            try:
+                answer = self._post("/completions", {**body, "prompt": list(prefix)})
+                self.token_prompts = True
+                return answer
+            except BackendError as exc:
+                if self.token_prompts or exc.status is None:
+                    raise
+                # Refused (llama-cpp-python's server answers 500 to a list prompt): it takes text only. Had
+                # the server failed for another reason, the text request fails too and says so.
+                self.token_prompts = False
+        return self._post("/completions", {**body, "prompt": self.tokenizer.decode(list(prefix),
+                                                                                    skip_special_tokens=False)})
+
+    def _check_ids(self, entries: list[dict[str, Any]]) -> None:
+        """Once: the server's token ids are this tokenizer's (the same model on both sides)."""
+        if self._ids_checked:
+            return
+        for entry in entries:
+            token, text = int(entry["id"]), str(entry.get("token", ""))
+            mine = self.tokenizer.decode([token], skip_special_tokens=False) if 0 <= token < self.vocab_size else None
+            if text and "\ufffd" not in (mine or "") and mine != text and token not in self.tokenizer.all_special_ids:
+                raise BackendError(
+                    f"the server at {self.base_url} names token {token} {text!r}, which --model's tokenizer calls "
+                    f"{mine!r}: the served model and --model must be the same model")
+        self._ids_checked = True
 
     def _first_served_model(self) -> str:
         models = self._get("/models").get("data") or []
@@ -126,8 +177,9 @@ class OpenAIBackend:
         try:
             return self._send(request)
         finally:
-            self.stats.requests += 1
-            self.stats.seconds += time.perf_counter() - started
+            with self._stats_lock:
+                self.stats.requests += 1
+                self.stats.seconds += time.perf_counter() - started
 
     def _send(self, request: urllib.request.Request) -> dict[str, Any]:
         try:
@@ -135,7 +187,8 @@ class OpenAIBackend:
                 return dict(json.load(answer))
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
-            raise BackendError(f"{request.full_url}: the server answered {exc.code} {exc.reason}: {detail}") from None
+            raise BackendError(f"{request.full_url}: the server answered {exc.code} {exc.reason}: {detail}",
+                               status=exc.code) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise BackendError(f"could not reach the server at {self.base_url}: {reason}") from None
