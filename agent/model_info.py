@@ -20,6 +20,7 @@ from agent.render import model_label
 from agent.safe_text import printable
 
 if TYPE_CHECKING:
+    from agent.model.backend import ModelBackend
     from agent.model.runtime import LoadedModel
 
 PLAIN_TEMPLATE = "none: the plain ### System / ### User / ### Assistant template is used"
@@ -71,8 +72,10 @@ def _from_config(name: str, source: str, config: Any, tokenizer: Any, parameters
         dtype=dtype, chat_template=getattr(tokenizer, "chat_template", None) or None, tool_format=tool_format)
 
 
-def describe_loaded(lm: LoadedModel, tool_format: str) -> ModelInfo:
+def describe_loaded(lm: LoadedModel | ModelBackend, tool_format: str) -> ModelInfo:
     """The REPL's model as loaded (its device's dtype; parameters counted in memory)."""
+    if not lm.holds_weights:  # a served model: its config is known here, its weights and dtype are the server's
+        return _from_config(lm.model_id, lm.model_id, lm.config, lm.tokenizer, None, None, tool_format)
     parameters = sum(p.numel() for p in lm.model.parameters())
     return _from_config(model_label(lm.model_id), lm.model_id, lm.model.config, lm.tokenizer, parameters,
                         str(lm.dtype).replace("torch.", ""), tool_format)

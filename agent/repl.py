@@ -42,6 +42,7 @@ from agent.sessions.store import StoreError
 from agent.tree_html import tree_html
 
 if TYPE_CHECKING:
+    from agent.model.backend import ModelBackend
     from agent.model.runtime import LoadedModel
     from agent.tooling.records import ToolCallRecord
     from agent.turn import ChatSession
@@ -99,7 +100,7 @@ class Repl(ConversationCommands):
         self,
         session: ChatSession,
         *,
-        model_loader: Callable[[str], LoadedModel] | None = None,
+        model_loader: Callable[[str], LoadedModel | ModelBackend] | None = None,
         input: Input | None = None,  # tests pass a pipe input
         output: Output | None = None,
         out: TextIO | None = None,  # where answers are written
@@ -272,7 +273,8 @@ class Repl(ConversationCommands):
     def cmd_model(self, arg: str) -> None:
         if not arg:
             lm = self.session.lm
-            self.console.print(plain(f"{lm.model_id} on {lm.device} ({str(lm.dtype).replace('torch.', '')})"))
+            where = f"on {lm.device} ({str(lm.dtype).replace('torch.', '')})" if lm.holds_weights else "(served)"
+            self.console.print(plain(f"{lm.model_id} {where}"))
             return
         if self.model_loader is None:
             raise RuntimeError("this REPL cannot load another model")

@@ -22,6 +22,7 @@ import torch
 from agent.config import DecodeConfig
 from agent.model.openai_backend import OpenAIBackend, load_served
 from agent.model.runtime import LoadedModel, load_model
+from agent.model_info import describe_loaded, info_text
 from agent.tooling.registry import default_registry
 from agent.turn import ChatSession
 from gguf_writer import write_gguf
@@ -154,3 +155,12 @@ def test_backend_options_that_cannot_work_are_refused_before_loading(args: list[
     done = _agent("run", "hi", *args, home=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+def test_show_describes_a_served_model_from_its_config(served: OpenAIBackend, server: LlamaServer) -> None:
+    # what the REPL's /show prints: the config and template known here, no parameter count or dtype
+    info = describe_loaded(served, "protocol")
+    assert server.base_url in info.source
+    assert info.context_length == 1024 and info.layers == 2
+    assert info.parameters is None and info.dtype is None
+    assert "context" in info_text(info).plain
