@@ -52,6 +52,12 @@ class RequestStats:
     seconds: float = 0.0
 
 
+def known_and_allowed(logprobs: torch.Tensor, allowed: torch.Tensor) -> bool:
+    """Does the grammar allow a token whose log-prob the server gave? (The mask may be wider than the vocabulary.)"""
+    width = min(logprobs.shape[0], allowed.shape[0])
+    return bool(torch.isfinite(logprobs[:width][allowed[:width].to(logprobs.device)]).any())
+
+
 class OpenAIBackend:
     """The model served at `base_url`, with its own tokenizer here (prompts, masks and text)."""
 
@@ -86,12 +92,12 @@ class OpenAIBackend:
 
     def next_logprobs(self, prefix: Sequence[int], allowed: torch.Tensor | None = None) -> torch.Tensor:
         logprobs = self._request(prefix, self.top_k)
-        if allowed is not None and not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
+        if allowed is not None and not known_and_allowed(logprobs, allowed):
             # None of the top-k is allowed: the whole vocabulary, then the grammar's pick among it.
             with self._stats_lock:
                 self.stats.full_vocabulary_requests += 1
             logprobs = self._request(prefix, self.vocab_size)
-            if not bool(torch.isfinite(logprobs[: allowed.shape[0]][allowed]).any()):
+            if not known_and_allowed(logprobs, allowed):
                 raise BackendCapabilityError(
                     f"the server at {self.base_url} gave no log-probability for any token the grammar allows "
                     "here (their texts are not whole UTF-8 characters or are special tokens)")
