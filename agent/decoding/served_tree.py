@@ -32,7 +32,7 @@ def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
         node = nodes[index]
         prefix = tree.prompt_ids + node.response_ids()[0]
         if node.pending_logprobs:
-            score_forced_tokens(tree, node, len(prefix) - len(node.tokens))
+            score_forced_tokens(tree, node, prefix)
         return tree.lm.next_logprobs(prefix, masks[index])
 
     try:
@@ -51,10 +51,11 @@ def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
     tree.forward_passes += 1
 
 
-def score_forced_tokens(tree: TokenTree, node: Node, start: int) -> None:
+def score_forced_tokens(tree: TokenTree, node: Node, prefix: list[int]) -> None:
     """The log-probs of the grammar-forced (not island) tokens after the node's first: one request each,
-    with the token as the only one allowed, so the server's answer always includes it."""
-    prefix = tree.prompt_ids + node.response_ids()[0]
+    with the token as the only one allowed, so the server's answer always includes it. `prefix` is the
+    prompt and the whole path, the node's tokens last."""
+    start = len(prefix) - len(node.tokens)
     for i in range(1, len(node.tokens)):
         if node.island[i]:
             continue

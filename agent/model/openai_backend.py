@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -75,7 +76,6 @@ class OpenAIBackend:
         self.server_model = server_model or self._first_served_model()
         self.model_id = f"{self.server_model} at {self.base_url}"
         self.weights_hash = "served:" + self.server_model
-        self._ids_by_text = self._token_texts()
         self._stats_lock = threading.Lock()
         self.token_prompts: bool | None = None  # does the server take prompts as token ids? (known after one)
         self._ids_checked = False
@@ -121,7 +121,7 @@ class OpenAIBackend:
                 logprobs[int(entry["id"])] = float(entry["logprob"])
         elif named.get("top_logprobs"):  # the OpenAI form: tokens named by their text only
             for piece, value in named["top_logprobs"][0].items():
-                for token in self._ids_by_text.get(piece, ()):
+                for token in self.ids_by_text.get(piece, ()):
                     logprobs[token] = float(value)
         else:
             raise BackendCapabilityError(
@@ -201,8 +201,10 @@ class OpenAIBackend:
         except json.JSONDecodeError:
             raise BackendError(f"{request.full_url}: the server's answer is not JSON") from None
 
-    def _token_texts(self) -> dict[str, list[int]]:
-        """Each text the server may name a token by -> the token ids with that text."""
+    @cached_property
+    def ids_by_text(self) -> dict[str, list[int]]:
+        """Each text the server may name a token by -> the token ids with that text. Built at the first
+        answer in the text form (a pass over the whole vocabulary): a server that names ids never needs it."""
         special = set(self.tokenizer.all_special_ids)
         ids_by_text: dict[str, list[int]] = {"": sorted(self.eos_token_ids)}
         texts = self.tokenizer.batch_decode([[i] for i in range(self.vocab_size)], skip_special_tokens=False)
