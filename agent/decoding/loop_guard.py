@@ -80,11 +80,12 @@ def repeated_positions(text: str, counts: Callable[[str], bool] | None = None) -
     return flags
 
 
-def _tail(text: str) -> tuple[str, str]:
-    """The end of the text a window's repeats can reach (a repeat may start WINDOW earlier) and the shape of
-    its last line."""
+def _tail(text: str) -> tuple[str, str, str]:
+    """The end of the text a window's repeats can reach (a repeat may start WINDOW earlier), its last line,
+    and that line's shape."""
     tail = text[-2 * WINDOW:]
-    return tail, shape(tail.rsplit("\n", 1)[-1])
+    last_line = tail.rsplit("\n", 1)[-1]
+    return tail, last_line, shape(last_line)
 
 
 def _repeated_at_end(tail: str, line_shape: str) -> int:
@@ -96,7 +97,8 @@ def _repeated_at_end(tail: str, line_shape: str) -> int:
 
 def repeated_share(text: str) -> float:
     """Share of the last WINDOW characters that are repeated, exactly or in shape (0.0 for texts too short)."""
-    return _repeated_at_end(*_tail(text)) / WINDOW
+    tail, _, line_shape = _tail(text)
+    return _repeated_at_end(tail, line_shape) / WINDOW
 
 
 # An equation restated with new numbers, back to back ("# + # = " three times over), or a sum set equal to
@@ -122,8 +124,8 @@ def _runaway(line: str, line_shape: str) -> bool:
 
 def ends_in_loop(text: str) -> bool:
     """True when the last WINDOW characters loop (checked as a branch grows)."""
-    tail, line_shape = _tail(text)
-    return _repeated_at_end(tail, line_shape) >= LOOP_CHARS or _runaway(tail.rsplit("\n", 1)[-1], line_shape)
+    tail, last_line, line_shape = _tail(text)
+    return _repeated_at_end(tail, line_shape) >= LOOP_CHARS or _runaway(last_line, line_shape)
 
 
 def has_loop(text: str) -> bool:
