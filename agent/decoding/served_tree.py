@@ -1,15 +1,15 @@
-"""Growing the token tree on a served model (agent.model.openai_backend): one request per node.
+"""Growing the token tree on a served model (agent.model.openai_backend): one request per node (and one
+per grammar-forced token whose log-prob the score needs).
 
 A server keeps the KV, so a node's evaluation is its whole path sent as the prefix (the server's
 prefix cache recomputes only what differs from what its slot held), with the grammar's mask for the
-next token; the nodes of one pass are in flight together. The tree's bookkeeping is the same as for a
+next token; the requests of one pass go to the backend together. The tree's bookkeeping is the same as for a
 local model; one call of `evaluate_served` counts as one forward pass of the search's budget, as one
 batched pass does locally, so a budget means the same number of expansion steps on both.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,49 +19,53 @@ if TYPE_CHECKING:
 
 
 def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
-    """Evaluate `nodes` on the tree's served model, their requests in flight together (a server with several
-    slots runs them as one batch, each slot keeping the KV of its own branch); Ctrl-C leaves them
-    unevaluated, as a cut pass does."""
+    """Evaluate `nodes` on the tree's served model: the pass's requests go to the backend together (a
+    server with several slots runs them side by side, each slot keeping the KV of its own branch); Ctrl-C
+    leaves them unevaluated, as a cut pass does."""
     assert tree.root.next_logprobs is not None or nodes == [tree.root]
     if tree.root.next_logprobs is not None:
         per_row = tree.root.next_logprobs.nbytes * 2  # log-probs and (at most) a grammar mask
         tree.memory.make_room(tree.root, len(nodes) * per_row, nodes, tree.kill)
     masks = [tree.allowed_next(node) for node in nodes]  # the grammar stays on this thread
-
-    def ask(index: int) -> torch.Tensor:
-        node = nodes[index]
+    requests: list[tuple[list[int], torch.Tensor | None]] = []
+    forced: list[list[tuple[int, int]]] = []  # per node: (its token's index, the request scoring it)
+    for node, allowed in zip(nodes, masks):
         prefix = tree.prompt_ids + node.response_ids()[0]
-        if node.pending_logprobs:
-            score_forced_tokens(tree, node, prefix)
-        return tree.lm.next_logprobs(prefix, masks[index])
-
+        forced.append(forced_token_requests(tree, node, prefix, requests) if node.pending_logprobs else [])
+        requests.append((prefix, allowed))  # the node's own: what may follow it
     try:
-        if len(nodes) == 1:
-            answers = [ask(0)]
-        else:
-            with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-                answers = list(pool.map(ask, range(len(nodes))))
+        answers = tree.lm.next_logprobs_many(requests)
     except KeyboardInterrupt:
         tree.interrupted = True
         tree.unevaluated.extend(nodes)
         return
-    for node, next_logprobs, allowed in zip(nodes, answers, masks):
+    position = 0
+    for node, allowed, scored in zip(nodes, masks, forced):
+        for token_index, request in scored:
+            value = float(answers[request][node.tokens[token_index]])
+            node.logprobs[token_index] = value
+            node.sum_logprob += value
+        node.pending_logprobs = False
+        position += len(scored)  # the node's own request follows those of its forced tokens
         tree.token_evaluations += len(node.tokens)
-        tree.finish_evaluation(node, next_logprobs, allowed)
+        tree.finish_evaluation(node, answers[position], allowed)
+        position += 1
     tree.forward_passes += 1
 
 
-def score_forced_tokens(tree: TokenTree, node: Node, prefix: list[int]) -> None:
-    """The log-probs of the grammar-forced (not island) tokens after the node's first: one request each,
-    with the token as the only one allowed, so the server's answer always includes it. `prefix` is the
-    prompt and the whole path, the node's tokens last."""
+def forced_token_requests(tree: TokenTree, node: Node, prefix: list[int],
+                          requests: list[tuple[list[int], torch.Tensor | None]]) -> list[tuple[int, int]]:
+    """Requests for the log-probs of the grammar-forced (not island) tokens after the node's first, each
+    with the token as the only one allowed, so the server's answer always includes it; appended to
+    `requests`. `prefix` is the prompt and the whole path, the node's tokens last. Returns (the token's
+    index in the node, its request's index)."""
     start = len(prefix) - len(node.tokens)
+    scored: list[tuple[int, int]] = []
     for i in range(1, len(node.tokens)):
         if node.island[i]:
             continue
         only = torch.zeros(tree.lm.vocab_size, dtype=torch.bool)
         only[node.tokens[i]] = True
-        value = float(tree.lm.next_logprobs(prefix[: start + i], only)[node.tokens[i]])
-        node.logprobs[i] = value
-        node.sum_logprob += value
-    node.pending_logprobs = False
+        scored.append((i, len(requests)))
+        requests.append((prefix[: start + i], only))
+    return scored

@@ -49,6 +49,10 @@ class ModelBackend(Protocol):
         the tokens it did not see, but always gives at least one token that `allowed` allows."""
         ...
 
+    def next_logprobs_many(self, requests: Sequence[tuple[Sequence[int], torch.Tensor | None]]) -> list[torch.Tensor]:
+        """`next_logprobs` for several (prefix, allowed) pairs, in order; a served model runs them side by side."""
+        ...
+
 
 def require_weights(lm: ModelBackend, strategy: str, needs: str) -> None:
     """A clear error when `strategy` runs on a backend without local weights."""

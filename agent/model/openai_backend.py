@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ import torch
 
 from agent.model.backend import BackendCapabilityError, BackendError
 from agent.model.runtime import ModelLoadError, load_tokenizer, resolve_source
+from agent.model.slot_router import SlotRouter
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 # children per node; 20 leaves room for the grammar to refuse most of them before the full-vocabulary
 # request is needed.
 TOP_K = 20
+# The file a llama.cpp server started with --slot-save-path writes a slot's KV to, to copy it into
+# another slot (agent.model.slot_router): one name, overwritten by each copy, so nothing accumulates.
+FORK_FILE = "agent-fork.bin"
 
 
 @dataclass
@@ -51,6 +56,7 @@ class RequestStats:
     prompt_tokens: list[int] = field(default_factory=list)  # per request, as the server counted them
     cached_tokens: list[int] = field(default_factory=list)  # per request, where the server reports it
     seconds: float = 0.0
+    forks: int = 0  # slot KV copies (llama.cpp's server with --slot-save-path)
 
 
 def known_and_allowed(logprobs: torch.Tensor, allowed: torch.Tensor) -> bool:
@@ -79,6 +85,7 @@ class OpenAIBackend:
         self._stats_lock = threading.Lock()
         self.token_prompts: bool | None = None  # does the server take prompts as token ids? (known after one)
         self._ids_checked = False
+        self._pass_lock = threading.Lock()  # one planned pass over the server's slots at a time
 
     # -- what the decoder asks --------------------------------------------------------------------
     @property
@@ -91,24 +98,89 @@ class OpenAIBackend:
         return len(self.tokenizer)
 
     def next_logprobs(self, prefix: Sequence[int], allowed: torch.Tensor | None = None) -> torch.Tensor:
-        logprobs = self._request(prefix, self.top_k)
+        return self.next_logprobs_many([(prefix, allowed)])[0]
+
+    def next_logprobs_many(self, requests: Sequence[tuple[Sequence[int], torch.Tensor | None]]) -> list[torch.Tensor]:
+        """Several prefixes' next-token log-probs, their requests in flight together. On llama.cpp's server
+        each goes to the slot whose KV holds most of it (agent.model.slot_router); elsewhere the server
+        places them itself."""
+        router = self.slot_router
+        if router is None:
+            return self._side_by_side(lambda index: self._next_logprobs(*requests[index]), range(len(requests)))
+        with self._pass_lock:
+            plan = router.plan([prefix for prefix, _ in requests])
+            if plan.forks and not self._fork(plan.forks):
+                # The server keeps no slot files (no --slot-save-path): without copies, a plan would leave
+                # the empty slots empty, so the server places requests itself from now on (by longest prefix).
+                self.slot_router = None
+                return self.next_logprobs_many(requests)
+            answers: dict[int, torch.Tensor] = {}
+
+            def run_queue(slot: int) -> None:
+                for index in plan.queues[slot]:
+                    answers[index] = self._next_logprobs(*requests[index], slot=slot)
+
+            self._side_by_side(run_queue, list(plan.queues))
+            router.commit(plan)
+        return [answers[index] for index in range(len(requests))]
+
+    @staticmethod
+    def _side_by_side(work: Any, items: Sequence[int]) -> list[Any]:
+        if len(items) == 1:
+            return [work(items[0])]
+        with ThreadPoolExecutor(max_workers=len(items)) as pool:
+            return list(pool.map(work, items))
+
+    def _next_logprobs(self, prefix: Sequence[int], allowed: torch.Tensor | None, slot: int | None = None
+                       ) -> torch.Tensor:
+        logprobs = self._request(prefix, self.top_k, slot)
         if allowed is not None and not known_and_allowed(logprobs, allowed):
             # None of the top-k is allowed: the whole vocabulary, then the grammar's pick among it.
             with self._stats_lock:
                 self.stats.full_vocabulary_requests += 1
-            logprobs = self._request(prefix, self.vocab_size)
+            logprobs = self._request(prefix, self.vocab_size, slot)
             if not known_and_allowed(logprobs, allowed):
                 raise BackendCapabilityError(
                     f"the server at {self.base_url} gave no log-probability for any token the grammar allows "
                     "here (their texts are not whole UTF-8 characters or are special tokens)")
         return logprobs
 
+    @cached_property
+    def slot_router(self) -> SlotRouter | None:
+        """llama.cpp's own server names its slots (GET /props: total_slots) and takes `id_slot`: a router
+        for them. Other servers place requests themselves (vLLM and SGLang share prefixes across all their
+        sequences anyway)."""
+        try:
+            props = self._get("/props", root=True)
+        except BackendError:
+            return None
+        slots = props.get("total_slots")
+        return SlotRouter(slots) if isinstance(slots, int) and slots > 0 else None
+
+    def _fork(self, forks: list[tuple[int, int]]) -> bool:
+        """Copy each source slot's KV into its destination (save to FORK_FILE, restore from it); False when
+        the server refuses (started without --slot-save-path)."""
+        for source, destination in forks:
+            try:
+                self._post(f"/slots/{source}?action=save", {"filename": FORK_FILE}, root=True)
+                self._post(f"/slots/{destination}?action=restore", {"filename": FORK_FILE}, root=True)
+            except BackendError as exc:
+                if exc.status is None:
+                    raise  # the server is gone: the pass would fail anyway, say so now
+                return False
+            with self._stats_lock:
+                self.stats.forks += 1
+        return True
+
     # -- the server -------------------------------------------------------------------------------
-    def _request(self, prefix: Sequence[int], top_k: int) -> torch.Tensor:
+    def _request(self, prefix: Sequence[int], top_k: int, slot: int | None = None) -> torch.Tensor:
         # min_tokens: a server stops without a token, and so without log-probs, when it draws end-of-sequence;
         # it bans that draw but not the log-prob it reports for it (llama.cpp's and vLLM's servers).
-        answer = self._complete(prefix, {"model": self.server_model, "max_tokens": 1, "min_tokens": 1,
-                                         "temperature": 0.0, "logprobs": top_k})
+        body: dict[str, Any] = {"model": self.server_model, "max_tokens": 1, "min_tokens": 1, "temperature": 0.0,
+                                "logprobs": top_k}
+        if slot is not None:
+            body["id_slot"] = slot  # llama.cpp's server: the slot the router chose
+        answer = self._complete(prefix, body)
         try:
             named = answer["choices"][0]["logprobs"] or {}
         except (KeyError, IndexError, TypeError):
@@ -173,11 +245,17 @@ class OpenAIBackend:
             raise BackendError(f"the server at {self.base_url} serves no model (GET /models listed none)")
         return str(models[0]["id"])
 
-    def _get(self, path: str) -> dict[str, Any]:
-        return self._send(urllib.request.Request(self.base_url + path))
+    @property
+    def server_root(self) -> str:
+        """The server's own endpoints (llama.cpp's /props and /slots) live beside the OpenAI ones under /v1."""
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
+    def _get(self, path: str, *, root: bool = False) -> dict[str, Any]:
+        return self._send(urllib.request.Request((self.server_root if root else self.base_url) + path))
+
+    def _post(self, path: str, body: dict[str, Any], *, root: bool = False) -> dict[str, Any]:
+        url = (self.server_root if root else self.base_url) + path
+        request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         started = time.perf_counter()
         try:

@@ -45,6 +45,9 @@ class LoadedModel:
             logits = self.model(input_ids=torch.tensor([list(prefix)], device=self.device)).logits[0, -1]
         return torch.log_softmax(logits.float(), dim=-1)
 
+    def next_logprobs_many(self, requests: Sequence[tuple[Sequence[int], torch.Tensor | None]]) -> list[torch.Tensor]:
+        return [self.next_logprobs(prefix, allowed) for prefix, allowed in requests]
+
     def run(self, cache: Cache, **inputs: torch.Tensor) -> Any:
         """One forward pass on top of `cache` (extended in place); returns the model's output."""
         return self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True)
