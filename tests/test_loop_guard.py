@@ -34,6 +34,14 @@ LOOPS = {
     "sums set equal to sums": "98765 - 43210 = 98765 - 43210 = 98765 + 43210 = 98765 + 43210",
     "a number that does not end": ("The largest planet in the solar system is Neptune, which is approximately "
                                    "178,000,000,000,000,000,000,000,000,000,000,000,00"),
+    # lines too short for the repeat count, each said again or counted on (written for this test)
+    "a line said three times": "Lima is the capital of Peru.\n" * 3 + "Lima is the capital.",
+    "an equation said again on each line": "Here it is:\n" + "365 * 24 = 8760\n" * 3,
+    "a line counted down": "\n".join(f"500 / 5 = {n}" for n in range(100, 94, -1)),
+    "a line counted, now and then twice": "\n".join(f"7 + 7 = {n}" for n in (12, 13, 13, 14, 15, 15, 16)),
+    "an equation restated with any number": "\n".join(f"48 / {n} = 48" for n in (6, 60, 600, 3, 4, 9)),
+    "made-up results of one shape": "\n".join(f"77 * {n} = {r}"
+                                               for n, r in ((2, 154), (3, 2131), (4, 318), (5, 87), (6, 7))),
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),
 }
@@ -70,6 +78,15 @@ NORMAL = {
     "a long sum": "The total is 3 + 8 + 14 + 2 + 11 + 6 + 9 + 4 + 7 + 5 + 12 + 1 = 82 apples in all.",
     "years in prose": ("The bridge opened in 1874, was widened in 1921 and again in 1958, closed for repairs "
                        "from 1990 to 1993, and carried 41000 vehicles a day by 2015."),
+    "powers of two, a line each": "\n".join(f"2^{n} = {2 ** n}" for n in range(1, 11)),
+    "fibonacci, a line each": "\n".join(f"F({n}) = {f}" for n, f in enumerate([1, 1, 2, 3, 5, 8, 13, 21, 34], 1)),
+    "divisions rounded, a line each": "\n".join(f"{n} / 7 = {n / 7:.2f}" for n in range(10, 17)),
+    "sums checked, one of them wrong": "2 + 2 = 4\n3 + 5 = 8\n6 + 7 = 14\n9 + 9 = 18\n11 + 4 = 15",
+    "counting one number per line": "\n".join(str(n) for n in range(1, 13)),
+    "three rows of zeros": "\n".join(["| 0 | 0 | 0 | 0 |"] * 3),
+    "assignments in code": "\n".join(f"x{n} = load(\"part{n}.csv\")" for n in range(1, 8)),
+    "a countdown in words": "\n".join(f"T minus {n} seconds: {word}" for n, word in
+                                       zip(range(5, 0, -1), ["fuel", "pressure", "guidance", "engines", "go"])),
     "wide separator": ("| a | b | c | d | e | f | g | h |\n|---|---|---|---|---|---|---|---|\n"
                        "| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |"),
 }

@@ -122,15 +122,74 @@ def _runaway(line: str, line_shape: str) -> bool:
     return _equation_chain(line_shape) or _ENDLESS_NUMBER.search(line) is not None
 
 
+# Loops line by line: the same line again and again, or an equation restated with one number changed
+# ("1234 * 2 = 1234", "1234 * 3 = 1234", ...): each line too short for the repeat count and its shape
+# repeated across lines, which a list, a table or a log does too. What tells them apart: a list's lines say
+# something new (their shapes differ), a times table changes two numbers a line, a grid or a log holds no
+# equation; a restated equation changes one number and says nothing else new.
+# The same goes round with two numbers changed a line: "1234 * 4 = 244", "1234 * 5 = 445", ... has the
+# shape of a times table, but a times table holds; a run of such lines that states false sums is made up.
+SAME_LINES = 3  # the same line (of MIN_LINE_CHARS or more) this many times in a row
+COUNTED_LINES = 5  # equations in a row, each the one before again or with one number changed
+FALSE_EQUATIONS = 3  # false ones among equations of one shape, a line each, in a row
+MIN_LINE_CHARS = 8
+_NUMBERS_AND_SEPARATORS = re.compile(r"[\d\s.,;:|\-]*")  # a row of a grid or a table of numbers
+_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_SIMPLE_EQUATION = re.compile(_NUMBER + r"([-+*/x×])" + _NUMBER + r"=\s*(-?\d+(?:\.(\d+))?)\s*[.!]?\s*")
+
+
+def equation_holds(line: str) -> bool | None:
+    """For a line that is one operation and its result ("12 x 4 = 48"): is the result right, to the digits
+    it shows? None for any other line."""
+    match = _SIMPLE_EQUATION.fullmatch(line)
+    if match is None:
+        return None
+    left, operator, right, result, decimals = match.groups()
+    a, b, c = float(left), float(right), float(result)
+    if operator in "/" and b == 0:
+        return False
+    value = {"+": a + b, "-": a - b, "/": a / b if b else 0.0}.get(operator, a * b)
+    return abs(value - c) <= 0.5 * 10 ** -len(decimals or "") + 1e-9
+
+
+def _counted(line: str, before: str) -> bool:
+    """Is the equation `line` the equation `before` again, or with one number changed, and nothing else?"""
+    if "=" not in line or _SEPARATORS.search(line) or shape(line) != shape(before):
+        return False  # a statement (an equation), not a list, a table or a log line
+    changed = [a for a, b in zip(_DIGITS.findall(line), _DIGITS.findall(before)) if a != b]
+    return len(changed) <= 1
+
+
+def _line_loop(lines: list[str]) -> bool:
+    """Do the lines hold SAME_LINES equal lines in a row, COUNTED_LINES counted ones, or FALSE_EQUATIONS
+    false ones among equations of one shape in a row (see above)?"""
+    same = counted = 1
+    false = 0
+    for index, line in enumerate(lines):
+        text, before = line.strip(), lines[index - 1].strip() if index else None
+        holds = equation_holds(text)
+        if before is None or holds is None or shape(text) != shape(before):
+            false = 0  # a run of one equation shape starts again
+        false += holds is False
+        if before is not None:
+            repeat = text == before and len(text) >= MIN_LINE_CHARS and not _NUMBERS_AND_SEPARATORS.fullmatch(text)
+            same = same + 1 if repeat else 1
+            counted = counted + 1 if _counted(text, before) else 1
+        if same >= SAME_LINES or counted >= COUNTED_LINES or false >= FALSE_EQUATIONS:
+            return True
+    return False
+
+
 def ends_in_loop(text: str) -> bool:
     """True when the last WINDOW characters loop (checked as a branch grows)."""
     tail, last_line, line_shape = _tail(text)
-    return _repeated_at_end(tail, line_shape) >= LOOP_CHARS or _runaway(last_line, line_shape)
+    return _repeated_at_end(tail, line_shape) >= LOOP_CHARS or _runaway(last_line, line_shape) or \
+        _line_loop(tail.split("\n")[:-1])  # whole lines only: the last may still be growing
 
 
 def has_loop(text: str) -> bool:
     """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
-    if _any_window_loops(repeated_positions(text)):
+    if _any_window_loops(repeated_positions(text)) or _line_loop(text.split("\n")):
         return True
     for line in text.split("\n"):
         line_shape = shape(line)
@@ -154,7 +213,20 @@ def model_text(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int], isl
                tail_tokens: int | None = None) -> str:
     """The text of the tokens the model chose (islands left out: a tool result is not the model repeating
     itself); only the last `tail_tokens` of them when given."""
-    own = [t for t, island in zip(token_ids, island_mask, strict=True) if not island]
+    segments: list[list[int]] = [[]]  # the model's own runs of tokens, between islands
+    for token, island in zip(token_ids, island_mask, strict=True):
+        if island:
+            if segments[-1]:
+                segments.append([])
+        else:
+            segments[-1].append(token)
     if tail_tokens is not None:
-        own = own[-tail_tokens:]
-    return tokenizer.decode(own, skip_special_tokens=True)
+        kept: list[list[int]] = []
+        for segment in reversed(segments):
+            if tail_tokens <= 0:
+                break
+            kept.insert(0, segment[-tail_tokens:])
+            tail_tokens -= len(segment)
+        segments = kept
+    # An island ends a line: the model's text before a tool result and after it are not one line.
+    return "\n".join(tokenizer.decode(segment, skip_special_tokens=True) for segment in segments if segment)
