@@ -42,6 +42,7 @@ LOOPS = {
     "an equation restated with any number": "\n".join(f"48 / {n} = 48" for n in (6, 60, 600, 3, 4, 9)),
     "made-up results of one shape": "\n".join(f"77 * {n} = {r}"
                                                for n, r in ((2, 154), (3, 2131), (4, 318), (5, 87), (6, 7))),
+    "false equations of changing forms": "Let me check.\n12 = 12 * 2\n12 = 48\n12 * 3 = 12 * 3 = 37\n12 + 1 = 13",
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),
 }

@@ -39,6 +39,8 @@ below every normal response).
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -127,29 +129,48 @@ def _runaway(line: str, line_shape: str) -> bool:
 # repeated across lines, which a list, a table or a log does too. What tells them apart: a list's lines say
 # something new (their shapes differ), a times table changes two numbers a line, a grid or a log holds no
 # equation; a restated equation changes one number and says nothing else new.
-# The same goes round with two numbers changed a line: "1234 * 4 = 244", "1234 * 5 = 445", ... has the
-# shape of a times table, but a times table holds; a run of such lines that states false sums is made up.
+# The same goes round with two numbers changed a line ("1234 * 4 = 244", "1234 * 5 = 445", ...: the shape
+# of a times table, but a times table holds) or with its form changing ("1234 = 1234 * 2", "1234 = 7006652",
+# ...): a run of equations, a line each, that states false results is made up.
 SAME_LINES = 3  # the same line (of MIN_LINE_CHARS or more) this many times in a row
 COUNTED_LINES = 5  # equations in a row, each the one before again or with one number changed
-FALSE_EQUATIONS = 3  # false ones among equations of one shape, a line each, in a row
+FALSE_EQUATIONS = 3  # false ones among equations, a line each, in a row
 MIN_LINE_CHARS = 8
 _NUMBERS_AND_SEPARATORS = re.compile(r"[\d\s.,;:|\-]*")  # a row of a grid or a table of numbers
-_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
-_SIMPLE_EQUATION = re.compile(_NUMBER + r"([-+*/x×])" + _NUMBER + r"=\s*(-?\d+(?:\.(\d+))?)\s*[.!]?\s*")
+_ARITHMETIC = re.compile(r"[\d\s.+\-*/x×()]*\d[\d\s.+\-*/x×()]*")  # one side of an equation a line states
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def _value(node: ast.AST) -> float:
+    """The value of an arithmetic expression's tree (numbers, + - * /, signs); ValueError for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _value(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_value(node.left), _value(node.right)))
+    raise ValueError("not arithmetic")
 
 
 def equation_holds(line: str) -> bool | None:
-    """For a line that is one operation and its result ("12 x 4 = 48"): is the result right, to the digits
-    it shows? None for any other line."""
-    match = _SIMPLE_EQUATION.fullmatch(line)
-    if match is None:
+    """For a line that is nothing but arithmetic set equal ("12 x 4 = 48", "9 * 9 = 81 = 80 + 1"): does it
+    hold, to the digits its plain numbers show? None for any other line."""
+    sides = line.rstrip(" .!").split("=")
+    if len(sides) < 2 or not all(_ARITHMETIC.fullmatch(side) for side in sides):
         return None
-    left, operator, right, result, decimals = match.groups()
-    a, b, c = float(left), float(right), float(result)
-    if operator in "/" and b == 0:
-        return False
-    value = {"+": a + b, "-": a - b, "/": a / b if b else 0.0}.get(operator, a * b)
-    return abs(value - c) <= 0.5 * 10 ** -len(decimals or "") + 1e-9
+    values: list[float] = []
+    for side in sides:
+        expression = side.replace("x", "*").replace("×", "*").strip()
+        if len(expression) > 60:
+            return None  # not a line of sums; and keeps ** and huge powers out of reach
+        try:
+            values.append(_value(ast.parse(expression, mode="eval").body))
+        except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+            return None
+    shown = [len(side.strip().split(".")[1]) for side in sides if re.fullmatch(r"\s*-?\d+\.\d+\s*", side)]
+    tolerance = 0.5 * 10 ** -max(shown) if shown else 0.5  # a result is rounded to the digits it shows
+    return all(abs(value - values[-1]) <= tolerance + 1e-9 * abs(value) for value in values)
 
 
 def _counted(line: str, before: str) -> bool:
@@ -162,14 +183,14 @@ def _counted(line: str, before: str) -> bool:
 
 def _line_loop(lines: list[str]) -> bool:
     """Do the lines hold SAME_LINES equal lines in a row, COUNTED_LINES counted ones, or FALSE_EQUATIONS
-    false ones among equations of one shape in a row (see above)?"""
+    false ones among equations a line each, in a row (see above)?"""
     same = counted = 1
     false = 0
     for index, line in enumerate(lines):
         text, before = line.strip(), lines[index - 1].strip() if index else None
         holds = equation_holds(text)
-        if before is None or holds is None or shape(text) != shape(before):
-            false = 0  # a run of one equation shape starts again
+        if holds is None:
+            false = 0  # a run of equations, a line each, starts again
         false += holds is False
         if before is not None:
             repeat = text == before and len(text) >= MIN_LINE_CHARS and not _NUMBERS_AND_SEPARATORS.fullmatch(text)
