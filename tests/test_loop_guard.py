@@ -43,6 +43,7 @@ LOOPS = {
     "made-up results of one shape": "\n".join(f"77 * {n} = {r}"
                                                for n, r in ((2, 154), (3, 2131), (4, 318), (5, 87), (6, 7))),
     "false equations of changing forms": "Let me check.\n12 = 12 * 2\n12 = 48\n12 * 3 = 12 * 3 = 37\n12 + 1 = 13",
+    "sums set equal in words": "So 6120 - 2040 is 6120 - 2040 which is 6120 + 2040 which equals 6120 + 2040 which is",
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),
 }
@@ -83,6 +84,8 @@ NORMAL = {
     "fibonacci, a line each": "\n".join(f"F({n}) = {f}" for n, f in enumerate([1, 1, 2, 3, 5, 8, 13, 21, 34], 1)),
     "divisions rounded, a line each": "\n".join(f"{n} / 7 = {n / 7:.2f}" for n in range(10, 17)),
     "sums checked, one of them wrong": "2 + 2 = 4\n3 + 5 = 8\n6 + 7 = 14\n9 + 9 = 18\n11 + 4 = 15",
+    "results stated in words": ("The sum 12 + 30 is 42, the product 6 * 7 is 42 as well, and 84 / 2 is 42 too: "
+                                "three ways to 42, which is the answer."),
     "counting one number per line": "\n".join(str(n) for n in range(1, 13)),
     "three rows of zeros": "\n".join(["| 0 | 0 | 0 | 0 |"] * 3),
     "assignments in code": "\n".join(f"x{n} = load(\"part{n}.csv\")" for n in range(1, 8)),

@@ -113,7 +113,12 @@ _ENDLESS_NUMBER = re.compile(r"(,\d{3})\1{10}")
 CHAIN_CHARS = 6  # the shortest repeated block that counts ("# = # " is shorter than any equation)
 
 
+# Words that set one side equal to another, read as '=' by the chains above ("# - # is # - # which is # + #").
+_EQUALS_WORDS = re.compile(r"\s+(?:which is|which equals|that is|is equal to|equals|is)\s+")
+
+
 def _equation_chain(line_shape: str) -> bool:
+    line_shape = _EQUALS_WORDS.sub(" = ", line_shape)
     match = _EQUATION_CHAIN.search(line_shape)
     return (match is not None and len(match.group(1)) >= CHAIN_CHARS and "#" in match.group(1)) or \
         _SUMS_EQUAL.search(line_shape) is not None
