@@ -29,27 +29,26 @@ def evaluate_served(tree: TokenTree, nodes: list[Node]) -> None:
     masks = [tree.allowed_next(node) for node in nodes]  # the grammar stays on this thread
     requests: list[tuple[list[int], torch.Tensor | None]] = []
     forced: list[list[tuple[int, int]]] = []  # per node: (its token's index, the request scoring it)
+    own: list[int] = []  # per node: its own request, for what may follow it
     for node, allowed in zip(nodes, masks):
         prefix = tree.prompt_ids + node.response_ids()[0]
         forced.append(forced_token_requests(tree, node, prefix, requests) if node.pending_logprobs else [])
-        requests.append((prefix, allowed))  # the node's own: what may follow it
+        own.append(len(requests))
+        requests.append((prefix, allowed))
     try:
         answers = tree.lm.next_logprobs_many(requests)
     except KeyboardInterrupt:
         tree.interrupted = True
         tree.unevaluated.extend(nodes)
         return
-    position = 0
-    for node, allowed, scored in zip(nodes, masks, forced):
-        for token_index, request in scored:
-            value = float(answers[request][node.tokens[token_index]])
+    for node, allowed, scored, request in zip(nodes, masks, forced, own):
+        for token_index, scoring in scored:
+            value = float(answers[scoring][node.tokens[token_index]])
             node.logprobs[token_index] = value
             node.sum_logprob += value
         node.pending_logprobs = False
-        position += len(scored)  # the node's own request follows those of its forced tokens
         tree.token_evaluations += len(node.tokens)
-        tree.finish_evaluation(node, answers[position], allowed)
-        position += 1
+        tree.finish_evaluation(node, answers[request], allowed)
     tree.forward_passes += 1
 
 
