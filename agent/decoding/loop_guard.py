@@ -39,11 +39,12 @@ below every normal response).
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from agent.tooling import ToolFailure
+from agent.tools.calc import evaluate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -142,25 +143,14 @@ COUNTED_LINES = 5  # equations in a row, each the one before again or with one n
 FALSE_EQUATIONS = 3  # false ones among equations, a line each, in a row
 MIN_LINE_CHARS = 8
 _NUMBERS_AND_SEPARATORS = re.compile(r"[\d\s.,;:|\-]*")  # a row of a grid or a table of numbers
-_ARITHMETIC = re.compile(r"[\d\s.+\-*/x×()]*\d[\d\s.+\-*/x×()]*")  # one side of an equation a line states
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-
-def _value(node: ast.AST) -> float:
-    """The value of an arithmetic expression's tree (numbers, + - * /, signs); ValueError for anything else."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return float(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _value(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_value(node.left), _value(node.right)))
-    raise ValueError("not arithmetic")
+# One side of an equation a line states: numbers, + - * / (x and × for *) and parentheses; not calc's ** or //.
+_ARITHMETIC = re.compile(r"(?!.*(?:\*\*|//|x\s*x))[\d\s.+\-*/x×()]*\d[\d\s.+\-*/x×()]*")
 
 
 def equation_holds(line: str) -> bool | None:
     """For a line that is nothing but arithmetic set equal ("12 x 4 = 48", "9 * 9 = 81 = 80 + 1"): does it
-    hold, to the digits its plain numbers show? None for any other line."""
+    hold, to the digits its plain numbers show? None for any other line. Each side is evaluated by the calc
+    tool's own evaluator (a parse tree, never `eval`, with its bounds on large results)."""
     sides = line.rstrip(" .!").split("=")
     if len(sides) < 2 or not all(_ARITHMETIC.fullmatch(side) for side in sides):
         return None
@@ -168,10 +158,10 @@ def equation_holds(line: str) -> bool | None:
     for side in sides:
         expression = side.replace("x", "*").replace("×", "*").strip()
         if len(expression) > 60:
-            return None  # not a line of sums; and keeps ** and huge powers out of reach
+            return None  # not a line of sums
         try:
-            values.append(_value(ast.parse(expression, mode="eval").body))
-        except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
+            values.append(evaluate(expression))
+        except ToolFailure:  # not arithmetic after all ("3 * * 4"), division by zero, too large
             return None
     shown = [len(side.strip().split(".")[1]) for side in sides if re.fullmatch(r"\s*-?\d+\.\d+\s*", side)]
     tolerance = 0.5 * 10 ** -max(shown) if shown else 0.5  # a result is rounded to the digits it shows
@@ -215,9 +205,10 @@ def ends_in_loop(text: str) -> bool:
 
 def has_loop(text: str) -> bool:
     """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
-    if _any_window_loops(repeated_positions(text)) or _line_loop(text.split("\n")):
+    lines = text.split("\n")
+    if _any_window_loops(repeated_positions(text)) or _line_loop(lines):
         return True
-    for line in text.split("\n"):
+    for line in lines:
         line_shape = shape(line)
         if _any_window_loops(repeated_positions(line_shape, _counts_as_shape)) or _runaway(line, line_shape):
             return True
