@@ -82,9 +82,10 @@ class SlotRouter:
         written: set[int] = set()  # fork destinations: they no longer hold what they held before
         total = 0
         for index, prefix in enumerate(prefixes):
-            slot = min(range(self.slots), key=lambda s: (
-                tokens_to_evaluate(projected[s], prefix) + QUEUE_COST * len(queues.get(s, [])), self.last_used[s]))
-            cost = tokens_to_evaluate(projected[slot], prefix) + QUEUE_COST * len(queues.get(slot, []))
+            costs = [tokens_to_evaluate(projected[s], prefix) + QUEUE_COST * len(queues.get(s, []))
+                     for s in range(self.slots)]
+            slot = min(range(self.slots), key=lambda s: (costs[s], self.last_used[s]))
+            cost = costs[slot]
             if self.can_fork:
                 idle = [s for s in range(self.slots) if s not in queues and s not in written and s not in sources]
                 candidates = [s for s in range(self.slots) if before[s] is not None and s not in written]
