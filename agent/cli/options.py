@@ -19,7 +19,7 @@ from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
 from agent.config import OPTIONAL_ARGS, STRATEGIES, TOOL_FORMATS, DecodeConfig
 from agent.grammar.errors import GrammarError
 from agent.model.aliases import AliasError, resolve_alias
-from agent.model.backend import BackendError
+from agent.model.backend import GRADIENTS, BackendError, weights_needed
 from agent.paths import default_db_path
 from agent.safe_text import printable
 from agent.sessions.store import DEFAULT_TIMEOUT_S, SessionStore, StoreError
@@ -200,8 +200,7 @@ def check_backend(opts: Options, config: DecodeConfig) -> None:
     if not opts.get("base_url"):
         raise click.UsageError("--backend openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8080/v1)")
     if config.strategy == "tree+grad":
-        raise click.UsageError("strategy 'tree+grad' needs the model's weights (gradients), which a served model "
-                               "does not give; use greedy, sample, beam, best-of-n, tree or mcmc with --backend openai")
+        raise click.UsageError(weights_needed("tree+grad", GRADIENTS))
 
 
 def load_registry(opts: Options) -> ToolRegistry | None:

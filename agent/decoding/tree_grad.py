@@ -13,7 +13,7 @@ from agent.decoding.progress import ProgressSink, SearchProgress
 from agent.decoding.refine import refine_result
 from agent.decoding.results import SearchResult, mark_interrupted
 from agent.decoding.tree import tree_search
-from agent.model.backend import ModelBackend, require_weights
+from agent.model.backend import GRADIENTS, ModelBackend, require_weights
 
 
 def tree_then_refine(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
@@ -24,7 +24,7 @@ def tree_then_refine(lm: ModelBackend, prompt_ids: list[int], config: DecodeConf
 
     A time limit (config.time_limit) covers both: refinement stops where the time is up, with what it has.
     """
-    require_weights(lm, "tree+grad", "the model's weights (gradients through its embeddings)")
+    require_weights(lm, "tree+grad", GRADIENTS)
     deadline, started = Deadline(config.time_limit), time.perf_counter()
     result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
                          on_progress=on_progress)

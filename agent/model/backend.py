@@ -54,9 +54,17 @@ class ModelBackend(Protocol):
         ...
 
 
+# What gradient refinement needs of a model (agent.decoding.tree_grad; the CLI refuses it before loading).
+GRADIENTS = "the model's weights (gradients through its embeddings)"
+
+
+def weights_needed(strategy: str, needs: str) -> str:
+    """The message for `strategy` asked of a backend without local weights."""
+    return (f"strategy {strategy!r} needs {needs}, which a model behind a server does not give; "
+            "use greedy, sample, beam, best-of-n, tree or mcmc with --backend openai, or run the model locally")
+
+
 def require_weights(lm: ModelBackend, strategy: str, needs: str) -> None:
     """A clear error when `strategy` runs on a backend without local weights."""
     if not lm.holds_weights:
-        raise BackendCapabilityError(
-            f"strategy {strategy!r} needs {needs}, which a model behind a server does not give; "
-            "use greedy, sample, beam, best-of-n, tree or mcmc with --backend openai, or run the model locally")
+        raise BackendCapabilityError(weights_needed(strategy, needs))
