@@ -28,6 +28,7 @@ from agent.grammar.finishing import FINISH_WINDOW, ISLAND_OPEN, FinishSteering, 
 from agent.grammar.free_text import LINE_STARTS, drop_crossers, find_call_opening, free_text_state
 from agent.grammar.islands import DEFAULT_RESULT_LIMIT
 from agent.grammar.protocol import ProtocolError, TurnGrammar, build_turn_grammar
+from agent.grammar.token_split import mask_split_forced
 from agent.grammar.tokenizer import BoundedCache, TokenizerInfo, tokenizer_info
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
@@ -150,6 +151,8 @@ class GrammarConstraint:
             if not words.any():  # never leave the sampler nothing
                 words = self._mask_words if self._in_call else self.free_text_mask()
         mask = np.unpackbits(words.view(np.uint8), bitorder="little")[: info.width].view(np.bool_)
+        if shared.turn is None or self._in_call:
+            mask = mask_split_forced(info, self._matcher, mask)
         if (self._tokens_left is not None and self._tokens_left <= FINISH_WINDOW
                 and not self._matcher.is_accepting()
                 and (shared.turn is None or self._in_call)):  # free text can always end where it is

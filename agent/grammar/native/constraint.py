@@ -26,6 +26,7 @@ from agent.decoding.constraint import Step
 from agent.grammar.errors import GrammarError
 from agent.grammar.finishing import FINISH_WINDOW, FinishSteering
 from agent.grammar.native.format import NativeCallError, NativeFormat
+from agent.grammar.token_split import mask_split_forced
 from agent.grammar.tokenizer import TokenizerInfo
 from agent.tooling.records import PendingCall, ToolCallRecord
 from agent.tooling.registry import ToolRegistry
@@ -145,6 +146,8 @@ class NativeConstraint:
         if seg.matcher.is_error():
             raise GrammarError(f"grammar engine error: {seg.matcher.get_error().strip().splitlines()[0]}")
         mask = np.unpackbits(words.view(np.uint8), bitorder="little")[: info.width].view(np.bool_)
+        if seg.in_call:
+            mask = mask_split_forced(info, seg.matcher, mask)
         if (seg.in_call and self._tokens_left is not None and self._tokens_left <= FINISH_WINDOW
                 and not seg.matcher.is_accepting()):
             mask = shared.finishing.steer(seg.matcher, mask, self._tokens_left)
