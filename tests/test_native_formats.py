@@ -155,8 +155,10 @@ SETUPS = {
 FORMAT_NAMES = tuple(SETUPS)
 
 
-def build_tokenizer(fmt: str) -> PreTrainedTokenizerFast:
-    template, specials, plain, eos, bos = SETUPS[fmt]
+def build_tokenizer(fmt: str, template: str | None = None) -> PreTrainedTokenizerFast:
+    """The tiny tokenizer with this format's special tokens and template (or `template` instead)."""
+    own_template, specials, plain, eos, bos = SETUPS[fmt]
+    template = template or own_template
     tok = train_tokenizer()
     tok.add_tokens(specials, special_tokens=True)
     tok.add_tokens(plain)
@@ -167,9 +169,9 @@ def build_tokenizer(fmt: str) -> PreTrainedTokenizerFast:
     return tok
 
 
-def build_lm(fmt: str, seed: int = 0) -> LoadedModel:
-    """A tiny random Llama under this format's tokenizer and template."""
-    tok = build_tokenizer(fmt)
+def build_lm(fmt: str, seed: int = 0, template: str | None = None) -> LoadedModel:
+    """A tiny random Llama under this format's tokenizer and template (or `template` instead)."""
+    tok = build_tokenizer(fmt, template)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from agent.grammar.constraint import make_constraint
 from agent.grammar.native import (
+    FORMATS,
     PROTOCOL,
     make_native_constraint,
     native_format,
     native_system_prompt,
     resolve_tool_format,
 )
+from agent.grammar.native.prompt import tool_listing
+from agent.grammar.native.template import template_shows_tools
 from agent.grammar.system_prompt import build_system_prompt, worked_examples
 from agent.tooling.json_schema import tool_schemas
 
@@ -37,6 +40,8 @@ class ToolFormat:
 
     name: str  # "protocol" or a native format's name
     tools: list[dict[str, Any]] | None  # the JSON schemas the chat template shows (native); None for the protocol
+    # The JSON schemas the system prompt lists: a native format whose chat template ignores `tools`.
+    listed_tools: list[dict[str, Any]] | None = None
 
     @property
     def native(self) -> bool:
@@ -50,7 +55,11 @@ def resolve(lm: LoadedModel, registry: ToolRegistry | None, requested: str) -> T
     if registry is None:
         return ToolFormat(PROTOCOL, None)
     name = resolve_tool_format(lm.tokenizer, requested)
-    return ToolFormat(name, tool_schemas(registry) if name != PROTOCOL else None)
+    if name == PROTOCOL:
+        return ToolFormat(PROTOCOL, None)
+    if template_shows_tools(lm.tokenizer):
+        return ToolFormat(name, tool_schemas(registry))
+    return ToolFormat(name, None, listed_tools=tool_schemas(registry))
 
 
 def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool, extra: str | None = None) -> str:
@@ -61,7 +70,8 @@ def system_prompt(fmt: ToolFormat, registry: ToolRegistry | None, examples: bool
     if registry is None:
         return extra or ""
     if fmt.native:
-        return native_system_prompt(extra)
+        listing = tool_listing(fmt.listed_tools, FORMATS[fmt.name].call_form) if fmt.listed_tools else None
+        return native_system_prompt(extra, listing)
     specs = list(registry)
     return build_system_prompt(specs, extra=extra, examples=worked_examples(specs) if examples else None)
 

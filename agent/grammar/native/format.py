@@ -59,6 +59,9 @@ class FormatSpec(ABC):
     # message, the opener optional (Llama 3: `{"name": ...}` or `<|python_tag|>{"name": ...}`).
     after_text: bool = True
     json_content: bool = False  # the result is always written as a JSON string (Mistral's `"content": "..."`)
+    # A call with placeholders, for the system prompt when the chat template does not show the tools
+    # (agent.grammar.native.prompt): the form the model must write.
+    call_form: str = ""
     published_json: bool = False  # the published form writes it as a JSON string
 
     @abstractmethod

@@ -25,6 +25,7 @@ class Hermes(FormatSpec):
     markers = (OPEN,)
     opener = OPEN
     args_key = "arguments"
+    call_form = '<tool_call>\n{"name": <tool name>, "arguments": <arguments as a JSON object>}\n</tool_call>'
     call_end = CLOSE
 
     def call_rest(self, lit: Callable[[str], str], tools: str) -> str:

@@ -23,6 +23,7 @@ class Llama3(FormatSpec):
     markers = (PYTHON_TAG, "ipython")
     opener = PYTHON_TAG
     args_key = "parameters"
+    call_form = '{"name": <tool name>, "parameters": <arguments as a JSON object>}'
     call_end = "}}"  # the arguments object closes, then the call object
     after_text = False
     published_json = True

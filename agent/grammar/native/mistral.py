@@ -23,6 +23,7 @@ class Mistral(FormatSpec):
     markers = (TOOL_CALLS,)
     opener = TOOL_CALLS
     args_key = "arguments"
+    call_form = '[TOOL_CALLS][{"name": <tool name>, "arguments": <arguments as a JSON object>}]'
     call_end = "]"  # the list of calls closes
     json_content = True
     published_json = True

@@ -73,3 +73,18 @@ def published_island(spec: FormatSpec, tokenizer: PreTrainedTokenizerBase) -> Is
 def island_form(spec: FormatSpec, tokenizer: PreTrainedTokenizerBase) -> IslandForm:
     """From the template when it can render a tool result, else the published form."""
     return derive_island(spec, tokenizer) or published_island(spec, tokenizer)
+
+
+def template_shows_tools(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Does the chat template render the `tools` it is given? Many chat-tuned models were trained on
+    tool calls but ship a template without them (SmolLM2: ChatML that ignores `tools`); then the
+    system prompt must list the tools (agent.grammar.native.prompt)."""
+    if not tokenizer.chat_template:
+        return False
+    messages = [{"role": "user", "content": "probe question"}]
+    try:
+        with_tools = tokenizer.apply_chat_template(messages, tools=_probe_tools(), tokenize=False)
+        without = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:  # jinja errors and templates' own raise_exception: it cannot show them
+        return False
+    return with_tools != without
