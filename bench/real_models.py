@@ -79,6 +79,30 @@ class Outcome:
     call_list: list[dict[str, Any]]
 
 
+def read_prompts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cases, the knowledge base's documents) of bench/real_model_prompts.jsonl."""
+    lines = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
+    docs = next(line["docs"] for line in lines if line["kind"] == "kb_docs")
+    return [line for line in lines if line["kind"] != "kb_docs"], docs
+
+
+def use_kb(docs: list[dict[str, Any]]) -> Path:
+    """A knowledge base of these documents in a temp dir, made the one the search and load tools read."""
+    from agent.tools.kb import Doc, create_kb
+
+    kb = Path(tempfile.mkdtemp(prefix="bench-kb-")) / "kb.sqlite"
+    create_kb(kb, [Doc(d["id"], d["title"], d["text"]) for d in docs])
+    os.environ["AGENT_KB"] = str(kb)  # the search and load tools read it (in their worker processes too)
+    return kb
+
+
+def answered_right(case: dict[str, Any], tail: str) -> bool:
+    """The expected value (arithmetic) or fact (knowledge base) in the text after the last tool result."""
+    if case["kind"] == "arith":
+        return any(form in tail for form in answer_forms(case["value"]))
+    return case["answer"].lower() in tail.lower()
+
+
 def evaluate_expr(expr: str) -> float | None:
     """The value of a calc expression, judged by the shell's own calculator; None if it does not evaluate."""
     from agent.tools.calc import evaluate
@@ -130,14 +154,14 @@ def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
         right_tool = first is not None and first.tool == "calc"
         value = evaluate_expr(str(first.args.get("expr", ""))) if right_tool else None
         right_args = value is not None and math.isclose(value, case["value"], rel_tol=1e-9, abs_tol=1e-9)
-        right_answer = any(form in tail for form in answer_forms(case["value"]))
+        right_answer = answered_right(case, tail)
     elif case["kind"] == "kb":
         right_tool = first is not None and first.tool in ("search", "load")
         if right_tool and first.tool == "search":
             right_args = case["term"] in str(first.args.get("query", "")).lower()
         elif right_tool:  # LOAD(id) is right when the document it fetched holds the answer
             right_args = case["answer"].lower() in str(first.result or "").lower()
-        right_answer = case["answer"].lower() in tail.lower()
+        right_answer = answered_right(case, tail)
     call_list = [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls]
     return Outcome(case["id"], case["kind"], bool(case.get("held_out")), len(calls), malformed, exec_errors,
                    right_tool, right_args, right_answer, result.seconds, result.forward_passes,
@@ -222,21 +246,16 @@ def main() -> None:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = greedy_first(strategies, args.time_ratio)
     choices = [c.strip() for c in args.tool_choices.split(",") if c.strip()]
-    lines = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
-    docs = next(line["docs"] for line in lines if line["kind"] == "kb_docs")
-    cases = [line for line in lines if line["kind"] != "kb_docs"]
+    cases, docs = read_prompts()
     if args.limit:  # the first N of each kind, so a trial still sees every kind
         cases = [c for kind in ("arith", "kb", "chat") for c in [c for c in cases if c["kind"] == kind][: args.limit]]
 
     from agent.config import DecodeConfig  # the model stack loads after the arguments are known good
     from agent.model.runtime import load_model
     from agent.tooling.registry import default_registry
-    from agent.tools.kb import Doc, create_kb
     from agent.turn import ChatSession
 
-    kb = Path(tempfile.mkdtemp(prefix="bench-kb-")) / "kb.sqlite"
-    create_kb(kb, [Doc(d["id"], d["title"], d["text"]) for d in docs])
-    os.environ["AGENT_KB"] = str(kb)  # the search and load tools read it (in their worker processes too)
+    use_kb(docs)
     model = args.model or default_model()
     started = time.perf_counter()
     lm = load_model(model)
