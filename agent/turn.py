@@ -352,7 +352,7 @@ class ChatSession:
             found = search_response(self.lm, prompt_ids, config, make_constraint=make_branch_constraint,
                                     should_stop=should_stop,
                                     on_token=on_token if strategy.streams_tokens else None,
-                                    prefix_cache=self.prefix_cache if strategy.streams_tokens else None,
+                                    prefix_cache=self.prefix_cache,
                                     on_progress=on_progress)
         except KeyboardInterrupt:
             if strategy.streams_tokens:
@@ -360,7 +360,6 @@ class ChatSession:
             return TurnResult(response="", tool_calls=[], finish_reason="interrupted", new_tokens=0,
                               seconds=0.0, forward_passes=0)
         if not strategy.streams_tokens:
-            self.prefix_cache.reset()  # the search managed its own caches
             if on_token is not None and found.text:
                 on_token(found.text)
         return TurnResult(

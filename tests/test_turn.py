@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from agent.config import DecodeConfig
 from agent.model.chat_format import PLAIN_STOP, render_prompt
@@ -23,6 +26,26 @@ def test_second_turn_reuses_the_first_turns_cache(tiny_lm) -> None:
     fresh = ChatSession(tiny_lm, None, DecodeConfig(max_new_tokens=10))
     fresh.messages = session.messages[:2]
     assert fresh.ask("and again").response == second.response
+
+
+@pytest.mark.parametrize("strategy", ["tree", "beam", "best-of-n", "mcmc"])
+def test_a_search_runs_its_prompt_on_the_last_turns_cache_and_leaves_its_own(tiny_lm, strategy: str) -> None:
+    config = DecodeConfig(max_new_tokens=8)
+    session = ChatSession(tiny_lm, None, config)
+    first = session.ask("hello")
+    session.set_config(replace(config, strategy=strategy, budget=24))
+    second = session.ask("and again")
+    # the first turn's prompt and answer came from the cache rather than being recomputed
+    assert second.reused_prompt_tokens >= first.prompt_tokens + first.new_tokens - 1
+    assert second.prompt_tokens > second.reused_prompt_tokens
+    fresh = ChatSession(tiny_lm, None, replace(config, strategy=strategy, budget=24))
+    fresh.messages = session.messages[:2]
+    alone = fresh.ask("and again")
+    assert alone.reused_prompt_tokens == 0
+    assert alone.response == second.response  # the same search, the same answer
+    session.set_config(config)
+    third = session.ask("once more")  # greedy again, on the prompt the search left in the cache
+    assert third.reused_prompt_tokens >= second.prompt_tokens
 
 
 def test_model_without_chat_template_uses_the_plain_template(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
@@ -29,10 +30,11 @@ def beam_search(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_progress: ProgressSink | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> SearchResult:
     """Beam search of width config.beam_width within config.search_budget forward passes."""
     width = max(1, config.beam_width)
-    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress)
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress, prefix_cache)
     beams: list[Node] = [tree.root]
     finished: list[Node] = []
     try:

@@ -14,6 +14,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.sampling import choose_token
@@ -32,11 +33,12 @@ def best_of_n(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_progress: ProgressSink | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> SearchResult:
     """config.num_samples samples in lockstep within config.search_budget forward passes, ranked."""
     count = max(1, config.num_samples)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress)
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress, prefix_cache)
     live: list[Node] = [tree.root] * count
     finished: list[Node] = []
     try:

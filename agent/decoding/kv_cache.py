@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import torch
 from transformers import DynamicCache
 
 if TYPE_CHECKING:
     from agent.decoding.token_tree import Node
+    from agent.model.runtime import LoadedModel
 
 
 def crop_cache(cache: DynamicCache, keep: int) -> None:
@@ -56,6 +58,20 @@ class PrefixCache:
     def keep(self, token_ids: list[int], cache: DynamicCache) -> None:
         self.token_ids = list(token_ids)
         self.cache = cache
+
+
+def run_prompt(lm: LoadedModel, prompt_ids: list[int], prefix_cache: PrefixCache | None
+               ) -> tuple[DynamicCache, torch.Tensor, int]:
+    """The prompt run on top of what `prefix_cache` holds (only the rest is evaluated): its KV, the logits at
+    its last position, and how many of its tokens the cache held. Its KV is left in `prefix_cache` for the
+    next turn, whose prompt starts with this one (a run that raised leaves nothing there)."""
+    cache, reused = prefix_cache.take(prompt_ids) if prefix_cache is not None else (DynamicCache(), 0)
+    ids = torch.tensor([prompt_ids[reused:]], dtype=torch.long, device=lm.device)
+    with torch.inference_mode():
+        logits = lm.run(cache, input_ids=ids).logits[0, -1]
+    if prefix_cache is not None:
+        prefix_cache.keep(prompt_ids, cache)
+    return cache, logits, reused
 
 
 def tensor_bytes(node: Node) -> int:

@@ -33,6 +33,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.token_tree import Node, TokenTree
@@ -222,7 +223,8 @@ def walk(tree: TokenTree, token_ids: list[int], island_mask: list[bool], ended_w
 def mcmc_search(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                 make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                on_progress: ProgressSink | None = None) -> SearchResult:
+                on_progress: ProgressSink | None = None,
+                prefix_cache: PrefixCache | None = None) -> SearchResult:
     """Strategy `mcmc`: one chain from the greedy path, proposals at temperature 1/alpha, within the budget
     (forward passes, and config.time_limit when set).
 
@@ -230,7 +232,7 @@ def mcmc_search(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *
     state it passed (that would be a search, and alpha would no longer say what is sampled).
     """
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress)
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress, prefix_cache)
     budget = config.search_budget
     sampler = SuffixSampler(tree, config.alpha, 1.0 / config.alpha, generator, budget, should_stop)
     current: Node | None = None

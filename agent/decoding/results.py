@@ -119,7 +119,7 @@ class SearchResult:
     strategy: str = ""
     token_evaluations: int = 0  # response tokens run through the model (batch rows included)
     kv_peak_bytes: int = 0  # the most the token tree held (KV, log-probs, masks): within config.kv_budget_bytes
-    # Single-pass strategies only (the decode loop's PrefixCache); searches leave them 0.
+    # The prompt, and how much of it the session's PrefixCache held (always 0 over a server: its KV is its own).
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
 

@@ -2,8 +2,9 @@
 
 Every strategy takes a prompt and returns a SearchResult whose candidates are ranked best first by
 the one shared score (agent.decoding.scoring). Two attributes tell the turn how to drive one:
-`streams_tokens` (text goes to on_token as it is decoded, and the session's PrefixCache is used)
-and `explores_branches` (several branches: side-effect calls wait until one is chosen).
+`streams_tokens` (text goes to on_token as it is decoded) and `explores_branches` (several branches:
+side-effect calls wait until one is chosen). Every strategy runs its prompt on top of the session's
+PrefixCache (the KV of the last turn) and leaves its prompt's KV there for the next turn.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from agent.model.backend import ModelBackend
 
 class Strategy(Protocol):
     name: str
-    streams_tokens: bool  # pieces of text go to on_token as they are decoded; uses the prefix cache
+    streams_tokens: bool  # pieces of text go to on_token as they are decoded
     explores_branches: bool  # several branches: side-effect calls are deferred to the chosen one
 
     def run(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
@@ -44,7 +45,8 @@ class Search(Protocol):
     def __call__(self, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                  make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                  should_stop: Callable[[], bool] | None = None,
-                 on_progress: ProgressSink | None = None) -> SearchResult: ...
+                 on_progress: ProgressSink | None = None,
+                 prefix_cache: PrefixCache | None = None) -> SearchResult: ...
 
 
 class BranchingSearch:
@@ -62,7 +64,7 @@ class BranchingSearch:
             should_stop: Callable[[], bool] | None = None, on_token: Callable[[str], None] | None = None,
             prefix_cache: PrefixCache | None = None, on_progress: ProgressSink | None = None) -> SearchResult:
         return self.search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
-                           on_progress=on_progress)
+                           on_progress=on_progress, prefix_cache=prefix_cache)
 
 
 STRATEGY_REGISTRY: dict[str, Strategy] = {

@@ -21,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
-from agent.decoding.kv_cache import TreeMemory
+from agent.decoding.kv_cache import PrefixCache, TreeMemory, run_prompt
 from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
 from agent.decoding.path_kv import PathKV
@@ -128,17 +127,20 @@ class TokenTree:
         self.unevaluated: list[Node] = []  # the nodes of the pass Ctrl-C cut short
         self.progress: ProgressReporter | None = None  # where the live status goes (TokenTree.open)
         self.path_kv = PathKV([])  # the paths' KV for each pass, from the prompt's once start() ran it
+        self.reused_prompt_tokens = 0  # prompt tokens whose KV came from the session's prefix cache
 
     @classmethod
     def open(cls, lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig,
              make_constraint: Callable[[], ResponseConstraint | None] | None,
-             on_progress: ProgressSink | None = None) -> TokenTree:
+             on_progress: ProgressSink | None = None, prefix_cache: PrefixCache | None = None) -> TokenTree:
         """A strategy's set-up: a fresh constraint at the root, the prompt run once, the clock started;
-        `on_progress` then hears how the search stands each time it checks whether to stop."""
+        `on_progress` then hears how the search stands each time it checks whether to stop. With the
+        session's `prefix_cache` the prompt runs on top of what the last turn left there (the history),
+        and the prompt's KV is left there for the next turn."""
         constraint = make_constraint() if make_constraint is not None else None
         tree = cls(lm, prompt_ids, config, constraint)
         tree.progress = ProgressReporter(on_progress) if on_progress is not None else None
-        tree.start()
+        tree.start(prefix_cache)
         return tree
 
     def spent(self) -> bool:
@@ -154,24 +156,21 @@ class TokenTree:
         return self.interrupted
 
     # -- model -----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Run the prompt once; its KV is the root of every path."""
+    def start(self, prefix_cache: PrefixCache | None = None) -> None:
+        """Run the prompt once (only what `prefix_cache` does not hold); its KV is the root of every path."""
         if not self.lm.holds_weights:
             self.token_bytes = 0  # a served model: the KV is the server's
             evaluate_served(self, [self.root])
             return
-        cache = DynamicCache()
-        ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
         try:
-            with torch.inference_mode():
-                out = self.lm.run(cache, input_ids=ids)
+            cache, logits, self.reused_prompt_tokens = run_prompt(self.lm, self.prompt_ids, prefix_cache)
         except KeyboardInterrupt:
             self.interrupted = True  # nothing to grow from: the strategy's loop never starts
             return
         self.forward_passes += 1
-        self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+        self.root.kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]  # read, never written
         self.path_kv = PathKV(self.root.kv)
-        self.finish_evaluation(self.root, out.logits[0, -1].float().log_softmax(-1), self.allowed_next(self.root))
+        self.finish_evaluation(self.root, logits.float().log_softmax(-1), self.allowed_next(self.root))
         self.token_bytes = sum(k.nbytes + v.nbytes for k, v in self.root.kv) // len(self.prompt_ids)
 
     def evaluate(self, nodes: list[Node]) -> None:
@@ -391,7 +390,8 @@ class TokenTree:
                 candidate.finish_reason = "interrupted"
         return SearchResult(best=ranked[0], candidates=ranked, forward_passes=self.forward_passes, tree=self.root,
                             kv_reuse_ratio=self.kv_reuse_ratio, seconds=time.perf_counter() - self.started,
-                            strategy=strategy, token_evaluations=self.token_evaluations, kv_peak_bytes=self.memory.peak)
+                            strategy=strategy, token_evaluations=self.token_evaluations, kv_peak_bytes=self.memory.peak,
+                            prompt_tokens=len(self.prompt_ids), reused_prompt_tokens=self.reused_prompt_tokens)
 
     @property
     def kv_reuse_ratio(self) -> float:

@@ -37,6 +37,7 @@ import torch
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.results import SearchResult
 from agent.decoding.sampling import processed_logits
@@ -108,13 +109,14 @@ def tree_search(
     make_constraint: Callable[[], ResponseConstraint | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_progress: ProgressSink | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> SearchResult:
     """Backtracking best-first search within config.search_budget forward passes; best top_candidates back."""
     budget = config.search_budget
     width = max(1, config.beam_width)
     keep = max(1, config.top_candidates)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress)
+    tree = TokenTree.open(lm, prompt_ids, config, make_constraint, on_progress, prefix_cache)
     complete: list[Node] = []
     passed_over: list[Alternative] = []
     order = itertools.count()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.limits import Deadline
 from agent.decoding.progress import ProgressSink, SearchProgress
 from agent.decoding.refine import refine_result
@@ -19,7 +20,8 @@ from agent.model.backend import GRADIENTS, ModelBackend, require_weights
 def tree_then_refine(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, *,
                      make_constraint: Callable[[], ResponseConstraint | None] | None = None,
                      should_stop: Callable[[], bool] | None = None,
-                     on_progress: ProgressSink | None = None) -> SearchResult:
+                     on_progress: ProgressSink | None = None,
+                     prefix_cache: PrefixCache | None = None) -> SearchResult:
     """Strategy `tree+grad`: the tree search, then gradient refinement of its best candidates.
 
     A time limit (config.time_limit) covers both: refinement stops where the time is up, with what it has.
@@ -27,7 +29,7 @@ def tree_then_refine(lm: ModelBackend, prompt_ids: list[int], config: DecodeConf
     require_weights(lm, "tree+grad", GRADIENTS)
     deadline, started = Deadline(config.time_limit), time.perf_counter()
     result = tree_search(lm, prompt_ids, config, make_constraint=make_constraint, should_stop=should_stop,
-                         on_progress=on_progress)
+                         on_progress=on_progress, prefix_cache=prefix_cache)
     if result.best.finish_reason == "interrupted":
         return result
 
