@@ -12,7 +12,9 @@ The arithmetic prompts of bench/real_model_prompts.jsonl (--held-out: its held-o
 prompts, never used while tuning), `--tool-choice required`, one fresh session per prompt, the two backends
 side by side on each prompt:
   - greedy: seconds per answer and model tokens per second;
-  - tree at the same budget of forward passes: seconds per answer (a served pass is one request per node);
+  - tree at the same budget of forward passes: seconds per answer (a served pass is one request per node),
+    each side starting with the prompt's KV where greedy left it (the server's slots, the local prefix cache:
+    as from a REPL session's second turn on, where the system prompt is cached on both sides);
   - the server's prefix cache: the share of prompt tokens its KV held already, over every request after
     the first of each search (from the server's own log);
   - right answers (the product appears after the calc island) on both, as a check that both work.
@@ -38,13 +40,17 @@ from real_models import after_islands, answered_right, default_model, read_promp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def ask(lm: Any, prompt: str, strategy: str, budget: int, max_new_tokens: int) -> Any:
+def ask(lm: Any, prompt: str, strategy: str, budget: int, max_new_tokens: int, cache: Any = None) -> Any:
+    """One answer in a fresh session; with `cache` (a PrefixCache an earlier answer to the same prompt left)
+    the local runtime starts from the prompt's KV, as the server starts from what its slots hold."""
     from agent.config import DecodeConfig
     from agent.tooling.registry import default_registry
     from agent.turn import ChatSession
 
     config = DecodeConfig(strategy=strategy, tool_choice="required", budget=budget, max_new_tokens=max_new_tokens)
     session = ChatSession(lm, default_registry(), config, confirm=lambda call: False)
+    if cache is not None:
+        session.prefix_cache = cache
     return session.ask(prompt)
 
 
@@ -78,6 +84,7 @@ def main() -> None:
         cases = [case for case in cases if case["kind"] == "arith"][: args.limit]
     use_kb(docs)  # the knowledge-base prompts search it
 
+    from agent.decoding.kv_cache import PrefixCache
     from agent.model.openai_backend import load_served
     from agent.model.runtime import load_model
 
@@ -94,12 +101,14 @@ def main() -> None:
             for case in tqdm(cases, desc="prompts", file=sys.stderr):
                 row: dict[str, Any] = {"id": case["id"]}
                 for name, lm in (("local", local), ("served", served)):
-                    greedy = ask(lm, case["prompt"], "greedy", args.budget, args.max_new_tokens)
+                    # the tree starts where greedy left the prompt: in the server's slots, in the local cache
+                    cache = PrefixCache()
+                    greedy = ask(lm, case["prompt"], "greedy", args.budget, args.max_new_tokens, cache)
                     before_requests = len(served.stats.prompt_tokens)
                     before_cached = len(served.stats.cached_tokens)
                     before_logged = len(server.cache_reuse())
                     before_forks = served.stats.forks
-                    tree = ask(lm, case["prompt"], "tree", args.budget, args.max_new_tokens)
+                    tree = ask(lm, case["prompt"], "tree", args.budget, args.max_new_tokens, cache)
                     row[name] = {"greedy_s": greedy.seconds, "greedy_tokens": greedy.new_tokens,
                                  "greedy_right": right(case, greedy), "tree_s": tree.seconds,
                                  "tree_right": right(case, tree), "tree_passes": tree.forward_passes}
