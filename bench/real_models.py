@@ -154,13 +154,13 @@ def judge(case: dict[str, Any], result: Any, registry: Any) -> Outcome:
         right_tool = first is not None and first.tool == "calc"
         value = evaluate_expr(str(first.args.get("expr", ""))) if right_tool else None
         right_args = value is not None and math.isclose(value, case["value"], rel_tol=1e-9, abs_tol=1e-9)
-        right_answer = answered_right(case, tail)
     elif case["kind"] == "kb":
         right_tool = first is not None and first.tool in ("search", "load")
         if right_tool and first.tool == "search":
             right_args = case["term"] in str(first.args.get("query", "")).lower()
         elif right_tool:  # LOAD(id) is right when the document it fetched holds the answer
             right_args = case["answer"].lower() in str(first.result or "").lower()
+    if case["kind"] in TOOL_KINDS:
         right_answer = answered_right(case, tail)
     call_list = [{"tool": c.tool, "args": c.args, "error": c.error} for c in calls]
     return Outcome(case["id"], case["kind"], bool(case.get("held_out")), len(calls), malformed, exec_errors,
@@ -267,9 +267,8 @@ def main() -> None:
     outcomes: dict[tuple[str, str], list[Outcome]] = {cond: [] for cond in conditions}
     greedy_seconds: dict[tuple[str, str], float] = {}
     for choice, strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        config = search_config(DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens,
-                                                 tool_format=args.tool_format), strategy,
-                               args.budget, greedy_seconds.get((choice, case["id"])), args.time_ratio)
+        base = DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens, tool_format=args.tool_format)
+        config = search_config(base, strategy, args.budget, greedy_seconds.get((choice, case["id"])), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
         outcome = judge(case, session.ask(case["prompt"]), registry)
         outcomes[(choice, strategy)].append(outcome)
@@ -287,9 +286,8 @@ def main() -> None:
     import transformers
 
     print(f"\n{Path(model).name}; tool format {args.tool_format}; budget {args.budget} forward passes for search, "
-          f"at most {args.max_new_tokens} "
-          f"new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}")
+          f"at most {args.max_new_tokens} new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}")
     print_table(f"All prompts ({len(cases)}; `required` skips the small talk):", rows)
     print_table("Held-out prompts only:", held)
     equal: dict[str, list[dict[str, Any]]] = {}

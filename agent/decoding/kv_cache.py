@@ -1,5 +1,5 @@
-"""KV memory: cropping a cache across transformers versions, the per-session prefix cache, and the
-token tree's memory budget (TreeMemory)."""
+"""KV memory: cropping a cache across transformers versions, the per-session prefix cache (and running a
+search's prompt on it: run_prompt), and the token tree's memory budget (TreeMemory)."""
 
 from __future__ import annotations
 
