@@ -18,6 +18,10 @@ TOOL_FORMATS = ("auto", "protocol", "hermes", "llama3", "mistral")
 # Whether a call may carry a tool's optional arguments: `allow` (the model decides) or `omit` (only the
 # required ones; the tool's defaults apply). Small models fill optional arguments with invented values.
 OPTIONAL_ARGS = ("allow", "omit")
+# Which tool a required call uses: `model` (the model's first tokens decide, under the grammar), `channel`
+# (the question decides too: agent.decoding.tool_router) or `auto` (channel for a local model on our
+# protocol that was not trained on it, model otherwise).
+TOOL_ROUTERS = ("auto", "model", "channel")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class DecodeConfig:
     tool_choice: str = "auto"  # one of TOOL_CHOICES, or a tool's name
     tool_format: str = "auto"  # one of TOOL_FORMATS (a turn stores the format it resolved to)
     optional_args: str = "allow"  # one of OPTIONAL_ARGS
+    tool_router: str = "auto"  # one of TOOL_ROUTERS (only `--tool-choice required` is routed)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +94,8 @@ class DecodeConfig:
             raise ValueError(f"unknown tool_format {self.tool_format!r}; choose one of {', '.join(TOOL_FORMATS)}")
         if self.optional_args not in OPTIONAL_ARGS:
             raise ValueError(f"optional_args must be one of {', '.join(OPTIONAL_ARGS)}, not {self.optional_args!r}")
+        if self.tool_router not in TOOL_ROUTERS:
+            raise ValueError(f"tool_router must be one of {', '.join(TOOL_ROUTERS)}, not {self.tool_router!r}")
 
     @property
     def search_budget(self) -> int:

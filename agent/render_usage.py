@@ -19,7 +19,7 @@ from agent.render import one_line, plain, summary_line
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from agent.turn import TurnResult
+    from agent.turn_result import TurnResult
 
 
 def rate(tokens: int, seconds: float) -> str:
@@ -29,7 +29,7 @@ def rate(tokens: int, seconds: float) -> str:
 
 def answer_line(result: TurnResult) -> str:
     """The dim line after an answer: `12 tokens in 0.40s · 30.0 tok/s · context 248/512 tokens` (the search's
-    summary first for a strategy that explores branches)."""
+    summary first for a strategy that explores branches; the tool the router chose, when it did)."""
     parts = []
     if result.search is not None:
         parts.append(summary_line(result.search))
@@ -38,6 +38,8 @@ def answer_line(result: TurnResult) -> str:
         calls = f", {len(result.tool_calls)} tool call(s)" if result.tool_calls else ""
         parts.append(f"{result.new_tokens} tokens in {result.seconds:.2f}s{calls}")
     parts.append(rate(result.new_tokens, result.seconds))
+    if result.tool_route is not None:  # the router, not the model's first tokens, chose the tool
+        parts.append(f"tool {result.tool_route['tool']} chosen by the router")
     if result.context_limit:
         parts.append(f"context {result.context_used}/{result.context_limit} tokens")
     return " · ".join(parts)

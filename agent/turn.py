@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +24,12 @@ from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
-from agent.decoding.results import SearchResult, empty_refinement
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
+from agent.decoding.tool_router import ToolRoute, route_call
 from agent.demo_model import is_demo_model
 from agent.grammar import tool_format
+from agent.grammar.native import PROTOCOL
 from agent.grammar.system_prompt import EXAMPLE_INTRO, EXAMPLE_STOP
 from agent.model.chat_format import Message, stop_strings_for
 from agent.model.runtime import LoadedModel
@@ -40,60 +40,10 @@ from agent.sessions.records import AnswerRecord
 from agent.tooling.origin import tool_sources
 from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry, callable_tools
+from agent.turn_result import TurnResult, UnsavedTurn
 
 if TYPE_CHECKING:
     from agent.sessions.store import SessionStore
-
-
-@dataclass
-class TurnResult:
-    """What one turn produced; `to_json()` is what `agent run --json` prints."""
-
-    response: str
-    tool_calls: list[ToolCallRecord]
-    finish_reason: str
-    new_tokens: int
-    seconds: float
-    forward_passes: int
-    backward_passes: int = 0
-    score: float | None = None
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-    refinement: dict[str, Any] = field(default_factory=empty_refinement)
-    prompt_tokens: int = 0
-    reused_prompt_tokens: int = 0  # prompt tokens taken from the previous turn's KV cache
-    island_tokens: int = 0  # tokens of the response that tool results wrote (not the model)
-    grammar_hash: str | None = None  # the grammar the token masks came from (None: free text)
-    turn: int = 0
-    session_id: str | None = None
-    search: SearchResult | None = None  # what a branch-exploring strategy found (for /alts and /tree)
-    # why this turn is not saved yet (the store could not be written); None when saved or not saving
-    unsaved: str | None = None
-    # one line saying how the history was trimmed to fit the model's context; None when it was not
-    context_notice: str | None = None
-    context_limit: int | None = None  # the model's context length (None: unknown)
-
-    @property
-    def context_used(self) -> int:
-        """Positions this turn filled: its prompt and its answer."""
-        return self.prompt_tokens + self.new_tokens
-
-    @property
-    def interrupted(self) -> bool:
-        return self.finish_reason == "interrupted"
-
-
-@dataclass(eq=False)
-class UnsavedTurn:
-    """A turn the store has not (wholly) taken yet: its question, then its answer once decoded."""
-
-    question: str
-    turn: int | None = None  # drawn when the question was saved
-    answer: AnswerRecord | None = None  # None while the turn is being decoded
-
-    def describe(self) -> str:
-        short = self.question if len(self.question) <= 50 else self.question[:47] + "..."
-        what = "its answer" if self.turn is not None else "its question and answer"
-        return f"{'turn ' + str(self.turn) if self.turn is not None else 'a turn'} ({short!r}): {what}"
 
 
 class ChatSession:
@@ -199,11 +149,27 @@ class ChatSession:
         self.last_result = None
 
     # -- decoding ------------------------------------------------------------------------------
-    def make_constraint(self, defer_side_effects: bool = False) -> ResponseConstraint | None:
+    def make_constraint(self, defer_side_effects: bool = False, tool_choice: str | None = None
+                        ) -> ResponseConstraint | None:
         return tool_format.response_constraint(
             self.lm, self.tool_format, callable_tools(self.registry, self.config.optional_args), self.user_grammar,
             confirm=self.confirm, defer_side_effects=defer_side_effects, max_calls=self.config.max_tool_calls,
-            tool_choice=self.config.tool_choice)
+            tool_choice=tool_choice or self.config.tool_choice)
+
+    def route_required_call(self, prompt_ids: list[int], user_text: str, config: DecodeConfig) -> ToolRoute | None:
+        """The tool a required call must use when the router decides it (see DecodeConfig.tool_router);
+        None when the model's own first tokens decide."""
+        tools = callable_tools(self.registry, config.optional_args)
+        if config.tool_choice != "required" or tools is None or len(tools) < 2 or self.user_grammar is not None:
+            return None
+        untrained = self.tool_format.name == PROTOCOL and not is_demo_model(self.lm.model_id)
+        if not (config.tool_router == "channel" or (config.tool_router == "auto" and untrained)):
+            return None
+        if not self.lm.holds_weights:  # a served model gives no log-probs of text we choose
+            return None
+        specs = {spec.name: spec for spec in tools}
+        return route_call(self.lm, prompt_ids, user_text, tool_format.call_openings(self.tool_format, tools), specs,
+                          self.prefix_cache)
 
     def set_config(self, config: DecodeConfig) -> None:
         """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the
@@ -310,7 +276,7 @@ class ChatSession:
         messages = self.messages + [{"role": "user", "content": user_text}]
         try:
             started = time.perf_counter()
-            result = self._decode(fitted.prompt_ids, config, on_token, should_stop, on_progress)
+            result = self._decode(fitted.prompt_ids, user_text, config, on_token, should_stop, on_progress)
         except BaseException:
             # no answer to keep: a saved question stays as a partial turn, an unsaved one is dropped
             if pending in self.unsaved_turns:
@@ -330,8 +296,9 @@ class ChatSession:
         result.session_id = self.session_id
         return result
 
-    def _decode(self, prompt_ids: list[int], config: DecodeConfig, on_token: Callable[[str], None] | None,
-                should_stop: Callable[[], bool] | None, on_progress: ProgressSink | None = None) -> TurnResult:
+    def _decode(self, prompt_ids: list[int], user_text: str, config: DecodeConfig,
+                on_token: Callable[[str], None] | None, should_stop: Callable[[], bool] | None,
+                on_progress: ProgressSink | None = None) -> TurnResult:
         """Run the configured strategy (agent.decoding.strategies) and turn what it found into a TurnResult.
 
         A streaming strategy (greedy, sample) sends text to on_token as it comes and keeps the KV
@@ -342,9 +309,11 @@ class ChatSession:
         explores = strategy.explores_branches
         make_branch_constraint = None
         hashes: list[str] = []  # the grammar of each constraint made (one grammar per turn)
+        route = self.route_required_call(prompt_ids, user_text, config)
         if self.registry is not None or self.user_grammar is not None:
             def make_branch_constraint() -> ResponseConstraint | None:
-                constraint = self.make_constraint(defer_side_effects=explores)
+                constraint = self.make_constraint(defer_side_effects=explores,
+                                                  tool_choice=route.tool if route is not None else None)
                 if constraint is not None:
                     hashes.append(constraint.grammar_hash)
                 return constraint
@@ -370,6 +339,7 @@ class ChatSession:
             prompt_tokens=found.prompt_tokens, reused_prompt_tokens=found.reused_prompt_tokens,
             island_tokens=sum(found.best.island_mask),
             grammar_hash=hashes[0] if hashes else None, search=found if explores else None,
+            tool_route=route.to_dict() if route is not None else None,
         )
 
     def tool_setup(self) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class HostileAnswer:
     context_limit: int | None = None
     context_used: int = 0
     turn: int = 1
+    tool_route: dict | None = None
 
 
 class HostileSession:

@@ -58,8 +58,11 @@ def train_tokenizer(vocab_size: int = 600, all_bytes: bool = True) -> PreTrained
 
 
 def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int = 2,
-                     vocab_size: int = 600, chat_template: bool = True, all_bytes: bool = True) -> Path:
-    """Write a tiny random Llama (save_pretrained, tokenizer included) to out_dir and return it."""
+                     vocab_size: int = 600, chat_template: bool = True, all_bytes: bool = True,
+                     init_std: float = 0.02) -> Path:
+    """Write a tiny random Llama (save_pretrained, tokenizer included) to out_dir and return it. At the usual
+    `init_std` its next-token distribution is nearly flat whatever the context; a larger one (0.3) makes what
+    it predicts depend on what came before, for tests that must tell contexts apart."""
     tokenizer = train_tokenizer(vocab_size, all_bytes)
     if not chat_template:
         tokenizer.chat_template = None
@@ -69,6 +72,7 @@ def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,

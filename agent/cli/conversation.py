@@ -179,6 +179,7 @@ def run(prompt: str | None, as_json: bool, session_id: str | None, template_name
         "backward_passes": result.backward_passes,
         "score": result.score,
         "refinement": result.refinement,
+        "tool_route": result.tool_route,
         "context_notice": result.context_notice,
         "context_tokens": {"used": result.context_used, "limit": result.context_limit},
         "saved": result.unsaved is None,  # False: a locked database refused the turn (the exit status says so too)

@@ -27,7 +27,7 @@ from agent.grammar.text_rules import (
     text_rules_lark,
     text_rules_llguidance,
 )
-from agent.grammar.values import ValueRules, lark_literal, value_json
+from agent.grammar.values import ValueRules, example_value, lark_literal, value_json
 from agent.tooling.registry import ToolRegistry
 from agent.tooling.spec import Param, ToolSpec
 
@@ -320,3 +320,18 @@ def format_call(spec: ToolSpec, args: dict[str, Any], form: str | None = None) -
         elif p.required:
             raise ValueError(f"format_call: {spec.name} needs argument {p.name!r}")
     return "CALL(" + ", ".join(parts) + ")"
+
+
+
+def call_opening(spec: ToolSpec) -> tuple[str, int]:
+    """A call of this tool as a response starts it, and where its first required argument's content starts
+    in that text: (`CALL(calc, expr="text")`, 17). Text from there on is the sample value, which a scorer
+    cuts at a token boundary (`="` may be one token). A tool without required arguments: its whole call,
+    cut before the `)`."""
+    first = next((p for p in spec.params if p.required), None)
+    if first is None:  # no argument has to come: the name is all every call shares
+        text = f"CALL({spec.name})"
+        return text, len(text) - 1
+    value = value_json(example_value(first.type))
+    head = f"{spec.shorthand}(" if spec.shorthand is not None else f"CALL({spec.name}, {first.name}="
+    return head + value + ")", len(head) + (1 if value.startswith('"') else 0)

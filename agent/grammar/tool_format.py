@@ -9,6 +9,8 @@ Both run through the same registry, tool runner, islands, search and store.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ from agent.grammar.native import (
 )
 from agent.grammar.native.prompt import tool_listing
 from agent.grammar.native.template import template_shows_tools
+from agent.grammar.protocol import call_opening
 from agent.grammar.system_prompt import build_system_prompt, worked_examples
 from agent.tooling.json_schema import tool_schemas
 
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from agent.model.runtime import LoadedModel
     from agent.tooling.registry import ToolRegistry
     from agent.tooling.runner import Confirm
+    from agent.tooling.spec import ToolSpec
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,16 @@ def response_constraint(lm: LoadedModel, fmt: ToolFormat, registry: ToolRegistry
                                       defer_side_effects=defer_side_effects, max_calls=max_calls)
     return make_constraint(lm, registry, user_grammar, confirm=confirm, defer_side_effects=defer_side_effects,
                            max_calls=max_calls, tool_choice=tool_choice)
+
+
+def call_openings(fmt: ToolFormat, specs: Iterable[ToolSpec]) -> dict[str, tuple[str, int]]:
+    """Each tool's call as a response starts it, and where its arguments begin (the tool router scores the
+    text before that): the protocol's `CALL(calc, expr="text")` up to `text`; a native format's call form
+    up to the quoted name (`<tool_call>\\n{"name": "calc"`)."""
+    if not fmt.native:
+        return {spec.name: call_opening(spec) for spec in specs}
+    head = FORMATS[fmt.name].call_form.split("<tool name>")[0]
+    return {spec.name: (head + json.dumps(spec.name) + ", ", len(head + json.dumps(spec.name))) for spec in specs}
 
 
 def island_form(lm: LoadedModel, fmt: ToolFormat) -> IslandForm | None:
