@@ -26,7 +26,7 @@ from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.search import search_response
 from agent.decoding.strategies import strategy_for
-from agent.decoding.tool_router import ToolRoute, route_call
+from agent.decoding.tool_router import ChannelPrompts, ToolRoute, route_call
 from agent.demo_model import is_demo_model
 from agent.grammar import tool_format
 from agent.grammar.native import PROTOCOL
@@ -69,6 +69,7 @@ class ChatSession:
         self.confirm = confirm
         self.store = store
         self.prefix_cache = PrefixCache()
+        self.channel_prompts = ChannelPrompts()  # the tool router's per-tool requests, run once (tool_router)
         self.last_result: TurnResult | None = None
         # the form calls take (our protocol, or the model's own syntax with the tools in its template)
         self.tool_format = tool_format.resolve(lm, registry, self.config.tool_format)
@@ -169,7 +170,7 @@ class ChatSession:
             return None
         specs = {spec.name: spec for spec in tools}
         return route_call(self.lm, prompt_ids, user_text, tool_format.call_openings(self.tool_format, tools), specs,
-                          self.prefix_cache)
+                          self.prefix_cache, self.channel_prompts)
 
     def set_config(self, config: DecodeConfig) -> None:
         """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the

@@ -122,3 +122,13 @@ def test_a_native_format_is_routed_on_request_and_calls_the_routed_tool(fmt: str
     unrouted = ChatSession(lm, default_registry(), DecodeConfig(max_new_tokens=30, tool_choice="required"),
                            confirm=lambda call: False).ask(QUESTION)
     assert unrouted.tool_route is None
+
+
+def test_a_second_routed_turn_scores_the_question_as_a_fresh_session_does(sharp_lm: LoadedModel) -> None:
+    # the channel requests' KV is kept from the first routed turn and cut back after each question
+    session = _session(sharp_lm, tool_choice="required", tool_router="channel")
+    session.ask("Show me document 3.")
+    again = session.ask(QUESTION).tool_route
+    fresh = _session(sharp_lm, tool_choice="required", tool_router="channel").ask(QUESTION).tool_route
+    assert again is not None and fresh is not None
+    assert again["channel"] == pytest.approx(fresh["channel"], abs=1e-4)
