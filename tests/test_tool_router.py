@@ -20,6 +20,7 @@ from agent.model.chat_format import prompt_token_ids
 from agent.model.runtime import LoadedModel, load_model
 from agent.render_usage import answer_line
 from agent.tooling.registry import default_registry
+from agent.tooling.spec import tool
 from agent.turn import ChatSession
 from test_native_formats import build_lm
 from tiny_model import build_tiny_llama
@@ -132,3 +133,30 @@ def test_a_second_routed_turn_scores_the_question_as_a_fresh_session_does(sharp_
     fresh = _session(sharp_lm, tool_choice="required", tool_router="channel").ask(QUESTION).tool_route
     assert again is not None and fresh is not None
     assert again["channel"] == pytest.approx(fresh["channel"], abs=1e-4)
+
+
+def test_many_tools_are_scored_over_several_passes_alike(sharp_lm: LoadedModel) -> None:
+    # six tools: twelve rows, more than one scoring pass holds; each score still equals a plain pass
+    registry = default_registry()
+
+    @tool()
+    def weather(city: str) -> str:
+        """Today's weather in a city."""
+        return "sunny"
+
+    @tool()
+    def translate(text: str, language: str) -> str:
+        """Translate a text into a language."""
+        return text
+
+    registry.register(weather)
+    registry.register(translate)
+    config = DecodeConfig(max_new_tokens=12, tool_choice="required", tool_router="channel")
+    session = ChatSession(sharp_lm, registry, config, confirm=lambda call: False,
+                          system_prompt="Answer with a tool call.")  # the tiny model's context is 1024 tokens
+    route = session.ask(QUESTION).tool_route
+    assert route is not None and set(route["channel"]) == set(registry.names())
+    question = sharp_lm.tokenizer.encode(QUESTION, add_special_tokens=False)
+    for spec in registry:
+        asked = prompt_token_ids(sharp_lm.tokenizer, [{"role": "user", "content": channel_request(spec)}])
+        assert route["channel"][spec.name] == pytest.approx(_logprob(sharp_lm, asked, question), abs=1e-3)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 CHANNEL_TOKENS = 128
 
 LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [kv_heads, length, head_dim]
+# Rows of one scoring pass: 8 is one pass for four tools (their openings and the question after each request).
+ROWS_PER_PASS = 8
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,6 @@ class ToolRoute:
     tool: str
     direct: dict[str, float]  # log P(the tool's call opening | the prompt)
     channel: dict[str, float]  # log P(the question | the tool's name and description)
-
-    @property
-    def scores(self) -> dict[str, float]:
-        return {name: self.direct[name] + self.channel[name] for name in self.direct}
 
     def to_dict(self) -> dict[str, object]:
         return {"tool": self.tool, "direct": self.direct, "channel": self.channel}
@@ -59,9 +57,14 @@ def channel_request(spec: ToolSpec) -> str:
 
 def score_continuations(lm: LoadedModel, pasts: list[tuple[list[LayerKV], torch.Tensor]],
                         continuations: list[list[int]]) -> list[float]:
-    """log P(continuation | past) for every row, in one forward pass. A past is its KV per layer ([heads,
-    length, dim]) and the logits after it. Pasts are left-padded (masked out); continuations are
-    right-padded, which cannot change a row's log-probs: attention is causal, so no real token sees a pad."""
+    """log P(continuation | past) for every row, ROWS_PER_PASS rows a forward pass. A past is its KV per
+    layer ([heads, length, dim]) and the logits after it. Pasts are left-padded (masked out); continuations
+    are right-padded, which cannot change a row's log-probs: attention is causal, so no real token sees a
+    pad."""
+    if len(pasts) > ROWS_PER_PASS:  # each row holds a copy of its past's KV: many tools, several passes
+        return [score for start in range(0, len(pasts), ROWS_PER_PASS)
+                for score in score_continuations(lm, pasts[start:start + ROWS_PER_PASS],
+                                                 continuations[start:start + ROWS_PER_PASS])]
     totals = [float(torch.log_softmax(last.float(), dim=-1)[tokens[0]])
               for (_, last), tokens in zip(pasts, continuations, strict=True)]
     new_width = max(len(tokens) for tokens in continuations) - 1  # a continuation's last token is never input
@@ -141,7 +144,7 @@ def route_call(lm: LoadedModel, prompt_ids: list[int], question: str, openings: 
     encode = lm.tokenizer.encode
     names = list(openings)
     question_ids = encode(question, add_special_tokens=False)[:CHANNEL_TOKENS] or encode(" ", add_special_tokens=False)
-    # one pass for all: each tool's opening after the prompt, and the question after each tool's request
+    # each tool's opening after the prompt, and the question after each tool's request: one pass for four tools
     prompt_past = (layer_kv(cache), last_logits)
     scores = score_continuations(
         lm, [prompt_past] * len(names) + [channel_prompts.past(lm, specs[name]) for name in names],
