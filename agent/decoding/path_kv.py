@@ -45,7 +45,7 @@ class PathKV:
         longest (an attention mask must hide the padding)."""
         cache = DynamicCache()
         rows, past_width = len(pasts), max(past_lens)
-        for layer, (prompt_keys, prompt_values) in enumerate(self.prompt_kv):
+        for layer in range(len(self.prompt_kv)):
             joined: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # siblings share their parent's
             for past in pasts:
                 if _end_id(past) not in joined:
@@ -54,14 +54,7 @@ class PathKV:
                 keys, values = joined[next(iter(joined))]
                 cache.update(keys.unsqueeze(0), values.unsqueeze(0), layer)
                 continue
-            heads, _, dim = prompt_keys.shape
-            keys = prompt_keys.new_zeros((rows, heads, past_width, dim))
-            values = prompt_values.new_zeros((rows, heads, past_width, dim))
-            for row, past in enumerate(pasts):
-                row_keys, row_values = joined[_end_id(past)]
-                keys[row, :, past_width - past_lens[row]:] = row_keys
-                values[row, :, past_width - past_lens[row]:] = row_values
-            cache.update(keys, values, layer)
+            cache.update(*left_padded([joined[_end_id(past)] for past in pasts], past_width), layer)
         return cache
 
     def remember(self, nodes: Sequence[Node], cache: DynamicCache, past_lens: list[int], new_lens: list[int]) -> None:
@@ -74,6 +67,19 @@ class PathKV:
             start = past_width - past_lens[row]
             self._last[node.id] = [(layer.keys[row, :, start:], layer.values[row, :, start:])
                                    for layer in cache.layers]
+
+
+def left_padded(rows: Sequence[LayerKV], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's keys and values of several rows ([kv_heads, length, head_dim] each), stacked into
+    [rows, kv_heads, width, head_dim] with each row at the right end (an attention mask must hide the zeros)."""
+    first_keys, first_values = rows[0]
+    heads, _, dim = first_keys.shape
+    keys = first_keys.new_zeros((len(rows), heads, width, dim))
+    values = first_values.new_zeros((len(rows), heads, width, dim))
+    for row, (row_keys, row_values) in enumerate(rows):
+        keys[row, :, width - row_keys.shape[1]:] = row_keys
+        values[row, :, width - row_values.shape[1]:] = row_values
+    return keys, values
 
 
 def _end_id(path: Sequence[Node]) -> int:

@@ -23,6 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from agent.decoding.kv_cache import PrefixCache, run_prompt
+from agent.decoding.path_kv import LayerKV, left_padded
 from agent.model.chat_format import prompt_token_ids
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 # tool wanted than its opening does, and each tool pays for every token read.
 CHANNEL_TOKENS = 128
 
-LayerKV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [kv_heads, length, head_dim]
 # Rows of one scoring pass: 8 is one pass for four tools (their openings and the question after each request).
 ROWS_PER_PASS = 8
 
@@ -75,14 +75,7 @@ def score_continuations(lm: LoadedModel, pasts: list[tuple[list[LayerKV], torch.
     past_width = max(past_lens)
     cache = DynamicCache()
     for layer in range(len(pasts[0][0])):
-        first_keys = pasts[0][0][layer][0]
-        keys = first_keys.new_zeros((rows, first_keys.shape[0], past_width, first_keys.shape[2]))
-        values = torch.zeros_like(keys)
-        for row, (kv, _) in enumerate(pasts):
-            row_keys, row_values = kv[layer]
-            keys[row, :, past_width - row_keys.shape[1]:] = row_keys
-            values[row, :, past_width - row_values.shape[1]:] = row_values
-        cache.update(keys, values, layer)
+        cache.update(*left_padded([kv[layer] for kv, _ in pasts], past_width), layer)
     input_ids = torch.zeros((rows, new_width), dtype=torch.long, device=device)
     positions = torch.zeros((rows, new_width), dtype=torch.long, device=device)
     mask = torch.zeros((rows, past_width + new_width), dtype=torch.long, device=device)

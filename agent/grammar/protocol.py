@@ -322,7 +322,6 @@ def format_call(spec: ToolSpec, args: dict[str, Any], form: str | None = None) -
     return "CALL(" + ", ".join(parts) + ")"
 
 
-
 def call_opening(spec: ToolSpec) -> tuple[str, int]:
     """A call of this tool as a response starts it, and where its first required argument's content starts
     in that text: (`CALL(calc, expr="text")`, 17). Text from there on is the sample value, which a scorer
