@@ -17,15 +17,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.grammar.checking import check_grammar, parse_with_user_grammar
 from agent.grammar.constraint import GrammarConstraint, make_constraint
 from agent.grammar.protocol import parse_response
+from agent.model.runtime import LoadedModel, cache_keyword_of
 from agent.tooling.registry import default_registry
 from agent.tooling.runner import check_args
 from constraint_script import Script
+from tiny_model import train_tokenizer
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -311,3 +314,30 @@ def test_cached_free_text_masks_stay_exact_at_line_starts(tiny_lm, kb_home) -> N
         constraint = make_constraint(tiny_lm, default_registry())
         feed(constraint, text)
         assert np.array_equal(constraint.free_text_mask(), constraint.fresh_free_text_mask()), text
+
+
+
+def test_a_call_opened_with_tokens_to_spare_keeps_its_choices(kb_home) -> None:
+    """With 34 tokens left, enough to finish a call, the tokens after a parameter's name are what the
+    grammar allows, not one token picked to close in a hurry. The closing estimate once gave up where
+    the forced text `="` could be spelt by tokens that run on into the value, and the steer then forced
+    the longest allowed one: SmolLM2 wrote `expr="<1234 * 5678>"` whenever --max-new-tokens was <= 40.
+    The tokenizer here has such tokens, as SmolLM2's has (`="<`, `="1`)."""
+    tok = train_tokenizer()
+    tok.add_tokens(['="<', '="1'])
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(config).eval()
+    lm = LoadedModel(model=model, tokenizer=tok, model_id="tiny-run-on-quote", device=torch.device("cpu"),
+                     dtype=torch.float32, weights_hash="run-on-quote", cache_keyword=cache_keyword_of(model))
+    steered = make_constraint(lm, default_registry(), tool_choice="calc")
+    free = make_constraint(lm, default_registry(), tool_choice="calc")
+    for token in tok.encode("CALL(calc, expr", add_special_tokens=False):
+        steered.accept(token)
+        free.accept(token)
+    choices = free.allowed_tokens()
+    assert choices.sum() > 1  # several ways on (else the test shows nothing)
+    steered.set_tokens_left(34)
+    assert torch.equal(steered.allowed_tokens(), choices)

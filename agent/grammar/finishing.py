@@ -67,11 +67,27 @@ class FinishSteering:
     finish_ids: list[int]  # FINISH_PIECES this tokenizer spells as one token, in order
     lengths: np.ndarray  # bytes per token (the last resort: the longest allowed token)
     protocol: bool  # the tool protocol (a call is done when its island opens), not a user grammar
+    by_bytes: dict[bytes, int]  # the first token id spelling exactly these bytes
 
     @classmethod
-    def for_tokenizer(cls, info: TokenizerInfo, protocol: bool) -> FinishSteering:
-        ids = [info.by_bytes[p] for p in FINISH_PIECES if p in info.by_bytes]
-        return cls(finish_ids=ids, lengths=info.lengths, protocol=protocol)
+    def for_tokenizer(cls, info: TokenizerInfo, protocol: bool, extra: Iterable[bytes] = ()) -> FinishSteering:
+        """The steering for this tokenizer: FINISH_PIECES, then the `extra` pieces, that it spells as one token."""
+        ids = [info.by_bytes[p] for p in [*FINISH_PIECES, *extra] if p in info.by_bytes]
+        return cls(finish_ids=ids, lengths=info.lengths, protocol=protocol, by_bytes=info.by_bytes)
+
+    def forced_token(self, matcher: LLMatcher) -> int | None:
+        """The longest token spelling the start of the text the grammar forces here (`="` after a
+        parameter's name), or None when nothing is forced. llguidance's own forced tokens are empty
+        wherever the forced text can be split more than one way, and the text is forced all the same."""
+        forced = matcher.compute_ff_tokens()
+        if forced:
+            return forced[0]
+        text = matcher.compute_ff_bytes()
+        for end in range(len(text), 0, -1):
+            token = self.by_bytes.get(text[:end])
+            if token is not None and matcher.validate_tokens([token]) == 1:
+                return token
+        return None
 
     def done(self, matcher: LLMatcher) -> bool:
         if matcher.is_accepting():
@@ -82,7 +98,7 @@ class FinishSteering:
         """Tokens a simple closing policy needs from this matcher state (consumed: pass a copy).
 
         The policy: a piece that finishes at once if there is one, else the first piece that fits,
-        else what the grammar forces.
+        else the text the grammar forces.
         """
         for steps in range(limit):
             if self.done(matcher):
@@ -98,8 +114,8 @@ class FinishSteering:
             if first >= 0:
                 matcher.consume_token(first)
             else:
-                forced = matcher.compute_ff_tokens()
-                if not forced or matcher.try_consume_tokens(forced[:1]) != 1:
+                forced = self.forced_token(matcher)
+                if forced is None or matcher.try_consume_tokens([forced]) != 1:
                     return limit
         return limit
 
@@ -118,9 +134,9 @@ class FinishSteering:
                 if d < best_distance:
                     best, best_distance = tid, d
         if best < 0:
-            forced = matcher.compute_ff_tokens()
-            if forced and forced[0] < mask.size and mask[forced[0]]:
-                best = forced[0]
+            forced = self.forced_token(matcher)
+            if forced is not None and forced < mask.size and mask[forced]:
+                best = forced
             else:
                 best = int(np.argmax(np.where(mask, self.lengths, -1)))
         out = np.zeros_like(mask)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.grammar.finishing import FINISH_MARGIN, FINISH_PIECES, FinishSteering
+from agent.grammar.finishing import FINISH_MARGIN, FinishSteering
 from agent.grammar.native.constraint import FIRST, LATER, TEXT_ONLY, NativeConstraint, NativeSetup
 from agent.grammar.native.grammar import call_reserve, segment_grammar
 from agent.grammar.native.resolve import PROTOCOL, native_format, resolve_tool_format
@@ -24,8 +24,7 @@ JSON_PIECES = [b' "', b" ", b" 0", b" [", b" f"]
 
 def finishing_for(info: TokenizerInfo) -> FinishSteering:
     """The steering that closes an open call near the token limit, with the JSON pieces added."""
-    ids = [info.by_bytes[p] for p in FINISH_PIECES + JSON_PIECES if p in info.by_bytes]
-    return FinishSteering(finish_ids=ids, lengths=info.lengths, protocol=False)
+    return FinishSteering.for_tokenizer(info, protocol=False, extra=JSON_PIECES)
 
 
 def make_native_constraint(lm: LoadedModel, registry: ToolRegistry | None, tool_format: str,
