@@ -27,8 +27,8 @@ IGNORED: dict[str, tuple[str, ...]] = {
     "best-of-n": ("alpha",),
     "tree": ("alpha",),
     "tree+grad": ("alpha",),
-    # mcmc proposes at temperature 1/alpha from the untruncated, grammar-masked distribution
-    "mcmc": (*SAMPLING, "repetition_penalty"),
+    # mcmc proposes at temperature 1/alpha from the untruncated, grammar-masked model distribution
+    "mcmc": (*SAMPLING, "repetition_penalty", "ground_numbers"),
 }
 
 

@@ -22,6 +22,9 @@ OPTIONAL_ARGS = ("allow", "omit")
 # (the question decides too: agent.decoding.tool_router) or `auto` (channel for a local model on our
 # protocol that was not trained on it, model otherwise).
 TOOL_ROUTERS = ("auto", "model", "channel")
+# Whether numbers in a call's arguments lean to the ones the conversation wrote (agent.decoding.grounding):
+# `on`, `off` or `auto` (on for a local model on our protocol that was not trained on it).
+GROUND_NUMBERS = ("auto", "on", "off")
 
 
 @dataclass
@@ -58,6 +61,7 @@ class DecodeConfig:
     tool_format: str = "auto"  # one of TOOL_FORMATS (a turn stores the format it resolved to)
     optional_args: str = "allow"  # one of OPTIONAL_ARGS
     tool_router: str = "auto"  # one of TOOL_ROUTERS (only `--tool-choice required` is routed)
+    ground_numbers: str = "auto"  # one of GROUND_NUMBERS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -94,6 +98,8 @@ class DecodeConfig:
             raise ValueError(f"unknown tool_format {self.tool_format!r}; choose one of {', '.join(TOOL_FORMATS)}")
         if self.optional_args not in OPTIONAL_ARGS:
             raise ValueError(f"optional_args must be one of {', '.join(OPTIONAL_ARGS)}, not {self.optional_args!r}")
+        if self.ground_numbers not in GROUND_NUMBERS:
+            raise ValueError(f"ground_numbers must be one of {', '.join(GROUND_NUMBERS)}, not {self.ground_numbers!r}")
         if self.tool_router not in TOOL_ROUTERS:
             raise ValueError(f"tool_router must be one of {', '.join(TOOL_ROUTERS)}, not {self.tool_router!r}")
 

@@ -22,6 +22,7 @@ from agent.applicable import tool_choice_problem
 from agent.config import DecodeConfig
 from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.grounding import GroundedConstraint, Grounding, conversation_numbers, number_table
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.search import search_response
@@ -29,8 +30,10 @@ from agent.decoding.strategies import strategy_for
 from agent.decoding.tool_router import ChannelPrompts, ToolRoute, route_call
 from agent.demo_model import is_demo_model
 from agent.grammar import tool_format
+from agent.grammar.islands import ISLAND_PREFIX
 from agent.grammar.native import PROTOCOL
 from agent.grammar.system_prompt import EXAMPLE_INTRO, EXAMPLE_STOP
+from agent.grammar.tokenizer import tokenizer_info
 from agent.model.chat_format import Message, stop_strings_for
 from agent.model.runtime import LoadedModel
 from agent.safe_text import valid_text
@@ -163,14 +166,29 @@ class ChatSession:
         tools = callable_tools(self.registry, config.optional_args)
         if config.tool_choice != "required" or tools is None or len(tools) < 2 or self.user_grammar is not None:
             return None
-        untrained = self.tool_format.name == PROTOCOL and not is_demo_model(self.lm.model_id)
-        if not (config.tool_router == "channel" or (config.tool_router == "auto" and untrained)):
-            return None
         if not self.lm.holds_weights:  # a served model gives no log-probs of text we choose
+            return None
+        if not (config.tool_router == "channel" or (config.tool_router == "auto" and self.untrained_on_protocol())):
             return None
         specs = {spec.name: spec for spec in tools}
         return route_call(self.lm, prompt_ids, user_text, tool_format.call_openings(self.tool_format, tools), specs,
                           self.prefix_cache, self.channel_prompts)
+
+    def untrained_on_protocol(self) -> bool:
+        """A local model that writes our protocol without having been trained on it (not the demo model)."""
+        return (self.tool_format.name == PROTOCOL and not is_demo_model(self.lm.model_id)
+                and self.lm.holds_weights)
+
+    def number_grounding(self, user_text: str, config: DecodeConfig) -> Grounding | None:
+        """The numbers this turn's calls lean to (agent.decoding.grounding); None when not grounding."""
+        if self.user_grammar is not None or config.ground_numbers == "off" or not self.lm.holds_weights:
+            return None
+        if config.ground_numbers == "auto" and not self.untrained_on_protocol():
+            return None
+        info = tokenizer_info(self.lm.tokenizer, self.lm.vocab_size, self.lm.eos_token_ids)
+        messages = self.messages + [{"role": "user", "content": user_text}]
+        return Grounding(number_table(info.token_bytes, self.lm.vocab_size),
+                         conversation_numbers(messages, ISLAND_PREFIX.lstrip("\n")))
 
     def set_config(self, config: DecodeConfig) -> None:
         """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the
@@ -311,10 +329,13 @@ class ChatSession:
         make_branch_constraint = None
         hashes: list[str] = []  # the grammar of each constraint made (one grammar per turn)
         route = self.route_required_call(prompt_ids, user_text, config)
+        grounding = self.number_grounding(user_text, config)
         if self.registry is not None or self.user_grammar is not None:
             def make_branch_constraint() -> ResponseConstraint | None:
                 constraint = self.make_constraint(defer_side_effects=explores,
                                                   tool_choice=route.tool if route is not None else None)
+                if constraint is not None and grounding is not None:
+                    constraint = GroundedConstraint(constraint, grounding.copy())
                 if constraint is not None:
                     hashes.append(constraint.grammar_hash)
                 return constraint

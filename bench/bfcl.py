@@ -105,7 +105,8 @@ def run_case(lm: Any, category: str, case: Case, tools: ToolSet, condition: str,
     config = DecodeConfig(strategy=strategy, tool_choice=choice, max_new_tokens=args.max_new_tokens,
                           budget=args.budget if searching else 0, max_tool_calls=max_calls(category),
                           tool_format=args.tool_format, optional_args=args.optional_args,
-                          tool_router=args.tool_router, stop=[NOT_RUN] if single else [])
+                          tool_router=args.tool_router, ground_numbers=args.ground_numbers,
+                          stop=[NOT_RUN] if single else [])
     system = None
     if args.prompt == "no-examples":  # the tool list without worked examples (whose placeholders get copied)
         system = build_system_prompt(list(tools.registry), extra=case.system)
@@ -165,6 +166,8 @@ def main() -> None:
                         help="for the constrained condition (default: required, auto for irrelevance)")
     parser.add_argument("--tool-router", choices=("auto", "model", "channel"), default="auto",
                         help="which tool a required call uses (agent.decoding.tool_router)")
+    parser.add_argument("--ground-numbers", choices=("auto", "on", "off"), default="auto",
+                        help="whether a call's numbers lean to the question's (agent.decoding.grounding)")
     parser.add_argument("--optional-args", choices=("allow", "omit"), default="allow",
                         help="constrained calls may carry optional arguments (allow) or only required ones (omit)")
     parser.add_argument("--max-new-tokens", type=int, default=128)

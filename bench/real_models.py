@@ -239,6 +239,9 @@ def main() -> None:
     parser.add_argument("--tool-router", default="auto",
                         help="which tool a required call uses: auto, model (the model's first tokens) or channel "
                              "(the question too; agent.decoding.tool_router)")
+    parser.add_argument("--ground-numbers", default="auto",
+                        help="whether a call's numbers lean to the question's: auto, on or off "
+                             "(agent.decoding.grounding)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
     parser.add_argument("--time-ratio", type=float, default=0.0,
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
@@ -271,7 +274,7 @@ def main() -> None:
     greedy_seconds: dict[tuple[str, str], float] = {}
     for choice, strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
         base = DecodeConfig(tool_choice=choice, max_new_tokens=args.max_new_tokens, tool_format=args.tool_format,
-                            tool_router=args.tool_router)
+                            tool_router=args.tool_router, ground_numbers=args.ground_numbers)
         config = search_config(base, strategy, args.budget, greedy_seconds.get((choice, case["id"])), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
         outcome = judge(case, session.ask(case["prompt"]), registry)
@@ -290,6 +293,7 @@ def main() -> None:
     import transformers
 
     print(f"\n{Path(model).name}; tool format {args.tool_format}; tool router {args.tool_router}; "
+          f"ground numbers {args.ground_numbers}; "
           f"budget {args.budget} forward passes for search, "
           f"at most {args.max_new_tokens} new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}")
@@ -302,7 +306,7 @@ def main() -> None:
                                           right_or_quiet, args.time_ratio)
     print(json.dumps({"bench": "real_models", "time_ratio": args.time_ratio, "equal_time": equal,
                       "model": Path(model).name, "tool_format": args.tool_format,
-                      "tool_router": args.tool_router, "budget": args.budget,
+                      "tool_router": args.tool_router, "ground_numbers": args.ground_numbers, "budget": args.budget,
                       "max_new_tokens": args.max_new_tokens, "prompts": len(cases),
                       "results": [as_rates(r) for r in rows],
                       "held_out": [as_rates(r) for r in held]}))

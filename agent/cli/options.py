@@ -16,7 +16,7 @@ import click
 from agent import demo_model
 from agent.applicable import explain, tool_choice_problem
 from agent.cli.grammar_names import TEMPLATE_NOTE, is_template, resolve_grammar
-from agent.config import OPTIONAL_ARGS, STRATEGIES, TOOL_FORMATS, TOOL_ROUTERS, DecodeConfig
+from agent.config import GROUND_NUMBERS, OPTIONAL_ARGS, STRATEGIES, TOOL_FORMATS, TOOL_ROUTERS, DecodeConfig
 from agent.grammar.errors import GrammarError
 from agent.model.aliases import AliasError, resolve_alias
 from agent.model.backend import GRADIENTS, BackendError, weights_needed
@@ -88,6 +88,10 @@ def decoding_options(func: Command) -> Command:
                      help="Which tool a required call uses: model (its first tokens decide), channel (the "
                           "question decides too: how likely it is under each tool's description) or auto "
                           "(default: channel for a local model on our protocol that was not trained on it)."),
+        click.option("--ground-numbers", type=click.Choice(GROUND_NUMBERS), default=None,
+                     help="Whether a call's numbers lean to the ones you and the tools wrote (a number the "
+                          "conversation never wrote costs the model ln 50): on, off or auto "
+                          "(default: on for a local model on our protocol that was not trained on it)."),
         click.option("--tools", "tool_files", multiple=True, type=click.Path(dir_okay=False),
                      help="A Python file of @tool functions, or a .json file of OpenAI-style function definitions "
                           "(run by the function of the same name in a .py file also given); repeatable."),
@@ -118,7 +122,7 @@ def decoding_options(func: Command) -> Command:
 # the options that are DecodeConfig fields, under the same names
 CONFIG_FIELDS = ("strategy", "seed", "max_new_tokens", "temperature", "top_k", "top_p", "min_p",
                  "repetition_penalty", "budget", "time_limit", "alpha", "max_tool_calls", "tool_choice",
-                 "tool_format", "optional_args", "tool_router")
+                 "tool_format", "optional_args", "tool_router", "ground_numbers")
 
 
 def build_config(opts: Options) -> DecodeConfig:

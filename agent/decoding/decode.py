@@ -15,6 +15,7 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
+from agent.decoding.grounding import token_bias
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.results import DecodeResult
 from agent.decoding.sampling import choose_token
@@ -144,6 +145,9 @@ def decode(
                     allowed = constraint.allowed_tokens()
                     if allowed is not None and allowed.device != lm.device:
                         allowed = allowed.to(lm.device)
+                    bias = token_bias(constraint)  # a prior over the call's numbers (agent.decoding.grounding)
+                    if bias is not None and lm.holds_weights:
+                        logits = logits + bias.to(logits.device, logits.dtype)
                 if not lm.holds_weights:
                     # A served model: the log-probs after the whole sequence, the mask sent along (see
                     # agent.model.backend); the server's prefix cache holds what came before.

@@ -25,6 +25,7 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
+from agent.decoding.grounding import token_bias
 from agent.decoding.kv_cache import PrefixCache, TreeMemory, run_prompt
 from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
@@ -239,7 +240,11 @@ class TokenTree:
         return allowed[:width].to(self.lm.device)
 
     def finish_evaluation(self, node: Node, next_logprobs: torch.Tensor, allowed: torch.Tensor | None) -> None:
-        """Record what the model said after the node (and what the grammar allows there)."""
+        """Record what the model said after the node (and what the grammar allows there), with the constraint's
+        prior on the next token (agent.decoding.grounding) when it has one."""
+        bias = token_bias(node.constraint) if allowed is not None else None
+        if bias is not None:
+            next_logprobs = (next_logprobs + bias.to(next_logprobs.device)).log_softmax(-1)
         node.next_logprobs = next_logprobs
         self.tree_tokens += len(node.tokens)
         self.evaluated.append(node)

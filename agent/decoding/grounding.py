@@ -1,0 +1,158 @@
+"""Numbers in a call come from the conversation: a prior against numbers nobody wrote.
+
+A small model copies numbers from where it saw them, and the nearest numbers are often the worked example's:
+SmolLM2-135M-Instruct, shown "What is 12 * 7?" as the calc example, called `calc(expr="12 * 48")` for "23 boxes
+with 48 apples each" and `12 * 7` for "Add 19.5 and 0.25" (bench/real_models.py). The user's numbers and the
+tools' results are the ones a call should use. So inside a call's arguments, a token that makes a number of
+that the conversation never wrote (nor starts to) costs GROUNDING_PENALTY nats: the
+response's distribution is the model's times exp(-penalty) for such tokens, renormalised, and every
+strategy that grows a response from the model's next-token distribution (greedy, sample, beam, best-of-n,
+tree) scores it that way. A number the model is sure of still comes through (a penalty, not a mask): "how
+many seconds in a day" may use 60 and 24.
+
+A number's first digit already pays when no number of the conversation starts with it: judged digit by digit
+after that, "1" would pass as a number of its own and "12" could no longer be helped. So a constant nobody
+wrote (the 2 of a square) pays too, and comes through only when the model is that sure of it. What counts as
+the conversation: the
+user's messages and the tools' results, the ones on this branch of the response included; never the system
+prompt, which holds the worked examples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from agent.decoding.constraint import ResponseConstraint, Step
+
+# ln(50): a number the conversation never wrote is taken only when the model prefers it 50 to 1
+GROUNDING_PENALTY = 3.9
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+TRAILING_NUMBER = re.compile(r"\d+(?:\.\d*)?$")  # the number the text is writing ("19." included)
+
+
+def numbers_in(text: str) -> set[str]:
+    return set(NUMBER.findall(text))
+
+
+class NumberTable:
+    """The tokenizer's tokens that hold digits or end a number: computed once per tokenizer."""
+
+    def __init__(self, token_texts: Sequence[str], width: int) -> None:
+        self.width = width
+        # tokens to check: those with digits, and those that go on with a decimal point ("84" + ".00")
+        self.with_digits = [(i, text) for i, text in enumerate(token_texts)
+                            if text.startswith(".") or any(c.isdigit() for c in text)]
+        # tokens that end a number being written: all but those that go on with a digit or a decimal point
+        goes_on = [bool(text) and (text[0].isdigit() or text[0] == ".") for text in token_texts]
+        goes_on += [False] * (width - len(goes_on))
+        self.ends_number = ~torch.tensor(goes_on[:width], dtype=torch.bool)
+
+
+class Grounding:
+    """The numbers a call may use without a penalty, and the bias that follows from them."""
+
+    def __init__(self, table: NumberTable, numbers: Iterable[str], penalty: float = GROUNDING_PENALTY) -> None:
+        self.table = table
+        self.penalty = penalty
+        self.numbers: set[str] = set()
+        self.prefixes: set[str] = set()
+        self.add(numbers)
+
+    def add(self, numbers: Iterable[str]) -> None:
+        for number in numbers:
+            self.numbers.add(number)
+            self.prefixes.update(number[:end] for end in range(1, len(number) + 1))
+
+    def copy(self) -> Grounding:
+        other = Grounding(self.table, (), self.penalty)
+        other.numbers, other.prefixes = set(self.numbers), set(self.prefixes)
+        return other
+
+    def fits(self, text: str) -> bool:
+        """Are the numbers in `text` grounded: each whole one written, the one still open begun?"""
+        open_number = TRAILING_NUMBER.search(text)
+        for match in NUMBER.finditer(text):
+            if open_number is not None and match.start() == open_number.start():
+                if open_number.group() not in self.prefixes:
+                    return False
+            elif match.group() not in self.numbers:
+                return False
+        return True
+
+    def bias(self, text: str) -> torch.Tensor:
+        """Additive log-weights for the next token after `text` (the call so far)."""
+        bias = torch.zeros(self.table.width)
+        open_number = TRAILING_NUMBER.search(text)
+        written = open_number.group() if open_number is not None else ""
+        if written and not self.fits(written + " "):  # ending the number here leaves it ungrounded
+            bias[self.table.ends_number] = -self.penalty
+        for token, piece in self.table.with_digits:
+            bias[token] = 0.0 if self.fits(written + piece) else -self.penalty
+        return bias
+
+
+class GroundedConstraint:
+    """A response constraint whose calls lean to the conversation's numbers (token_bias); the rest is the
+    wrapped constraint's."""
+
+    def __init__(self, inner: ResponseConstraint, grounding: Grounding) -> None:
+        self.inner = inner
+        self.grounding = grounding
+
+    def token_bias(self) -> torch.Tensor | None:
+        """Log-weights to add to the model's next-token logits; None outside a call's arguments."""
+        if not self.inner.in_call:
+            return None
+        return self.grounding.bias(self.inner.text[-64:])  # only the number being written matters
+
+    def accept(self, token_id: int) -> Step:
+        step = self.inner.accept(token_id)
+        if step.tool_call is not None and step.tool_call.result:  # a result's numbers may be used next
+            self.grounding.add(numbers_in(step.tool_call.result))
+        return step
+
+    def run_pending(self) -> Step:
+        step = self.inner.run_pending()
+        if step.tool_call is not None and step.tool_call.result:
+            self.grounding.add(numbers_in(step.tool_call.result))
+        return step
+
+    def fork(self) -> GroundedConstraint:
+        return GroundedConstraint(self.inner.fork(), self.grounding.copy())
+
+    def __getattr__(self, name: str) -> object:  # allowed_tokens, is_finished, tool_calls, text, ...
+        return getattr(self.inner, name)
+
+
+def conversation_numbers(messages: Iterable[dict[str, Any]], island_prefix: str) -> set[str]:
+    """The numbers the user and the tools wrote: user and tool messages whole, an answer's island lines
+    (`island_prefix`); never the system prompt (its worked examples) nor the model's own words."""
+    found: set[str] = set()
+    for message in messages:
+        content = message.get("content") or ""
+        if message["role"] in ("user", "tool"):
+            found |= numbers_in(content)
+        elif message["role"] == "assistant":
+            found |= {n for line in content.splitlines() if line.startswith(island_prefix) for n in numbers_in(line)}
+    return found
+
+
+_TABLES: dict[tuple[int, int], NumberTable] = {}
+
+
+def number_table(token_bytes: Sequence[bytes], width: int) -> NumberTable:
+    """The NumberTable of a tokenizer (its tokens' bytes), made once."""
+    key = (id(token_bytes), width)
+    if key not in _TABLES:
+        _TABLES[key] = NumberTable([piece.decode("utf-8", "replace") for piece in token_bytes], width)
+    return _TABLES[key]
+
+
+def token_bias(constraint: ResponseConstraint | None) -> torch.Tensor | None:
+    """The constraint's bias on the next token, if it has one (GroundedConstraint)."""
+    bias = getattr(constraint, "token_bias", None)
+    return bias() if bias is not None else None
