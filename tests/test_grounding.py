@@ -14,7 +14,8 @@ from transformers import LlamaForCausalLM
 from agent.config import DecodeConfig
 from agent.decoding.grounding import GROUNDING_PENALTY, Grounding, NumberTable
 from agent.model.runtime import LoadedModel, load_model
-from agent.tooling.registry import default_registry
+from agent.tooling import tool
+from agent.tooling.registry import ToolRegistry, default_registry
 from agent.turn import ChatSession
 
 QUESTION = "What is 23 * 48?"
@@ -40,9 +41,18 @@ def one_lm(tiny_model_dir) -> LoadedModel:
                        dtype=base.dtype, weights_hash="likes-one", cache_keyword=base.cache_keyword)
 
 
+@tool
+def note_down(text: str) -> str:
+    """Write the text down (any text: calc's own language would keep out most of what a random model writes)."""
+    return "noted"
+
+
 def _call_text(lm: LoadedModel, strategy: str, ground: str) -> str:
-    config = DecodeConfig(strategy=strategy, tool_choice="calc", max_new_tokens=24, budget=24, ground_numbers=ground)
-    result = ChatSession(lm, default_registry(), config, confirm=lambda call: False).ask(QUESTION)
+    config = DecodeConfig(strategy=strategy, tool_choice="note_down", max_new_tokens=24, budget=24,
+                          ground_numbers=ground)
+    registry = ToolRegistry()  # alone: the tiny model's context holds no more tools and their examples
+    registry.register(note_down)
+    result = ChatSession(lm, registry, config, confirm=lambda call: False).ask(QUESTION)
     assert result.tool_calls, result.response
     return result.tool_calls[0].call_text
 

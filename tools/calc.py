@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated
 
 from lark import Lark, Tree
 from lark.exceptions import UnexpectedInput
 
-from agent.tooling import ToolFailure, tool
+from agent.tooling import Pattern, ToolFailure, tool
 
 Number = int | float
 
@@ -175,8 +176,16 @@ def evaluate(expr: str) -> Number:
         raise ToolFailure(TOO_LARGE) from None
 
 
+# What a call may write: numbers and operators, the grammar's lexemes in a row (parentheses not paired
+# up: a regular expression cannot count them). A model then cannot write "15% of 840" or "64 km/h * 7
+# hours" for calc to refuse; an unpaired parenthesis still gets calc's own error.
+_NUMBER = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+_OPERAND = rf"[-+( ]*{_NUMBER}[) ]*"
+EXPRESSION = rf"{_OPERAND}((\*\*|//|[-+*/%]){_OPERAND})*"
+
+
 @tool(pure=True, timeout=5.0)
-def calc(expr: str) -> str:
+def calc(expr: Annotated[str, Pattern(EXPRESSION)]) -> str:
     """Evaluate an arithmetic expression (+ - * / ** % and parentheses).
 
     Also `//` (floor division) and unary minus; integers are exact.

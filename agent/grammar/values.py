@@ -15,11 +15,14 @@ back to its field, which is how `ValueRules.read` turns the parse tree into a di
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lark import Token, Tree
 
 from agent.tooling.spec import Param, ParamType
+
+_SLASH = re.compile(r"(?<!\\)/")  # a slash in a regex ends a Lark /regex/ literal unless escaped
 
 
 def lark_literal(text: str) -> str:
@@ -80,6 +83,10 @@ class ValueRules:
     def expr(self, ptype: ParamType, literal_terms: list[str], literal_name: str) -> str:
         """The grammar expression for one value of this type. Enum terminals go to `literal_terms`
         named `literal_name` (nested ones get a suffix); object rules go to `self.lines`."""
+        if ptype.kind == "str" and ptype.pattern is not None:  # a JSON string of the tool's own language
+            regex = _SLASH.sub(r"\\/", ptype.pattern)
+            literal_terms.append(f'{literal_name}: /"(?:{regex})"/')
+            return literal_name
         if ptype.kind == "str":
             return "STRING"
         if ptype.kind == "int":

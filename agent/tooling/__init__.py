@@ -5,6 +5,6 @@ Custom tools import the decorator from here:
     from agent.tooling import ToolFailure, tool
 """
 
-from agent.tooling.spec import ToolFailure, tool
+from agent.tooling.spec import Pattern, ToolFailure, tool
 
-__all__ = ["ToolFailure", "tool"]
+__all__ = ["Pattern", "ToolFailure", "tool"]

@@ -42,6 +42,8 @@ def type_schema(ptype: ParamType, strict: bool = False) -> dict[str, Any]:
         return fields_schema(ptype.fields, strict)
     if strict and ptype.kind == "int":
         return {"type": "integer", "minimum": -INT_BOUND, "maximum": INT_BOUND}
+    if ptype.kind == "str" and ptype.pattern is not None:  # JSON Schema's pattern is unanchored: anchor it
+        return {"type": "string", "pattern": f"^(?:{ptype.pattern})$"}
     if strict and ptype.kind == "float":
         return {"type": "number", "minimum": -FLOAT_BOUND, "maximum": FLOAT_BOUND}
     return {"type": _JSON_TYPES[ptype.kind]}

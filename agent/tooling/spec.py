@@ -19,11 +19,12 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, overload
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, overload
 
 from agent.tooling.origin import ToolOrigin
 
@@ -48,6 +49,28 @@ class ToolFailure(Exception):
 
 
 @dataclass(frozen=True)
+class Pattern:
+    """The language of a str argument, as a regular expression the whole value must match: the grammar
+    lets a model write nothing else, and a call from elsewhere that does not match is refused.
+
+        def calc(expr: Annotated[str, Pattern(r"[0-9 +*/().-]+")]) -> str: ...
+
+    Within a call the value is a JSON string, so the expression should not allow `"`, `\\` or control
+    characters (it cannot be written in the protocol's grammar otherwise)."""
+
+    regex: str
+
+    def checked(self, where: str) -> str:
+        try:
+            re.compile(self.regex)
+        except re.error as exc:
+            raise ToolError(f"{where}: the Pattern is not a regular expression ({exc})") from exc
+        if any(c in self.regex for c in '"\n'):
+            raise ToolError(f"{where}: a Pattern may not hold a quote or a newline (the value is a JSON string)")
+        return self.regex
+
+
+@dataclass(frozen=True)
 class ParamType:
     """The type of one argument: str, int, float, bool, a Literal of values, a list of one of these,
     or (from JSON Schema tools) an object with named fields."""
@@ -56,6 +79,7 @@ class ParamType:
     choices: tuple[Any, ...] = ()  # for "literal"
     item: ParamType | None = None  # for "list"
     fields: tuple[Param, ...] = ()  # for "object": its keys in schema order
+    pattern: str | None = None  # for "str": a regular expression the whole text must match (Pattern)
 
     def text(self) -> str:
         """The type as written in the call signature (Python syntax; an object as `{key: type, ...}`)."""
@@ -72,6 +96,8 @@ class ParamType:
         """Return the value if it has this type (ints accepted for floats), else raise TypeError."""
         if self.kind == "str":
             if isinstance(value, str):
+                if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+                    raise TypeError(f"expected text matching /{self.pattern}/, got {_json_text(value)}")
                 return value
         elif self.kind == "bool":
             if isinstance(value, bool):
@@ -259,6 +285,14 @@ def _call_signature(name: str, params: tuple[Param, ...]) -> str:
 
 def _param_type(hint: Any, where: str) -> ParamType:
     """Map a type hint to a ParamType; raise ToolError naming the place for unsupported hints."""
+    if get_origin(hint) is Annotated:  # Annotated[str, Pattern(...)]; other annotations are not ours
+        base, *extras = get_args(hint)
+        patterns = [extra for extra in extras if isinstance(extra, Pattern)]
+        if not patterns:
+            return _param_type(base, where)
+        if base is not str:
+            raise ToolError(f"{where}: a Pattern applies to str only, not {base!r}")
+        return ParamType("str", pattern=patterns[0].checked(where))
     if hint is str:
         return ParamType("str")
     if hint is bool:
@@ -302,7 +336,7 @@ def make_spec(func: Callable[..., Any], name: str | None = None, pure: bool = Tr
     if not (timeout > 0):
         raise ToolError(f"{where}: timeout must be > 0 seconds, got {timeout!r}")
     try:
-        hints = typing.get_type_hints(func, include_extras=False)
+        hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # unresolvable forward references and the like
         raise ToolError(f"{where}: cannot read the type hints ({exc})") from exc
     params: list[Param] = []
