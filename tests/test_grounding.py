@@ -12,7 +12,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from agent.config import DecodeConfig
-from agent.decoding.grounding import GROUNDING_PENALTY, Grounding, NumberTable
+from agent.decoding.grounding import GROUNDING_PENALTY, Grounding, NumberTable, numbers_in
 from agent.model.runtime import LoadedModel, load_model
 from agent.tooling import tool
 from agent.tooling.registry import ToolRegistry, default_registry
@@ -69,16 +69,21 @@ def test_the_bias_follows_the_numbers_written(tiny_lm: LoadedModel) -> None:
     tok = tiny_lm.tokenizer
     table = NumberTable([tok.decode([i]) for i in range(len(tok))], tiny_lm.vocab_size)
     grounding = Grounding(table, {"23", "48", "19.5"})
-    (one,), (two,), (nine,), (zero,), (space,) = (tok.encode(t) for t in ("1", "2", "9", "0", " "))
+    (one,), (two,), (nine,), (five,), (space,) = (tok.encode(t) for t in ("1", "2", "9", "5", " "))
     start = grounding.bias('expr="')
     assert start[two] == 0 and start[one] == 0  # 23 and 19.5 start so
-    assert start[zero] == -GROUNDING_PENALTY  # no number written starts with 0
+    assert start[five] == -GROUNDING_PENALTY  # no number written starts with 5
     after_one = grounding.bias('expr="1')
     assert after_one[nine] == 0 and after_one[two] == -GROUNDING_PENALTY  # 19.5 goes on with 9; 12 is nobody's
     assert after_one[space] == -GROUNDING_PENALTY  # ending at 1 leaves a number nobody wrote
     assert grounding.bias('expr="23')[space] == 0  # 23 is whole
     grounding.add({"12"})  # a tool's result
     assert grounding.bias('expr="1')[two] == 0
+
+
+def test_the_numbers_a_call_may_write_include_their_other_spellings() -> None:
+    # without thousands separators, a percentage as a fraction, a date's 01 as the 1 it is
+    assert numbers_in("Drive 12,000 miles at 5% from 2021-01-01") >= {"12000", "0.05", "2021", "1", "5"}
 
 
 def test_auto_grounds_a_model_not_trained_on_the_protocol_and_off_turns_it_off(tiny_lm: LoadedModel) -> None:

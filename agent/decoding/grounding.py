@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import torch
@@ -34,8 +35,22 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 TRAILING_NUMBER = re.compile(r"\d+(?:\.\d*)?$")  # the number the text is writing ("19." included)
 
 
+THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "12,000" is the number 12000
+PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?%")  # "5%" is the number 0.05 as well
+LEADING_ZEROS = re.compile(r"^0+(?=\d)")  # "01" of a date is the 1 of "January 1"
+
+
+def canonical(number: str) -> str:
+    return LEADING_ZEROS.sub("", number)
+
+
 def numbers_in(text: str) -> set[str]:
-    return set(NUMBER.findall(text))
+    """The numbers written in `text`, as a call may write them: also without thousands separators, and a
+    percentage also as a fraction."""
+    found = set(NUMBER.findall(text))
+    found |= {match.replace(",", "") for match in THOUSANDS.findall(text)}
+    found |= {str((Decimal(match) / 100).normalize()) for match in PERCENT.findall(text)}
+    return {canonical(number) for number in found}
 
 
 class NumberTable:
@@ -63,7 +78,7 @@ class Grounding:
         self.add(numbers)
 
     def add(self, numbers: Iterable[str]) -> None:
-        for number in numbers:
+        for number in map(canonical, numbers):
             self.numbers.add(number)
             self.prefixes.update(number[:end] for end in range(1, len(number) + 1))
 
@@ -77,9 +92,11 @@ class Grounding:
         open_number = TRAILING_NUMBER.search(text)
         for match in NUMBER.finditer(text):
             if open_number is not None and match.start() == open_number.start():
-                if open_number.group() not in self.prefixes:
+                written = open_number.group()
+                # zeros alone may still become 0.05 or the 01 of a date
+                if written.strip("0") and canonical(written) not in self.prefixes:
                     return False
-            elif match.group() not in self.numbers:
+            elif canonical(match.group()) not in self.numbers:
                 return False
         return True
 
