@@ -77,6 +77,8 @@ def test_the_bias_follows_the_numbers_written(tiny_lm: LoadedModel) -> None:
     assert after_one[nine] == 0 and after_one[two] == -GROUNDING_PENALTY  # 19.5 goes on with 9; 12 is nobody's
     assert after_one[space] == -GROUNDING_PENALTY  # ending at 1 leaves a number nobody wrote
     assert grounding.bias('expr="23')[space] == 0  # 23 is whole
+    (zero,) = tok.encode("0")
+    assert start[zero] == 0 and grounding.bias('expr="0')[zero] == -GROUNDING_PENALTY  # 0.5 or 01, not 00
     grounding.add({"12"})  # a tool's result
     assert grounding.bias('expr="1')[two] == 0
 
@@ -94,3 +96,9 @@ def test_auto_grounds_a_model_not_trained_on_the_protocol_and_off_turns_it_off(t
     with pytest.raises(ValueError, match="ground_numbers"):
         DecodeConfig(ground_numbers="sometimes")
     assert torch.all(grounding.bias("no call here") <= 0)
+    # a question without numbers leaves calls as the model writes them (every number would cost the same)
+    plain = ChatSession(tiny_lm, default_registry(), DecodeConfig(tool_choice="calc", max_new_tokens=16),
+                        confirm=lambda call: False)
+    unground = ChatSession(tiny_lm, default_registry(), DecodeConfig(tool_choice="calc", max_new_tokens=16,
+                                                                     ground_numbers="off"), confirm=lambda call: False)
+    assert plain.ask("Say something.").response == unground.ask("Say something.").response

@@ -93,8 +93,8 @@ class Grounding:
         for match in NUMBER.finditer(text):
             if open_number is not None and match.start() == open_number.start():
                 written = open_number.group()
-                # zeros alone may still become 0.05 or the 01 of a date
-                if written.strip("0") and canonical(written) not in self.prefixes:
+                # a first 0 may still become 0.05 or the 01 of a date ("000..." may not: it is nobody's)
+                if written != "0" and canonical(written) not in self.prefixes:
                     return False
             elif canonical(match.group()) not in self.numbers:
                 return False
@@ -122,7 +122,7 @@ class GroundedConstraint:
 
     def token_bias(self) -> torch.Tensor | None:
         """Log-weights to add to the model's next-token logits; None outside a call's arguments."""
-        if not self.inner.in_call:
+        if not self.inner.in_call or not self.grounding.numbers:  # no numbers written: nothing to lean to
             return None
         return self.grounding.bias(self.inner.text[-64:])  # only the number being written matters
 
