@@ -3,19 +3,21 @@
 A small model copies numbers from where it saw them, and the nearest numbers are often the worked example's:
 SmolLM2-135M-Instruct, shown "What is 12 * 7?" as the calc example, called `calc(expr="12 * 48")` for "23 boxes
 with 48 apples each" and `12 * 7` for "Add 19.5 and 0.25" (bench/real_models.py). The user's numbers and the
-tools' results are the ones a call should use. So inside a call's arguments, a token that makes a number of
-that the conversation never wrote (nor starts to) costs GROUNDING_PENALTY nats: the
-response's distribution is the model's times exp(-penalty) for such tokens, renormalised, and every
-strategy that grows a response from the model's next-token distribution (greedy, sample, beam, best-of-n,
-tree) scores it that way. A number the model is sure of still comes through (a penalty, not a mask): "how
-many seconds in a day" may use 60 and 24.
+tools' results are the ones a call should use. So inside a call's arguments, a token that writes a number the
+conversation never wrote, or starts one that no written number starts with, costs GROUNDING_PENALTY nats: the
+response's distribution is the model's times exp(-penalty) for such tokens, renormalised, and every strategy
+that grows a response from the model's next-token distribution (greedy, sample, beam, best-of-n, tree) scores
+it that way. A number the model is sure of still comes through (a penalty, not a mask): "how many seconds in
+a day" may use 60 and 24.
 
-A number's first digit already pays when no number of the conversation starts with it: judged digit by digit
-after that, "1" would pass as a number of its own and "12" could no longer be helped. So a constant nobody
-wrote (the 2 of a square) pays too, and comes through only when the model is that sure of it. What counts as
-the conversation: the
-user's messages and the tools' results, the ones on this branch of the response included; never the system
-prompt, which holds the worked examples.
+A number's first digit already pays when no written number starts with it: judged only once it ends, "1"
+would pass as a number of its own and "12" could no longer be helped. So a constant nobody wrote (the 2 of a
+square) pays too, and comes through only when the model is that sure of it. A first 0 is free (it may become
+0.05 or the 01 of a date). A conversation that wrote no number gets no bias: every number would cost the same.
+
+What counts as the conversation: the user's messages and the tools' results, those on this branch of the
+response included; never the system prompt, which holds the worked examples. A number counts as written in
+the forms a call may use: 12,000 also as 12000, 5% also as 0.05, 01 as 1.
 """
 
 from __future__ import annotations
@@ -33,14 +35,13 @@ from agent.decoding.constraint import ResponseConstraint, Step
 GROUNDING_PENALTY = 3.9
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 TRAILING_NUMBER = re.compile(r"\d+(?:\.\d*)?$")  # the number the text is writing ("19." included)
-
-
 THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "12,000" is the number 12000
 PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?%")  # "5%" is the number 0.05 as well
 LEADING_ZEROS = re.compile(r"^0+(?=\d)")  # "01" of a date is the 1 of "January 1"
 
 
 def canonical(number: str) -> str:
+    """The number without leading zeros (01 -> 1; 0.5 stays)."""
     return LEADING_ZEROS.sub("", number)
 
 
@@ -49,7 +50,7 @@ def numbers_in(text: str) -> set[str]:
     percentage also as a fraction."""
     found = set(NUMBER.findall(text))
     found |= {match.replace(",", "") for match in THOUSANDS.findall(text)}
-    found |= {str((Decimal(match) / 100).normalize()) for match in PERCENT.findall(text)}
+    found |= {format((Decimal(match) / 100).normalize(), "f") for match in PERCENT.findall(text)}
     return {canonical(number) for number in found}
 
 
