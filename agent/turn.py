@@ -175,15 +175,15 @@ class ChatSession:
                           self.prefix_cache, self.channel_prompts)
 
     def untrained_on_protocol(self) -> bool:
-        """A local model that writes our protocol without having been trained on it (not the demo model)."""
-        return (self.tool_format.name == PROTOCOL and not is_demo_model(self.lm.model_id)
-                and self.lm.holds_weights)
+        """A model that writes our protocol without having been trained on it (not the demo model)."""
+        return self.tool_format.name == PROTOCOL and not is_demo_model(self.lm.model_id)
 
     def number_grounding(self, user_text: str, config: DecodeConfig) -> Grounding | None:
         """The numbers this turn's calls lean to (agent.decoding.grounding); None when not grounding."""
-        if self.user_grammar is not None or config.ground_numbers == "off" or not self.lm.holds_weights:
+        if self.user_grammar is not None or config.ground_numbers == "off":
             return None
-        if config.ground_numbers == "auto" and not self.untrained_on_protocol():
+        # auto: not a served model, whose top log-probs often miss the number the conversation wrote
+        if config.ground_numbers == "auto" and not (self.untrained_on_protocol() and self.lm.holds_weights):
             return None
         info = tokenizer_info(self.lm.tokenizer, self.lm.vocab_size, self.lm.eos_token_ids)
         messages = self.messages + [{"role": "user", "content": user_text}]

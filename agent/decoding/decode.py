@@ -145,9 +145,6 @@ def decode(
                     allowed = constraint.allowed_tokens()
                     if allowed is not None and allowed.device != lm.device:
                         allowed = allowed.to(lm.device)
-                    bias = token_bias(constraint)  # a prior over the call's numbers (agent.decoding.grounding)
-                    if bias is not None and lm.holds_weights:
-                        logits = logits + bias.to(logits.device, logits.dtype)
                 if not lm.holds_weights:
                     # A served model: the log-probs after the whole sequence, the mask sent along (see
                     # agent.model.backend); the server's prefix cache holds what came before.
@@ -155,9 +152,12 @@ def decode(
                     passes += 1
                     fed_ids.extend(pending)
                     pending = []
-                token = choose_token(logits, config, response, generator, allowed)
+                bias = token_bias(constraint)  # a prior over a call's numbers (agent.decoding.grounding)
+                if bias is not None:
+                    bias = bias.to(logits.device, logits.dtype)
+                token = choose_token(logits if bias is None else logits + bias, config, response, generator, allowed)
                 token_logprob = float(torch.log_softmax(logits.float(), dim=-1)[token] if lm.holds_weights
-                                      else logits[token])
+                                      else logits[token]) + (float(bias[token]) if bias is not None else 0.0)
                 if token in eos_ids:
                     finish = "eos"
                     eos_logprob = token_logprob

@@ -4,11 +4,11 @@ A small model copies numbers from where it saw them, and the nearest numbers are
 SmolLM2-135M-Instruct, shown "What is 12 * 7?" as the calc example, called `calc(expr="12 * 48")` for "23 boxes
 with 48 apples each" and `12 * 7` for "Add 19.5 and 0.25" (bench/real_models.py). The user's numbers and the
 tools' results are the ones a call should use. So inside a call's arguments, a token that writes a number the
-conversation never wrote, or starts one that no written number starts with, costs GROUNDING_PENALTY nats: the
-response's distribution is the model's times exp(-penalty) for such tokens, renormalised, and every strategy
-that grows a response from the model's next-token distribution (greedy, sample, beam, best-of-n, tree) scores
-it that way. A number the model is sure of still comes through (a penalty, not a mask): "how many seconds in
-a day" may use 60 and 24.
+conversation never wrote, or starts one that no written number starts with, costs GROUNDING_PENALTY nats: its
+score is its log-probability minus the penalty (not renormalised: a served model's top log-probs then score as
+the whole distribution does), and every strategy that grows a response from the model's next-token
+distribution (greedy, sample, beam, best-of-n, tree) chooses and scores that way. A number the model is sure
+of still comes through (a penalty, not a mask): "how many seconds in a day" may use 60 and 24.
 
 A number's first digit already pays when no written number starts with it: judged only once it ends, "1"
 would pass as a number of its own and "12" could no longer be helped. So a constant nobody wrote (the 2 of a
@@ -174,3 +174,10 @@ def token_bias(constraint: ResponseConstraint | None) -> torch.Tensor | None:
     """The constraint's bias on the next token, if it has one (GroundedConstraint)."""
     bias = getattr(constraint, "token_bias", None)
     return bias() if bias is not None else None
+
+
+def biased(logprobs: torch.Tensor, constraint: ResponseConstraint | None) -> torch.Tensor:
+    """Next-token scores: the log-probs plus the constraint's bias (token_bias), not renormalised, so that a
+    served model's top log-probs score exactly as the whole distribution does; as they are without a bias."""
+    bias = token_bias(constraint)
+    return logprobs if bias is None else logprobs + bias.to(logprobs.device, logprobs.dtype)

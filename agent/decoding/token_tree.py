@@ -25,7 +25,7 @@ import torch
 from agent.config import DecodeConfig
 from agent.decoding.constraint import ResponseConstraint
 from agent.decoding.decode import response_text
-from agent.decoding.grounding import token_bias
+from agent.decoding.grounding import biased
 from agent.decoding.kv_cache import PrefixCache, TreeMemory, run_prompt
 from agent.decoding.limits import Deadline
 from agent.decoding.loop_guard import TAIL_TOKENS, ends_in_loop, model_text
@@ -118,8 +118,7 @@ class TokenTree:
         self.dead: dict[tuple[int, ...], str] = {}  # path of every dead end -> why
         self.stop_strings = [s for s in config.stop if s]
         self.keep_special = constraint is not None  # see agent.decoding.decode.response_text
-        pad = lm.tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None else 0
+        self.pad_id = int(lm.tokenizer.pad_token_id or 0)
         self.started = time.perf_counter()
         self.deadline = Deadline(config.time_limit)  # the wall-clock limit, from the search's start
         self.memory = TreeMemory(config.kv_budget_bytes)
@@ -240,12 +239,8 @@ class TokenTree:
         return allowed[:width].to(self.lm.device)
 
     def finish_evaluation(self, node: Node, next_logprobs: torch.Tensor, allowed: torch.Tensor | None) -> None:
-        """Record what the model said after the node (and what the grammar allows there), with the constraint's
-        prior on the next token (agent.decoding.grounding) when it has one."""
-        bias = token_bias(node.constraint) if allowed is not None else None
-        if bias is not None:
-            next_logprobs = (next_logprobs + bias.to(next_logprobs.device)).log_softmax(-1)
-        node.next_logprobs = next_logprobs
+        """Record what the model said after the node (with grounding's prior) and what the grammar allows there."""
+        node.next_logprobs = biased(next_logprobs, node.constraint) if allowed is not None else next_logprobs
         self.tree_tokens += len(node.tokens)
         self.evaluated.append(node)
         self.memory.add(node)

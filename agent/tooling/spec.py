@@ -55,8 +55,7 @@ class Pattern:
 
         def calc(expr: Annotated[str, Pattern(r"[0-9 +*/().-]+")]) -> str: ...
 
-    Within a call the value is a JSON string, so the expression should not allow `"`, `\\` or control
-    characters (it cannot be written in the protocol's grammar otherwise)."""
+    The value is a JSON string in a call: no `"`, `\\` or control characters in what the pattern allows."""
 
     regex: str
 
