@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
 from agent.config import DecodeConfig
 from agent.decoding.grounding import GROUNDING_PENALTY, Grounding, NumberTable, numbers_in
-from agent.model.runtime import LoadedModel, load_model
+from agent.model.runtime import LoadedModel
 from agent.tooling import tool
 from agent.tooling.registry import ToolRegistry, default_registry
 from agent.turn import ChatSession
+from tiny_model import favouring_lm
 
 QUESTION = "What is 23 * 48?"
 
 
-class LikesOne(LlamaForCausalLM):
-    """A Llama whose next-token distributions all favour one token (the digit 1) by e^3."""
-
-    favourite = -1
-
-    def forward(self, *args, **kwargs):  # type: ignore[override]
-        out = super().forward(*args, **kwargs)
-        out.logits[..., self.favourite] += 3.0
-        return out
-
-
 @pytest.fixture(scope="module")
 def one_lm(tiny_model_dir) -> LoadedModel:
-    base = load_model(str(tiny_model_dir), device="cpu")
-    model = LikesOne.from_pretrained(str(tiny_model_dir)).eval()
-    (model.favourite,) = base.tokenizer.encode("1")
-    return LoadedModel(model=model, tokenizer=base.tokenizer, model_id="tiny-likes-one", device=base.device,
-                       dtype=base.dtype, weights_hash="likes-one", cache_keyword=base.cache_keyword)
+    return favouring_lm(tiny_model_dir, "1", 3.0, "likes-one")
 
 
 @tool

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import LlamaForCausalLM
 
 from agent.config import DecodeConfig
 from agent.decoding.decode import decode
 from agent.grammar.constraint import make_constraint
 from agent.model.runtime import LoadedModel
+from tiny_model import favouring_lm
 
 SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}, "timeout": {"type": "integer"}},
           "required": ["text", "timeout"], "additionalProperties": False,
@@ -26,26 +26,9 @@ SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}, "timeout"
 GRAMMAR = f"start: %json {json.dumps(SCHEMA)}\n"
 
 
-class LikesASpace(LlamaForCausalLM):
-    """A Llama whose every next-token distribution favours one token (a bare space) by e^8."""
-
-    favourite = -1
-
-    def forward(self, *args, **kwargs):  # type: ignore[override]
-        out = super().forward(*args, **kwargs)
-        out.logits[..., self.favourite] += 8.0
-        return out
-
-
 @pytest.fixture(scope="module")
 def space_lm(tiny_model_dir) -> LoadedModel:
-    from agent.model.runtime import load_model
-
-    base = load_model(str(tiny_model_dir), device="cpu")
-    model = LikesASpace.from_pretrained(str(tiny_model_dir)).eval()
-    (model.favourite,) = base.tokenizer.encode(" ")
-    return LoadedModel(model=model, tokenizer=base.tokenizer, model_id="tiny-likes-a-space", device=base.device,
-                       dtype=base.dtype, weights_hash="likes-a-space", cache_keyword=base.cache_keyword)
+    return favouring_lm(tiny_model_dir, " ", 8.0, "likes-a-space")
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "sample"])

@@ -11,6 +11,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from agent.model.runtime import LoadedModel, load_model
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
     "{% if m['role'] == 'assistant' %}<|end|>{% endif %}\n{% endfor %}"
@@ -82,3 +84,25 @@ def build_tiny_llama(out_dir: Path, seed: int = 0, hidden: int = 64, layers: int
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+class FavouringLlama(LlamaForCausalLM):
+    """A Llama whose every next-token distribution favours one token by `boost` nats."""
+
+    favourite = -1
+    boost = 0.0
+
+    def forward(self, *args, **kwargs):  # type: ignore[override]
+        out = super().forward(*args, **kwargs)
+        out.logits[..., self.favourite] += self.boost
+        return out
+
+
+def favouring_lm(model_dir: Path, piece: str, boost: float, name: str) -> LoadedModel:
+    """The tiny Llama in `model_dir` with a liking (`boost` nats) for the one token that spells `piece`."""
+    base = load_model(str(model_dir), device="cpu")
+    model = FavouringLlama.from_pretrained(str(model_dir)).eval()
+    (model.favourite,) = base.tokenizer.encode(piece)
+    model.boost = boost
+    return LoadedModel(model=model, tokenizer=base.tokenizer, model_id=f"tiny-{name}", device=base.device,
+                       dtype=base.dtype, weights_hash=name, cache_keyword=base.cache_keyword)

@@ -128,13 +128,13 @@ class GroundedConstraint:
         return self.grounding.bias(self.inner.text[-64:])  # only the number being written matters
 
     def accept(self, token_id: int) -> Step:
-        step = self.inner.accept(token_id)
-        if step.tool_call is not None and step.tool_call.result:  # a result's numbers may be used next
-            self.grounding.add(numbers_in(step.tool_call.result))
-        return step
+        return self._learn(self.inner.accept(token_id))
 
     def run_pending(self) -> Step:
-        step = self.inner.run_pending()
+        return self._learn(self.inner.run_pending())
+
+    def _learn(self, step: Step) -> Step:
+        """A tool result's numbers may be used by the calls after it."""
         if step.tool_call is not None and step.tool_call.result:
             self.grounding.add(numbers_in(step.tool_call.result))
         return step
@@ -159,15 +159,17 @@ def conversation_numbers(messages: Iterable[dict[str, Any]], island_prefix: str)
     return found
 
 
-_TABLES: dict[tuple[int, int], NumberTable] = {}
+# keyed by the id of the tokenizer's byte table, which each entry holds on to: an id is only reused once its
+# object is gone, and this one never goes while its entry is here
+_TABLES: dict[tuple[int, int], tuple[Sequence[bytes], NumberTable]] = {}
 
 
 def number_table(token_bytes: Sequence[bytes], width: int) -> NumberTable:
     """The NumberTable of a tokenizer (its tokens' bytes), made once."""
     key = (id(token_bytes), width)
     if key not in _TABLES:
-        _TABLES[key] = NumberTable([piece.decode("utf-8", "replace") for piece in token_bytes], width)
-    return _TABLES[key]
+        _TABLES[key] = (token_bytes, NumberTable([piece.decode("utf-8", "replace") for piece in token_bytes], width))
+    return _TABLES[key][1]
 
 
 def token_bias(constraint: ResponseConstraint | None) -> torch.Tensor | None:
