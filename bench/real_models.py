@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -98,8 +99,9 @@ def use_kb(docs: list[dict[str, Any]]) -> Path:
 
 def answered_right(case: dict[str, Any], tail: str) -> bool:
     """The expected value (arithmetic) or fact (knowledge base) in the text after the last tool result."""
-    if case["kind"] == "arith":
-        return any(form in tail for form in answer_forms(case["value"]))
+    if case["kind"] == "arith":  # a whole number: 126 is not in "12600", nor 19.75 in "119.75"
+        return any(re.search(rf"(?<![\d.,]){re.escape(form)}(?![\d]|[.,]\d)", tail)
+                   for form in answer_forms(case["value"]))
     return case["answer"].lower() in tail.lower()
 
 
