@@ -117,6 +117,15 @@ def test_a_loop_in_the_middle_counts_and_a_short_repeat_does_not() -> None:
     assert not has_loop("98765 - 43210 = 55555. Check: 55555 + 43210 = 98765.")
 
 
+def test_an_answer_cut_inside_a_runaway_number_is_a_loop_though_the_number_written_out_is_not() -> None:
+    # what the tree chose on SmolLM2 at 64 tokens (bench/batched.py): ten groups, one more than the Sun's mass
+    cut = "The answer is 179,840,000,000,000,000,000,000,000,000,000,00"
+    assert has_loop(cut) and has_loop(cut.removesuffix("00"))  # cut after the comma too
+    assert not ends_in_loop(cut)  # while it grows it may still end: only the finished answer tells
+    assert not has_loop(cut.removesuffix(",00") + " tonnes.")  # a large number that ends is written out
+    assert not has_loop("It costs 1,250,000,00")  # cut inside a number, but nothing ran away
+
+
 @pytest.mark.parametrize("strategy", ["beam", "best-of-n", "tree"])
 def test_no_search_returns_a_looping_answer_where_greedy_loops(tiny_lm: LoadedModel, strategy: str) -> None:
     # The random tiny model goes round in circles (one character again and again) when left to itself.

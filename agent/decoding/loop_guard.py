@@ -111,6 +111,10 @@ def repeated_share(text: str) -> float:
 _EQUATION_CHAIN = re.compile(r"([^=\n]*=[^=\n]*?)\1{2,}")
 _SUMS_EQUAL = re.compile(r"(?:#\s*[-+*/x]\s*#\s*=\s*){3}#")
 _ENDLESS_NUMBER = re.compile(r"(,\d{3})\1{10}")
+# A finished answer that stops inside a number's thousands after six groups alike ("179,840,000,...,000,00"):
+# the token limit cut a number that was still running (ten groups, where the Sun's mass written out has nine).
+# Only the end of a finished answer tells: a number being written ends inside a group at every step.
+_CUT_RUNAWAY = re.compile(r"(,\d{3})\1{5,},\d{0,2}$")
 CHAIN_CHARS = 6  # the shortest repeated block that counts ("# = # " is shorter than any equation)
 
 
@@ -204,9 +208,10 @@ def ends_in_loop(text: str) -> bool:
 
 
 def has_loop(text: str) -> bool:
-    """True when any WINDOW characters of the text loop, exactly or in shape (a loop in the middle counts too)."""
+    """True when any WINDOW characters of the finished text loop, exactly or in shape (a loop in the middle
+    counts too), or it stops inside a runaway number."""
     lines = text.split("\n")
-    if _any_window_loops(repeated_positions(text)) or _line_loop(lines):
+    if _any_window_loops(repeated_positions(text)) or _line_loop(lines) or _CUT_RUNAWAY.search(text):
         return True
     for line in lines:
         line_shape = shape(line)
