@@ -22,7 +22,7 @@ from agent.applicable import tool_choice_problem
 from agent.config import DecodeConfig
 from agent.context import ContextUse, context_length, context_use, fit_prompt
 from agent.decoding.constraint import ResponseConstraint
-from agent.decoding.grounding import GroundedConstraint, Grounding, conversation_numbers, number_table
+from agent.decoding.grounding import GroundedConstraint, Grounding, conversation_numbers, number_slots, number_table
 from agent.decoding.kv_cache import PrefixCache
 from agent.decoding.progress import ProgressSink
 from agent.decoding.search import search_response
@@ -188,7 +188,7 @@ class ChatSession:
         info = tokenizer_info(self.lm.tokenizer, self.lm.vocab_size, self.lm.eos_token_ids)
         messages = self.messages + [{"role": "user", "content": user_text}]
         return Grounding(number_table(info.token_bytes, self.lm.vocab_size),
-                         conversation_numbers(messages, ISLAND_PREFIX.lstrip("\n")))
+                         conversation_numbers(messages, ISLAND_PREFIX.lstrip("\n")), asked=number_slots(user_text))
 
     def set_config(self, config: DecodeConfig) -> None:
         """Decode the next turns with `config` (`/set`); ValueError when its tool choice does not fit the

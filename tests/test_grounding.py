@@ -7,14 +7,25 @@ penalty): without grounding its calls are full of 1s; grounded, a question witho
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 import torch
 
 from agent.config import DecodeConfig
-from agent.decoding.grounding import GROUNDING_PENALTY, Grounding, NumberTable, numbers_in
+from agent.decoding.grounding import (
+    GROUNDING_PENALTY,
+    Grounding,
+    NumberTable,
+    number_slots,
+    numbers_in,
+    open_value_string,
+    unused_slots,
+)
 from agent.model.runtime import LoadedModel
 from agent.tooling import tool
 from agent.tooling.registry import ToolRegistry, default_registry
+from agent.tooling.spec import Pattern
 from agent.turn import ChatSession
 from tiny_model import favouring_lm
 
@@ -70,7 +81,8 @@ def test_the_bias_follows_the_numbers_written(tiny_lm: LoadedModel) -> None:
 
 def test_the_numbers_a_call_may_write_include_their_other_spellings() -> None:
     # without thousands separators, a percentage as a fraction, a date's 01 as the 1 it is
-    assert numbers_in("Drive 12,000 miles at 5% from 2021-01-01") >= {"12000", "0.05", "2021", "1", "5"}
+    assert numbers_in("Drive 12,000 miles at 5% from 2021-01-01") >= {"12000", "0.05", "100", "2021", "1", "5"}
+    assert "100" not in numbers_in("Drive 12,000 miles from 2021-01-01")  # 100 only as a percentage's divisor
 
 
 def test_auto_grounds_a_model_not_trained_on_the_protocol_and_off_turns_it_off(tiny_lm: LoadedModel) -> None:
@@ -87,3 +99,46 @@ def test_auto_grounds_a_model_not_trained_on_the_protocol_and_off_turns_it_off(t
     unground = ChatSession(tiny_lm, default_registry(), DecodeConfig(tool_choice="calc", max_new_tokens=16,
                                                                      ground_numbers="off"), confirm=lambda call: False)
     assert plain.ask("Say something.").response == unground.ask("Say something.").response
+
+
+@tool
+def add_up(expr: Annotated[str, Pattern(r"[1-9][0-9]?( \+ [1-9][0-9]?)+")]) -> str:
+    """Add the numbers up."""
+    return "added"
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "tree"])
+def test_a_sum_is_held_open_while_a_number_the_user_asked_about_is_missing(tiny_model_dir, strategy: str) -> None:
+    # SmolLM2 wrote `36 * 36` for "36 times 36 times 36"; this model likes closing the string even more
+    quick = favouring_lm(tiny_model_dir, '"', 3.0, "likes-quote")
+    question = "Add up 23 and 48 and 17."
+    unused, written = {}, {}
+    for ground in ("off", "on"):
+        registry = ToolRegistry()
+        registry.register(add_up)
+        config = DecodeConfig(strategy=strategy, tool_choice="add_up", max_new_tokens=32, budget=32,
+                              ground_numbers=ground)
+        result = ChatSession(quick, registry, config, confirm=lambda call: False).ask(question)
+        expr = result.tool_calls[0].args["expr"]
+        unused[ground], written[ground] = unused_slots(number_slots(question), expr), len(number_slots(expr))
+    assert unused["off"] >= 2 and written["off"] == 2, (unused, written)  # it closes as soon as it may
+    assert written["on"] >= 3, written  # held open for as many numbers as were asked about
+    if strategy == "tree":  # greedy, held open, writes 48 again where 17 was missing, until the tokens run out
+        assert unused["on"] == 0, unused
+
+
+def test_the_numbers_asked_about_count_each_time_and_in_each_form() -> None:
+    thrice = number_slots("What is 36 times 36 times 36?")
+    assert unused_slots(thrice, "36 * 36") == 1 and unused_slots(thrice, "36 * 36 * 36") == 0
+    percent = number_slots("What's 15% of 12,000?")
+    assert unused_slots(percent, "0.15 * 12000") == 0 and unused_slots(percent, "15 / 100 * 12,000") == 0
+    assert number_slots("Is SmolLM2 small?") == []  # a name's digit is no number asked about
+    # only an expression is held open, and only a value's string: not a key, not a string already closed
+    table = NumberTable(['"', '")', "4", " *"], 4)
+    held = Grounding(table, {"36", "4.5", "10"}, asked=thrice + number_slots("rated 4.5"))
+    assert held.closing_bias('CALL(calc, expr="36 * 36', "") == {0: -GROUNDING_PENALTY, 1: -GROUNDING_PENALTY}
+    assert held.closing_bias('CALL(find, platform="Windows 10', "") == {}  # 4.5 is the next argument's
+    assert held.closing_bias('CALL(calc, expr="36 * 36 * 36', "rated 4.5") == {}  # an earlier call wrote it
+    assert open_value_string('{"name": "calc", "arguments": {"expr": "36 * 3') == "36 * 3"
+    assert open_value_string('CALL(calc, expr="36 * 3') == "36 * 3"
+    assert open_value_string('{"arguments": {"ex') is None and open_value_string('expr="36"') is None

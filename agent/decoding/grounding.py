@@ -15,9 +15,16 @@ would pass as a number of its own and "12" could no longer be helped. So a const
 square) pays too, and comes through only when the model is that sure of it. A first 0 is free (it may become
 0.05 or the 01 of a date). A conversation that wrote no number gets no bias: every number would cost the same.
 
+An expression uses every number the user asked about: SmolLM2 wrote `calc(expr="36 * 36")` for "What is 36
+times 36 times 36?". So a token that closes a string argument holding arithmetic (two numbers an operator
+joins), while a number of the user's last message (each time it was written: 36 three times) is in none of
+this response's calls, costs the penalty too, and the model goes on to write it. Any other string closes
+freely: in `finder(platform="Windows 10", rating=4.5)` the 4.5 is the next argument's (BFCL's multiple_182,
+broken by a first version that held every string with a digit open).
+
 What counts as the conversation: the user's messages and the tools' results, those on this branch of the
 response included; never the system prompt, which holds the worked examples. A number counts as written in
-the forms a call may use: 12,000 also as 12000, 5% also as 0.05, 01 as 1.
+the forms a call may use: 12,000 also as 12000, 5% also as 0.05 and as 5 / 100 (100 counts as written), 01 as 1.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ TRAILING_NUMBER = re.compile(r"\d+(?:\.\d*)?$")  # the number the text is writin
 THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "12,000" is the number 12000
 PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?%")  # "5%" is the number 0.05 as well
 LEADING_ZEROS = re.compile(r"^0+(?=\d)")  # "01" of a date is the 1 of "January 1"
+# two numbers an operator joins: a string holding this is an expression ("36 * 36"), not a name ("Windows 10")
+ARITHMETIC = re.compile(r"\d\s*(?:\*\*|//|[-+*/%^])\s*[(.\d]")
+# a number as written once: "12,000" is one number, not 12 and 000; "SmolLM2" holds none
+OCCURRENCE = re.compile(r"(?<![A-Za-z_])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)( ?%)?")
 
 
 def canonical(number: str) -> str:
@@ -50,8 +61,52 @@ def numbers_in(text: str) -> set[str]:
     percentage also as a fraction."""
     found = set(NUMBER.findall(text))
     found |= {match.replace(",", "") for match in THOUSANDS.findall(text)}
-    found |= {format((Decimal(match) / 100).normalize(), "f") for match in PERCENT.findall(text)}
+    percentages = PERCENT.findall(text)
+    found |= {format((Decimal(match) / 100).normalize(), "f") for match in percentages}
+    if percentages:  # 15% is 15 / 100 too
+        found.add("100")
     return {canonical(number) for number in found}
+
+
+def number_slots(text: str) -> list[frozenset[str]]:
+    """Each number written in `text`, once per time it was written, as the forms a call may write it in
+    (15% as 15 or 0.15)."""
+    slots = []
+    for match in OCCURRENCE.finditer(text):
+        number = match.group(1).replace(",", "")
+        forms = {canonical(number)}
+        if match.group(2):
+            forms.add(format((Decimal(number) / 100).normalize(), "f"))
+        slots.append(frozenset(forms))
+    return slots
+
+
+def unused_slots(slots: Sequence[frozenset[str]], text: str) -> int:
+    """How many of `slots` the numbers written in `text` leave unused (each written number used once)."""
+    written = [canonical(match.group(1).replace(",", "")) for match in OCCURRENCE.finditer(text)]
+    unused = 0
+    for forms in slots:
+        used = next((i for i, number in enumerate(written) if number in forms), None)
+        if used is None:
+            unused += 1
+        else:
+            del written[used]
+    return unused
+
+
+def open_value_string(call_text: str) -> str | None:
+    """The string argument `call_text` is writing (JSON `"key": "...` or keyword `key="...`), or None."""
+    start, escaped = None, False
+    for at, char in enumerate(call_text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and start is not None:
+            escaped = True
+        elif char == '"':
+            start = at if start is None else None
+    if start is None or escaped or call_text[:start].rstrip()[-1:] not in (":", "="):
+        return None
+    return call_text[start + 1:]
 
 
 class NumberTable:
@@ -66,14 +121,19 @@ class NumberTable:
         goes_on = [bool(text) and (text[0].isdigit() or text[0] == ".") for text in token_texts]
         goes_on += [False] * (width - len(goes_on))
         self.ends_number = ~torch.tensor(goes_on[:width], dtype=torch.bool)
+        # tokens that close a string, with the text they write before the quote
+        self.closes_string = [(i, text[:text.index('"')]) for i, text in enumerate(token_texts[:width])
+                              if '"' in text and not text[:text.index('"')].endswith("\\")]
 
 
 class Grounding:
     """The numbers a call may use without a penalty, and the bias that follows from them."""
 
-    def __init__(self, table: NumberTable, numbers: Iterable[str], penalty: float = GROUNDING_PENALTY) -> None:
+    def __init__(self, table: NumberTable, numbers: Iterable[str], penalty: float = GROUNDING_PENALTY,
+                 asked: Sequence[frozenset[str]] = ()) -> None:
         self.table = table
         self.penalty = penalty
+        self.asked = list(asked)  # number_slots of the user's last message
         self.numbers: set[str] = set()
         self.prefixes: set[str] = set()
         self.add(numbers)
@@ -84,7 +144,7 @@ class Grounding:
             self.prefixes.update(number[:end] for end in range(1, len(number) + 1))
 
     def copy(self) -> Grounding:
-        other = Grounding(self.table, (), self.penalty)
+        other = Grounding(self.table, (), self.penalty, self.asked)
         other.numbers, other.prefixes = set(self.numbers), set(self.prefixes)
         return other
 
@@ -112,6 +172,18 @@ class Grounding:
             bias[token] = 0.0 if self.fits(written + piece) else -self.penalty
         return bias
 
+    def closing_bias(self, call_text: str, earlier_calls: str) -> dict[int, float]:
+        """Penalties for the tokens that would close the string argument `call_text` is writing while a number
+        the user asked about is in neither it nor `earlier_calls` (this response's finished calls)."""
+        value = open_value_string(call_text)
+        if not self.asked or value is None or not ARITHMETIC.search(value):
+            return {}
+        written = earlier_calls + "\n" + call_text
+        if not unused_slots(self.asked, written):
+            return {}
+        return {token: -self.penalty for token, before in self.table.closes_string
+                if not (any(c.isdigit() for c in before) and not unused_slots(self.asked, written + before))}
+
 
 class GroundedConstraint:
     """A response constraint whose calls lean to the conversation's numbers (token_bias); the rest is the
@@ -120,27 +192,40 @@ class GroundedConstraint:
     def __init__(self, inner: ResponseConstraint, grounding: Grounding) -> None:
         self.inner = inner
         self.grounding = grounding
+        self.call_start: int | None = None  # where the call being written starts in the response text
+        self.earlier_calls = ""  # the arguments of this response's finished calls
 
     def token_bias(self) -> torch.Tensor | None:
         """Log-weights to add to the model's next-token logits; None outside a call's arguments."""
         if not self.inner.in_call or not self.grounding.numbers:  # no numbers written: nothing to lean to
             return None
-        return self.grounding.bias(self.inner.text[-64:])  # only the number being written matters
+        text = self.inner.text
+        bias = self.grounding.bias(text[-64:])  # only the number being written matters
+        for token, penalty in self.grounding.closing_bias(text[self.call_start or 0:], self.earlier_calls).items():
+            bias[token] += penalty
+        return bias
 
     def accept(self, token_id: int) -> Step:
-        return self._learn(self.inner.accept(token_id))
+        before = len(self.inner.text) if self.call_start is None else self.call_start
+        return self._learn(self.inner.accept(token_id), before)
 
     def run_pending(self) -> Step:
-        return self._learn(self.inner.run_pending())
+        return self._learn(self.inner.run_pending(), len(self.inner.text))
 
-    def _learn(self, step: Step) -> Step:
-        """A tool result's numbers may be used by the calls after it."""
-        if step.tool_call is not None and step.tool_call.result:
-            self.grounding.add(numbers_in(step.tool_call.result))
+    def _learn(self, step: Step, before: int) -> Step:
+        """Where a call starts; a finished call's arguments, and a tool result's numbers, which the calls
+        after it may use."""
+        self.call_start = before if self.inner.in_call else None
+        if step.tool_call is not None:
+            self.earlier_calls += "\n" + " ".join(map(str, step.tool_call.args.values()))
+            if step.tool_call.result:
+                self.grounding.add(numbers_in(step.tool_call.result))
         return step
 
     def fork(self) -> GroundedConstraint:
-        return GroundedConstraint(self.inner.fork(), self.grounding.copy())
+        other = GroundedConstraint(self.inner.fork(), self.grounding.copy())
+        other.call_start, other.earlier_calls = self.call_start, self.earlier_calls
+        return other
 
     def __getattr__(self, name: str) -> object:  # allowed_tokens, is_finished, tool_calls, text, ...
         return getattr(self.inner, name)
