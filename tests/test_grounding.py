@@ -137,6 +137,7 @@ def test_the_numbers_asked_about_count_each_time_and_in_each_form() -> None:
     table = NumberTable(['"', '")', "4", " *"], 4)
     held = Grounding(table, {"36", "4.5", "10"}, asked=thrice + number_slots("rated 4.5"))
     assert held.closing_bias('CALL(calc, expr="36 * 36', "") == {0: -GROUNDING_PENALTY, 1: -GROUNDING_PENALTY}
+    assert held.closing_bias('CALL(calc, expr="36', "") == {0: -GROUNDING_PENALTY, 1: -GROUNDING_PENALTY}
     assert held.closing_bias('CALL(find, platform="Windows 10', "") == {}  # 4.5 is the next argument's
     assert held.closing_bias('CALL(calc, expr="36 * 36 * 36', "rated 4.5") == {}  # an earlier call wrote it
     assert open_value_string('{"name": "calc", "arguments": {"expr": "36 * 3') == "36 * 3"

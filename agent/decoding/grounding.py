@@ -16,11 +16,12 @@ square) pays too, and comes through only when the model is that sure of it. A fi
 0.05 or the 01 of a date). A conversation that wrote no number gets no bias: every number would cost the same.
 
 An expression uses every number the user asked about: SmolLM2 wrote `calc(expr="36 * 36")` for "What is 36
-times 36 times 36?". So a token that closes a string argument holding arithmetic (two numbers an operator
-joins), while a number of the user's last message (each time it was written: 36 three times) is in none of
-this response's calls, costs the penalty too, and the model goes on to write it. Any other string closes
-freely: in `finder(platform="Windows 10", rating=4.5)` the 4.5 is the next argument's (BFCL's multiple_182,
-broken by a first version that held every string with a digit open).
+times 36 times 36?", Gemma 3 `calc(expr="4096")` for "How much is 4096 divided by 16?". So a token that
+closes a string argument that is nothing but arithmetic (numbers, operators, parentheses), while a number of
+the user's last message (each time it was written: 36 three times) is in none of this response's calls, costs
+the penalty too, and the model goes on to write it. Any other string closes freely: in
+`finder(platform="Windows 10", rating=4.5)` the 4.5 is the next argument's (BFCL's multiple_182, broken by a
+first version that held every string with a digit open).
 
 What counts as the conversation: the user's messages and the tools' results, those on this branch of the
 response included; never the system prompt, which holds the worked examples. A number counts as written in
@@ -45,8 +46,8 @@ TRAILING_NUMBER = re.compile(r"\d+(?:\.\d*)?$")  # the number the text is writin
 THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "12,000" is the number 12000
 PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?%")  # "5%" is the number 0.05 as well
 LEADING_ZEROS = re.compile(r"^0+(?=\d)")  # "01" of a date is the 1 of "January 1"
-# two numbers an operator joins: a string holding this is an expression ("36 * 36"), not a name ("Windows 10")
-ARITHMETIC = re.compile(r"\d\s*(?:\*\*|//|[-+*/%^])\s*[(.\d]")
+# a string that is nothing but arithmetic is an expression ("36 * 36", "4096"), unlike a name ("Windows 10")
+ARITHMETIC = re.compile(r"[-+*/%^().\s]*\d[-+*/%^().\s\d]*")
 # a number as written once: "12,000" is one number, not 12 and 000; "SmolLM2" holds none
 OCCURRENCE = re.compile(r"(?<![A-Za-z_])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)( ?%)?")
 
@@ -176,7 +177,7 @@ class Grounding:
         """Penalties for the tokens that would close the string argument `call_text` is writing while a number
         the user asked about is in neither it nor `earlier_calls` (this response's finished calls)."""
         value = open_value_string(call_text)
-        if not self.asked or value is None or not ARITHMETIC.search(value):
+        if not self.asked or value is None or not ARITHMETIC.fullmatch(value):
             return {}
         written = earlier_calls + "\n" + call_text
         if not unused_slots(self.asked, written):
