@@ -43,6 +43,9 @@ LOOPS = {
     "made-up results of one shape": "\n".join(f"77 * {n} = {r}"
                                                for n, r in ((2, 154), (3, 2131), (4, 318), (5, 87), (6, 7))),
     "false equations of changing forms": "Let me check.\n12 = 12 * 2\n12 = 48\n12 * 3 = 12 * 3 = 37\n12 + 1 = 13",
+    # the tree's answer in bfloat16 (bench/batched.py, 64 tokens): the commas hid the chain
+    "sums set equal in words, with commas": ("98765 - 43210 is 98765 - 43210, which is 98765 + 43210, which is "
+                                             "98765 + 43210, which is 98"),
     "sums set equal in words": "So 6120 - 2040 is 6120 - 2040 which is 6120 + 2040 which equals 6120 + 2040 which is",
     "sentence restated with new numbers": " ".join(f"So {n} divided by 4 is {n // 4} and the rest is {n % 4}."
                                                    for n in range(401, 409)),

@@ -118,8 +118,8 @@ _CUT_RUNAWAY = re.compile(r"(,\d{3})\1{5,},\d{0,2}$")
 CHAIN_CHARS = 6  # the shortest repeated block that counts ("# = # " is shorter than any equation)
 
 
-# Words that set one side equal to another, read as '=' by the chains above ("# - # is # - # which is # + #").
-_EQUALS_WORDS = re.compile(r"\s+(?:which is|which equals|that is|is equal to|equals|is)\s+")
+# Words that set one side equal to another, read as '=' by the chains above ("# - # is # - #, which is # + #").
+_EQUALS_WORDS = re.compile(r",?\s+(?:which is|which equals|that is|is equal to|equals|is)\s+")
 
 
 def _equation_chain(line_shape: str) -> bool:
