@@ -12,6 +12,9 @@ from agent.config import DecodeConfig
 from agent.decoding.loop_guard import ends_in_loop, has_loop
 from agent.decoding.search import search_response
 from agent.model.runtime import LoadedModel
+from agent.tooling import tool
+from agent.tooling.registry import ToolRegistry
+from agent.turn import ChatSession
 
 # What the tree picked on SmolLM2-135M-Instruct (the issue), and loops of its kind.
 ISSUE_LOOP = "98765 - 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 = 98765 + 43210 ="
@@ -139,3 +142,25 @@ def test_no_search_returns_a_looping_answer_where_greedy_loops(tiny_lm: LoadedMo
     result = search_response(tiny_lm, prompt, config.replace(strategy=strategy))
     assert result.candidates
     assert not any(has_loop(c.text) for c in result.candidates)
+
+
+@tool(pure=False)
+def jot(text: str) -> str:
+    """Jot the text down (a side effect: it waits for the chosen branch and asks first)."""
+    return "jotted"
+
+
+@pytest.mark.parametrize("strategy", ["best-of-n", "tree"])
+def test_after_a_declined_side_effect_call_the_answer_goes_on_without_looping(tiny_lm: LoadedModel,
+                                                                             strategy: str) -> None:
+    # a side-effect call waits for the search's chosen branch; the answer then went on with the plain greedy
+    # loop, which has no guard (SmolLM2 wrote "The user declined." ten times after a declined note)
+    registry = ToolRegistry()
+    registry.register(jot)
+    config = DecodeConfig(strategy=strategy, tool_choice="jot", max_new_tokens=120, budget=300, num_samples=3,
+                          seed=1)
+    result = ChatSession(tiny_lm, registry, config, confirm=lambda call: False).ask("yes no yes no")
+    assert [call.tool for call in result.tool_calls][:1] == ["jot"] and result.tool_calls[0].error  # declined
+    after = result.response[result.response.index(result.tool_calls[0].island_text)
+                            + len(result.tool_calls[0].island_text):]
+    assert after.strip() and not has_loop(after), after

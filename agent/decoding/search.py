@@ -44,18 +44,21 @@ def search_response(
                           on_token=on_token, prefix_cache=prefix_cache, on_progress=on_progress)
     if result.best.finish_reason != "interrupted":  # a search the user stopped runs no tool after it
         try:
-            result = continue_deferred_call(lm, prompt_ids, config, result, should_stop)
+            seconds_left = config.time_limit - (time.perf_counter() - started) if config.time_limit > 0 else None
+            result = continue_deferred_call(lm, prompt_ids, config, result, should_stop, seconds_left)
         except KeyboardInterrupt:  # Ctrl-C while the chosen branch's call runs: the answer up to the call
             result = mark_interrupted(result)
     return dataclasses.replace(result, strategy=config.strategy, seconds=time.perf_counter() - started)
 
 
 def continue_deferred_call(lm: ModelBackend, prompt_ids: list[int], config: DecodeConfig, result: SearchResult,
-                           should_stop: Callable[[], bool] | None) -> SearchResult:
+                           should_stop: Callable[[], bool] | None, seconds_left: float | None = None) -> SearchResult:
     """Side-effect tools wait for the chosen path: run the best branch's pending call, then finish it.
 
-    The call runs through agent.tooling.deferred; the response then continues greedily from its
-    island with the plain decode loop. Returns a new result (the same one when nothing is pending).
+    The call runs through agent.tooling.deferred; the response then continues from its island under the
+    same strategy (its loop guard included: the plain greedy loop wrote "The user declined." ten times after
+    a declined note, bench/README.md batched), with the passes and seconds the search left, or at least
+    what a greedy continuation takes. Returns a new result (the same one when nothing is pending).
     """
     best = result.best
     constraint = best.constraint
@@ -69,17 +72,29 @@ def continue_deferred_call(lm: ModelBackend, prompt_ids: list[int], config: Deco
     forward_passes = result.forward_passes
     left = config.max_new_tokens - sum(1 for island in islands if not island)
     if left > 0 and not constraint.is_finished():
-        rest = decode(lm, list(prompt_ids) + token_ids, config.replace(strategy="greedy", max_new_tokens=left),
-                      constraint=constraint, should_stop=should_stop)
-        token_ids += rest.token_ids
-        islands += rest.island_mask
-        logprobs += rest.logprobs
-        tool_calls += rest.tool_calls
-        forward_passes += rest.forward_passes
-        finish_reason = rest.finish_reason
+        if seconds_left is not None and seconds_left <= 0:  # the time is spent: finish as fast as it goes
+            rest = decode(lm, list(prompt_ids) + token_ids, config.replace(strategy="greedy", max_new_tokens=left),
+                          constraint=constraint, should_stop=should_stop)
+            rest_ids, rest_islands, rest_logprobs = rest.token_ids, rest.island_mask, rest.logprobs
+            rest_calls, rest_passes, finish_reason = rest.tool_calls, rest.forward_passes, rest.finish_reason
+        else:
+            rest_config = config.replace(max_new_tokens=left, budget=max(config.search_budget - forward_passes, left),
+                                         time_limit=seconds_left or 0.0)
+            continued = search_response(lm, list(prompt_ids) + token_ids, rest_config,
+                                        make_constraint=lambda: constraint.fork(), should_stop=should_stop)
+            found = continued.best
+            rest_ids, rest_islands, rest_logprobs = found.token_ids, found.island_mask, found.logprobs
+            rest_calls, rest_passes, finish_reason = found.tool_calls, continued.forward_passes, found.finish_reason
+        token_ids += rest_ids
+        islands += rest_islands
+        logprobs += rest_logprobs
+        tool_calls += rest_calls
+        forward_passes += rest_passes
     else:
         finish_reason = "grammar" if constraint.is_finished() else "length"
     text = response_text(lm.tokenizer, token_ids, keep_special=True)  # constrained: a native island's tokens stay
+    if finish_reason == "stop":  # the continuation ended on a stop string: never shown (as decode and the tree)
+        text = text[:min((text.index(s) for s in config.stop if s and s in text), default=len(text))]
     parts = score_parts(logprobs, islands, token_ids, text=text, loop_text=model_text(lm.tokenizer, token_ids, islands))
     finished = dataclasses.replace(best, token_ids=token_ids, island_mask=islands, logprobs=logprobs,
                                    tool_calls=tool_calls, text=text, score=parts.value, eos_logprob=None,
