@@ -7,6 +7,7 @@ penalty): without grounding its calls are full of 1s; grounded, a question witho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import pytest
@@ -24,6 +25,7 @@ from agent.decoding.grounding import (
 )
 from agent.model.runtime import LoadedModel
 from agent.tooling import tool
+from agent.tooling.records import ToolCallRecord
 from agent.tooling.registry import ToolRegistry, default_registry
 from agent.tooling.spec import Pattern
 from agent.turn import ChatSession
@@ -43,14 +45,21 @@ def note_down(text: str) -> str:
     return "noted"
 
 
-def _call_text(lm: LoadedModel, strategy: str, ground: str) -> str:
-    config = DecodeConfig(strategy=strategy, tool_choice="note_down", max_new_tokens=24, budget=24,
+def _first_call(lm: LoadedModel, tool_fn: Callable[..., str], question: str, strategy: str, ground: str,
+                tokens: int = 24) -> ToolCallRecord:
+    """The first call of the answer to `question`, which must call `tool_fn` (registered alone: the tiny
+    model's context holds no more tools and their examples)."""
+    config = DecodeConfig(strategy=strategy, tool_choice=tool_fn.__name__, max_new_tokens=tokens, budget=tokens,
                           ground_numbers=ground)
-    registry = ToolRegistry()  # alone: the tiny model's context holds no more tools and their examples
-    registry.register(note_down)
-    result = ChatSession(lm, registry, config, confirm=lambda call: False).ask(QUESTION)
+    registry = ToolRegistry()
+    registry.register(tool_fn)
+    result = ChatSession(lm, registry, config, confirm=lambda call: False).ask(question)
     assert result.tool_calls, result.response
-    return result.tool_calls[0].call_text
+    return result.tool_calls[0]
+
+
+def _call_text(lm: LoadedModel, strategy: str, ground: str) -> str:
+    return _first_call(lm, note_down, QUESTION, strategy, ground).call_text
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "tree"])
@@ -114,12 +123,7 @@ def test_a_sum_is_held_open_while_a_number_the_user_asked_about_is_missing(tiny_
     question = "Add up 23 and 48 and 17."
     unused, written = {}, {}
     for ground in ("off", "on"):
-        registry = ToolRegistry()
-        registry.register(add_up)
-        config = DecodeConfig(strategy=strategy, tool_choice="add_up", max_new_tokens=32, budget=32,
-                              ground_numbers=ground)
-        result = ChatSession(quick, registry, config, confirm=lambda call: False).ask(question)
-        expr = result.tool_calls[0].args["expr"]
+        expr = _first_call(quick, add_up, question, strategy, ground, tokens=32).args["expr"]
         unused[ground], written[ground] = unused_slots(number_slots(question), expr), len(number_slots(expr))
     assert unused["off"] >= 2 and written["off"] == 2, (unused, written)  # it closes as soon as it may
     assert written["on"] >= 3, written  # held open for as many numbers as were asked about

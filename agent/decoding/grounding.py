@@ -57,13 +57,23 @@ def canonical(number: str) -> str:
     return LEADING_ZEROS.sub("", number)
 
 
+def as_fraction(percentage: str) -> str:
+    """A percentage's number as the fraction it stands for: 15 -> 0.15, 1000 -> 10."""
+    return format((Decimal(percentage) / 100).normalize(), "f")
+
+
+def written_number(match: re.Match[str]) -> str:
+    """The number an OCCURRENCE match wrote, as a call may write it: 12,000 -> 12000, 01 -> 1."""
+    return canonical(match.group(1).replace(",", ""))
+
+
 def numbers_in(text: str) -> set[str]:
     """The numbers written in `text`, as a call may write them: also without thousands separators, and a
     percentage also as a fraction."""
     found = set(NUMBER.findall(text))
     found |= {match.replace(",", "") for match in THOUSANDS.findall(text)}
     percentages = PERCENT.findall(text)
-    found |= {format((Decimal(match) / 100).normalize(), "f") for match in percentages}
+    found |= {as_fraction(match) for match in percentages}
     if percentages:  # 15% is 15 / 100 too
         found.add("100")
     return {canonical(number) for number in found}
@@ -74,17 +84,14 @@ def number_slots(text: str) -> list[frozenset[str]]:
     (15% as 15 or 0.15)."""
     slots = []
     for match in OCCURRENCE.finditer(text):
-        number = match.group(1).replace(",", "")
-        forms = {canonical(number)}
-        if match.group(2):
-            forms.add(format((Decimal(number) / 100).normalize(), "f"))
-        slots.append(frozenset(forms))
+        number = written_number(match)
+        slots.append(frozenset({number, as_fraction(number)} if match.group(2) else {number}))
     return slots
 
 
 def unused_slots(slots: Sequence[frozenset[str]], text: str) -> int:
     """How many of `slots` the numbers written in `text` leave unused (each written number used once)."""
-    written = [canonical(match.group(1).replace(",", "")) for match in OCCURRENCE.finditer(text)]
+    written = [written_number(match) for match in OCCURRENCE.finditer(text)]
     unused = 0
     for forms in slots:
         used = next((i for i, number in enumerate(written) if number in forms), None)
@@ -194,7 +201,6 @@ class GroundedConstraint:
         self.inner = inner
         self.grounding = grounding
         self.call_start: int | None = None  # where the call being written starts in the response text
-        self.earlier_calls = ""  # the arguments of this response's finished calls
 
     def token_bias(self) -> torch.Tensor | None:
         """Log-weights to add to the model's next-token logits; None outside a call's arguments."""
@@ -202,7 +208,8 @@ class GroundedConstraint:
             return None
         text = self.inner.text
         bias = self.grounding.bias(text[-64:])  # only the number being written matters
-        for token, penalty in self.grounding.closing_bias(text[self.call_start or 0:], self.earlier_calls).items():
+        earlier_calls = "\n".join(str(value) for call in self.inner.tool_calls for value in call.args.values())
+        for token, penalty in self.grounding.closing_bias(text[self.call_start or 0:], earlier_calls).items():
             bias[token] += penalty
         return bias
 
@@ -214,18 +221,15 @@ class GroundedConstraint:
         return self._learn(self.inner.run_pending(), len(self.inner.text))
 
     def _learn(self, step: Step, before: int) -> Step:
-        """Where a call starts; a finished call's arguments, and a tool result's numbers, which the calls
-        after it may use."""
+        """Where a call starts, and a tool result's numbers, which the calls after it may use."""
         self.call_start = before if self.inner.in_call else None
-        if step.tool_call is not None:
-            self.earlier_calls += "\n" + " ".join(map(str, step.tool_call.args.values()))
-            if step.tool_call.result:
-                self.grounding.add(numbers_in(step.tool_call.result))
+        if step.tool_call is not None and step.tool_call.result:
+            self.grounding.add(numbers_in(step.tool_call.result))
         return step
 
     def fork(self) -> GroundedConstraint:
         other = GroundedConstraint(self.inner.fork(), self.grounding.copy())
-        other.call_start, other.earlier_calls = self.call_start, self.earlier_calls
+        other.call_start = self.call_start
         return other
 
     def __getattr__(self, name: str) -> object:  # allowed_tokens, is_finished, tool_calls, text, ...

@@ -75,21 +75,18 @@ def continue_deferred_call(lm: ModelBackend, prompt_ids: list[int], config: Deco
         if seconds_left is not None and seconds_left <= 0:  # the time is spent: finish as fast as it goes
             rest = decode(lm, list(prompt_ids) + token_ids, config.replace(strategy="greedy", max_new_tokens=left),
                           constraint=constraint, should_stop=should_stop)
-            rest_ids, rest_islands, rest_logprobs = rest.token_ids, rest.island_mask, rest.logprobs
-            rest_calls, rest_passes, finish_reason = rest.tool_calls, rest.forward_passes, rest.finish_reason
+            forward_passes += rest.forward_passes
         else:
             rest_config = config.replace(max_new_tokens=left, budget=max(config.search_budget - forward_passes, left),
                                          time_limit=seconds_left or 0.0)
             continued = search_response(lm, list(prompt_ids) + token_ids, rest_config,
                                         make_constraint=lambda: constraint.fork(), should_stop=should_stop)
-            found = continued.best
-            rest_ids, rest_islands, rest_logprobs = found.token_ids, found.island_mask, found.logprobs
-            rest_calls, rest_passes, finish_reason = found.tool_calls, continued.forward_passes, found.finish_reason
-        token_ids += rest_ids
-        islands += rest_islands
-        logprobs += rest_logprobs
-        tool_calls += rest_calls
-        forward_passes += rest_passes
+            rest, forward_passes = continued.best, forward_passes + continued.forward_passes
+        token_ids += rest.token_ids
+        islands += rest.island_mask
+        logprobs += rest.logprobs
+        tool_calls += rest.tool_calls
+        finish_reason = rest.finish_reason
     else:
         finish_reason = "grammar" if constraint.is_finished() else "length"
     text = response_text(lm.tokenizer, token_ids, keep_special=True)  # constrained: a native island's tokens stay
