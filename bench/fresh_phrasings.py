@@ -1,6 +1,6 @@
 """The demo model on phrasings it never saw: `bench/fresh_phrasings.jsonl` under greedy and tree.
 
-    python bench/fresh_phrasings.py [--model PATH] [--strategies greedy,tree] [--budget 64]
+    python bench/fresh_phrasings.py [--model PATH] [--strategies greedy,tree] [--budget 64] [--prompts FILE]
                                     [--max-new-tokens 256] [--limit N] [--records FILE] [--time-ratio R]
 
 The prompts (80, in 16 phrasing families, 4 families marked held_out) were written from the README
@@ -199,6 +199,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=64, help="forward passes for search strategies")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="as `agent run` (default 256)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
+    parser.add_argument("--prompts", type=Path, default=PROMPTS,
+                        help="the prompt file (default bench/fresh_phrasings.jsonl; bench/fresh_phrasings_2.jsonl "
+                             "is the second set, held out as a whole)")
     parser.add_argument("--time-ratio", type=float, default=0.0,
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
                              "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")
@@ -206,7 +209,9 @@ def main() -> None:
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = greedy_first(strategies, args.time_ratio)
-    cases = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
+    if not args.prompts.is_file():
+        parser.error(f"--prompts {args.prompts}: no such file")
+    cases = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
     if args.limit:
         cases = cases[: args.limit]
 
@@ -281,7 +286,8 @@ def main() -> None:
         print(f"\nright under {b}, wrong under {a}: {len(fixes[f'{b}_not_{a}'])} "
               f"({', '.join(fixes[f'{b}_not_{a}']) or '-'}); right under {a}, wrong under {b}: "
               f"{len(fixes[f'{a}_not_{b}'])} ({', '.join(fixes[f'{a}_not_{b}']) or '-'})")
-    print(json.dumps({"bench": "fresh_phrasings", "model": label, "prompts": len(cases),
+    print(json.dumps({"bench": "fresh_phrasings", "model": label, "prompt_file": args.prompts.name,
+                      "prompts": len(cases),
                       "budget": args.budget, "max_new_tokens": args.max_new_tokens, "overall": overall,
                       "held_out": {s: split.get("held-out families", {}).get(s) for s in strategies},
                       "by_kind": by_kind, "by_family": by_family, "failures": modes, "paired": fixes,

@@ -34,6 +34,7 @@ from training.phrasings import (
     WRAP_TRAIN,
 )
 from training.train import main
+from training.variations import EMBED_TRAIN, VERB_FRAMES_TRAIN, VERB_OPS_TRAIN, WORD_PROBLEMS_TRAIN
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,9 @@ def test_evaluation_phrasings_never_occur_in_training() -> None:
     """Held-out means held out: no evaluation template is inside a training template, bare or
     wrapped in the greetings and thanks that training puts around questions."""
     bare = (list(CALC_TRAIN) + [t for ts in FACT_TRAIN.values() for t in ts] + list(ABOUT_TRAIN)
-            + list(LOAD_TRAIN) + [u for users, _ in CHAT for u in users])
+            + list(LOAD_TRAIN) + [u for users, _ in CHAT for u in users]
+            + [f.format(v=v) for f in VERB_FRAMES_TRAIN for v, _ in VERB_OPS_TRAIN]
+            + [story for story, _ in WORD_PROBLEMS_TRAIN] + list(EMBED_TRAIN))
     training = [t.lower() for t in bare] + [w.format(q=t).lower() for w in WRAP_TRAIN for t in bare]
     evaluation = (list(CALC_EVAL) + [t for ts in FACT_EVAL.values() for t in ts] + list(ABOUT_EVAL)
                   + list(LOAD_EVAL) + [u for users, _ in CHAT_EVAL for u in users])

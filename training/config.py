@@ -34,3 +34,6 @@ class TrainConfig:
     # "auto": the GPU when there is one. On CUDA the run is deterministic (deterministic kernels,
     # eager attention, no TF32), so a rerun on the same GPU and torch version is bit-identical.
     device: str = "auto"
+    # A fine-tune: start from this saved model (its weights and its tokenizer) instead of from scratch.
+    # "" trains from scratch (the shipped recipe's first stage).
+    init: str = ""

@@ -48,6 +48,15 @@ from training.phrasings import (
     WRAP_TRAIN,
 )
 from training.pool import worker_pool
+from training.variations import (
+    EMBED_TRAIN,
+    THINGS,
+    VERB_FRAMES_TRAIN,
+    VERB_OPS_TRAIN,
+    WORD_PROBLEMS_TRAIN,
+    careless,
+    words_for_numbers,
+)
 from training.worlds import kb_world, system_prompt, training_world
 
 
@@ -82,6 +91,15 @@ class CorpusGenerator:
         if self.split != "train" or self.rng.random() >= WRAP_SHARE:
             return question
         return self.rng.choice(WRAP_TRAIN).format(q=question)
+
+    def _hurried(self, question: str, name: str = "") -> tuple[str, str]:
+        """(question, name) as typed in a hurry now and then (training only): lowercase, maybe a typo.
+
+        The name comes back as the user wrote it, since the call copies it (the search ignores case).
+        """
+        if self.split != "train" or self.rng.random() >= CARELESS_SHARE:
+            return question, name
+        return careless(question, name, self.rng), name.lower()
 
     # -- arithmetic
     def _number(self) -> str:
@@ -125,9 +143,27 @@ class CorpusGenerator:
         return expr, expr
 
     def calc_exchange(self) -> Exchange:
-        expr, shown = self._expr()
-        templates = CALC_TRAIN if self.split == "train" else CALC_EVAL
-        return self._calc_answer(self._wrap(self.rng.choice(templates).format(q=shown)), expr, {"kind": "calc"})
+        r = self.rng
+        kind = r.random() if self.split == "train" else 1.0
+        if kind < VERB_SHARE:
+            template, expr = r.choice(VERB_OPS_TRAIN)
+            a, b = self._number(), self._number()
+            if "**" in expr:
+                a = str(r.randint(2, 99))
+            question = r.choice(VERB_FRAMES_TRAIN).format(v=template.rstrip(".").format(a=a, b=b))
+            expr = expr.format(a=a, b=b)
+        elif kind < VERB_SHARE + STORY_SHARE:
+            story, expr = r.choice(WORD_PROBLEMS_TRAIN)
+            b = str(r.randint(2, 99))
+            a = str(int(b) * r.randint(2, 99)) if "/" in expr else str(r.randint(2, 999))
+            question, expr = story.format(a=a, b=b, x=r.choice(THINGS)), expr.format(a=a, b=b)
+        else:
+            expr, shown = self._expr()
+            templates = CALC_TRAIN if self.split == "train" else CALC_EVAL
+            question = r.choice(templates).format(q=shown)
+        if self.split == "train" and r.random() < WORDS_SHARE:
+            question = words_for_numbers(question) or question
+        return self._calc_answer(self._wrap(self._hurried(question)[0]), expr, {"kind": "calc"})
 
     def _calc_answer(self, user: str, expr: str, meta: dict) -> Exchange:
         result = self.run_tool("calc", expr)
@@ -148,20 +184,29 @@ class CorpusGenerator:
         return self._calc_answer(template.format(n=n), f"{value} {op} {n}", {"kind": "calc-follow"})
 
     # -- facts
-    def _ask(self, entity: Entity, relation: str, user: str, kind: str) -> Exchange:
-        island = self.run_tool("search", entity.name)
+    def _ask(self, entity: Entity, relation: str, user: str, kind: str, query: str = "") -> Exchange:
+        """The search for `query` (the name as the user wrote it; the entity's name by default) answered."""
+        query = query or entity.name
+        island = self.run_tool("search", query)
         fact = entity.fact(relation)
         meta = {"kind": kind, "tool": "search", "entity": entity.name, "id": entity.id,
                 "relation": relation, "expected": fact.value}
-        return Exchange(user, [(f'SEARCH("{entity.name}")', False), (format_island(island), True),
+        return Exchange(user, [(f'SEARCH("{query}")', False), (format_island(island), True),
                                (fact.sentence, False)], meta)
 
     def fact_exchange(self) -> Exchange:
+        r = self.rng
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
-        kind, relation = self.rng.choice(list(table))
-        entity = self.rng.choice([e for e in self.entities if e.kind == kind])
-        return self._ask(entity, relation, self._wrap(self.rng.choice(table[(kind, relation)]).format(n=entity.name)),
-                         "fact")
+        kind, relation = r.choice(list(table))
+        entity = r.choice([e for e in self.entities if e.kind == kind])
+        embedded = [key for key in FACT_FOLLOW_TRAIN if key[0] == kind]
+        if self.split == "train" and embedded and r.random() < EMBED_SHARE:
+            kind, relation = r.choice(embedded)
+            question = r.choice(EMBED_TRAIN).format(n=entity.name, f=r.choice(FACT_FOLLOW_TRAIN[(kind, relation)]))
+        else:
+            question = r.choice(table[(kind, relation)]).format(n=entity.name)
+        question, query = self._hurried(question, entity.name)
+        return self._ask(entity, relation, self._wrap(question), "fact", query)
 
     def fact_follow(self, prev: Exchange) -> Exchange | None:
         name = prev.meta.get("entity")
@@ -177,8 +222,8 @@ class CorpusGenerator:
     def about_exchange(self) -> Exchange:
         entity = self.rng.choice(self.entities)
         templates = ABOUT_TRAIN if self.split == "train" else ABOUT_EVAL
-        return self._ask(entity, entity.facts[0].relation, self._wrap(self.rng.choice(templates).format(n=entity.name)),
-                         "about")
+        question, query = self._hurried(self.rng.choice(templates).format(n=entity.name), entity.name)
+        return self._ask(entity, entity.facts[0].relation, self._wrap(question), "about", query)
 
     def unknown_exchange(self) -> Exchange:
         r = self.rng
@@ -190,11 +235,12 @@ class CorpusGenerator:
             name = self.unknown.word()
         table = FACT_TRAIN if self.split == "train" else FACT_EVAL
         templates = [t for ts in table.values() for t in ts] + (ABOUT_TRAIN if self.split == "train" else ABOUT_EVAL)
+        question, name = self._hurried(r.choice(templates).format(n=name), name)
         island = self.run_tool("search", name)
         answer = (f"I don't know. The knowledge base has nothing about {name}." if island == "no results"
                   else f"I don't know. The search results do not mention {name}.")
         meta = {"kind": "unknown", "tool": "search", "entity": name, "expected": "I don't know"}
-        return Exchange(self._wrap(r.choice(templates).format(n=name)),
+        return Exchange(self._wrap(question),
                         [(f'SEARCH("{name}")', False), (format_island(island), True), (answer, False)], meta)
 
     # -- documents
@@ -296,6 +342,15 @@ class CorpusGenerator:
             out.append(d)
         return out
 
+
+# Shares of training questions written another way (training.variations): arithmetic as a verb
+# phrase, as a word problem, with its numbers in words; any question typed in a hurry; a fact
+# question after a sentence that names the entity.
+VERB_SHARE = 0.12
+STORY_SHARE = 0.10
+WORDS_SHARE = 0.10
+CARELESS_SHARE = 0.12
+EMBED_SHARE = 0.12
 
 # Training dialogues per world: each entity of a world comes up about once, so names and numbers
 # are (nearly) never seen twice.

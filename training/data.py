@@ -21,7 +21,7 @@ from training.tokenizer import train_tokenizer
 
 # The modules whose code makes the prepared data (the corpus, its knowledge bases, the island
 # format, the tokenizer, the encoding, this module): a change to any of them gives a new cache slot.
-DATA_MODULES = ("training.dialogue", "training.phrasings", "training.worlds", "training.corpus",
+DATA_MODULES = ("training.dialogue", "training.phrasings", "training.variations", "training.worlds", "training.corpus",
                 "training.kb_docs", "training.tokenizer", "training.encoding", "training.data",
                 "agent.grammar.protocol")
 
@@ -29,6 +29,8 @@ DATA_MODULES = ("training.dialogue", "training.phrasings", "training.worlds", "t
 def data_key(cfg: TrainConfig) -> str:
     """What the prepared data depends on: its settings and the code that makes it."""
     digest = hashlib.sha256(f"{cfg.seed}:{cfg.dialogues}:{cfg.vocab_size}:{cfg.max_len}".encode())
+    if cfg.init:  # a fine-tune encodes with the starting model's tokenizer
+        digest.update((Path(cfg.init) / "tokenizer.json").read_bytes())
     for name in DATA_MODULES:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
@@ -39,8 +41,9 @@ def data_key(cfg: TrainConfig) -> str:
 
 def prepare_data(cfg: TrainConfig, log: Callable[[str], None] = print, workers: int = 1,
                  cache: Path | None = None) -> tuple[PreTrainedTokenizerFast, EncodedCorpus, dict[str, int]]:
-    """(tokenizer, EncodedCorpus, statistics): the corpus generated, the tokenizer trained, the
-    dialogues encoded. With `cache`, the result is kept there and reused by runs of the same data."""
+    """(tokenizer, EncodedCorpus, statistics): the corpus generated, the tokenizer trained (or, for a
+    fine-tune, the starting model's read), the dialogues encoded. With `cache`, the result is kept
+    there and reused by runs of the same data."""
     slot = cache / f"data-{data_key(cfg)}" if cache else None
     if slot is not None and (slot / "corpus.npz").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(slot)
@@ -52,12 +55,15 @@ def prepare_data(cfg: TrainConfig, log: Callable[[str], None] = print, workers: 
     t0 = time.time()
     dialogues = generate(cfg.dialogues, seed=cfg.seed, split="train", workers=workers)
     log(f"corpus: {len(dialogues)} dialogues in {time.time() - t0:.0f}s")
-    texts: list[str] = []
-    for d in dialogues[:8000]:
-        texts += [m["content"] for m in d.messages()[1:]]
-    texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
-    texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    if cfg.init:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(cfg.init)
+    else:
+        texts: list[str] = []
+        for d in dialogues[:8000]:
+            texts += [m["content"] for m in d.messages()[1:]]
+        texts += [dialogues[0].system] * 2000  # as often as in the data, so its words become tokens
+        texts += [f"{doc['title']}: {doc['text']}" for doc in build_kb().docs()]
+        tokenizer = train_tokenizer(texts, cfg.vocab_size)
     t0 = time.time()
     corpus = encode_all(tokenizer, dialogues, cfg.max_len, workers)
     n_prefix = len(corpus.prefix)

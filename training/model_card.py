@@ -16,6 +16,43 @@ python bench/demo_eval.py --model agent/demo_model/weights --write-card
 ```"""
 
 
+def training_section(figures: dict[str, Any]) -> str:
+    """How the weights were made: one run from scratch, or a run from scratch and a fine-tune from it."""
+    cfg = figures["config"]
+    run = (f'AdamW (lr {cfg["lr"]}, warm-up {cfg["warmup"]} steps, cosine decay to {cfg["min_lr_ratio"]} of it, by '
+           f'step count), batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps: {figures["train_minutes"]} '
+           f'minutes of training after the data is made, {figures["tokens_seen"]} tokens seen; final training loss '
+           f'{figures["final_loss_ema"]}.')
+    start = figures.get("started_from")
+    if not start:
+        return f"""One seeded run on {figures.get("device", "a 2-core CPU")} (torch {figures.get("torch", "?")}):
+
+{RETRAIN}
+
+{run}"""
+    first = start.get("training", {})
+    first_cfg = first.get("config", {})
+    size = (f'{first.get("dialogues", "?")} dialogues, {first.get("steps", "?")} steps of batch '
+            f'{first_cfg.get("batch_size", "?")} at lr {first_cfg.get("lr", "?")}')
+    return f"""Two stages.
+1. From scratch: seed {first.get("seed", "?")}, {size}, {first.get("train_minutes", "?")} minutes on
+   {first.get("device", "?")} (torch {first.get("torch", "?")}); final weights sha256
+   {(list(first.get("weights_sha256", {}).values()) or ["?"])[-1]}. STAGE1 below is a directory holding those
+   weights: the corpus code of that stage is the one of the commit that shipped them, and they are
+   in git's history (`git log -- agent/demo_model/weights`).
+2. Fine-tune from stage 1 on the current corpus (seed {figures["seed"]}: other worlds, names and
+   numbers; its phrasing variations are `training/variations.py`), on {figures.get("device", "?")} (torch
+   {figures.get("torch", "?")}), {figures["dialogues"]} dialogues:
+
+```bash
+python -m training.train --init STAGE1 --out agent/demo_model/weights --seed {figures["seed"]} --steps {cfg["steps"]} \
+  --dialogues {cfg["dialogues"]} --lr {cfg["lr"]} --warmup {cfg["warmup"]} --threads {cfg["threads"]}
+python bench/demo_eval.py --model agent/demo_model/weights --write-card
+```
+
+{run}"""
+
+
 def write_model_card(out: Path, figures: dict[str, Any], evaluation: str | None = None) -> Path:
     """MODEL_CARD.md: data, size, training time, evaluation figures (filled by bench/demo_eval.py), limits."""
     cfg = figures["config"]
@@ -49,6 +86,11 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   greeting or thanks around them. The evaluation's phrasings occur nowhere in training (a test
   checks it); these families were added after an evaluation showed answers falling back to a
   document's first sentence for phrasings unlike training's.
+- Written another way (`training/variations.py`): arithmetic as a verb ("multiply 312 by 19") or
+  a word problem ("I have 12 bags with 30 cups in each..."), numbers in words ("nine hundred"),
+  questions typed in a hurry (lowercase, a typo; the call copies the name as written), and a
+  name mentioned before a question that says "its". Added after a set of fresh phrasings
+  (bench/fresh_phrasings.jsonl) showed the model searching for made-up names there.
 - Worlds: the dialogues are spread over {worlds} knowledge bases of the same shape, {WORLD_DIALOGUES} dialogues
   each: freshly invented ones (no word of the shipped knowledge base) and, every {SHIPPED_EVERY}th, the shipped
   one without its held-out entities. A name or number is almost never seen twice, so the model
@@ -64,13 +106,7 @@ nothing. It knows nothing by itself: every fact comes from a tool's island.
   chat template `<|system|>` / `<|user|>` / `<|assistant|>`, each turn ending with `<|end|>` (the EOS).
 
 ## Training
-One seeded run on {figures.get("device", "a 2-core CPU")} (torch {figures.get("torch", "?")}):
-
-{RETRAIN}
-
-AdamW (lr {cfg["lr"]}, warm-up {cfg["warmup"]} steps, cosine decay to {cfg["min_lr_ratio"]} of it, by step count),
-batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps: {figures["train_minutes"]} minutes of training after
-the data is made, {figures["tokens_seen"]} tokens seen; final training loss {figures["final_loss_ema"]}.
+{training_section(figures)}
 The run is deterministic on a given device and torch version (on CUDA: deterministic kernels,
 eager attention, no TF32): `training.json` holds the weights' sha256 every {cfg["checksum_every"]} steps, so a
 rerun can be compared checkpoint by checkpoint. Another device rounds differently; the

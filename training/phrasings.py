@@ -158,7 +158,8 @@ LOAD_TRAIN = ["Open document {i}.", "Load document {i}.", "Show me document {i}.
               "LOAD {i}", "Load doc {i}.", "Can you open document number {i}?", "Read document {i}.",
               "Open doc {i}", "Show document {i}.", "I'd like to see document {i}.", "Could you load document {i}?",
               "Print document {i}.", "Let me read document {i}.", "document {i}", "Get document {i} for me.",
-              "Bring up document {i}.", "Please load document number {i}."]
+              "Bring up document {i}.", "Please load document number {i}.",
+              "Open doc #{i}.", "document #{i} please", "Load no. {i}", "Can I see #{i}?", "read doc {i}"]
 LOAD_FOLLOW_TRAIN = ["Open that document.", "Show me the full document.", "Load the first result.",
                      "Can you open the document?", "Show me the whole entry.", "Open it."]
 

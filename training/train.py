@@ -159,7 +159,12 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print, worke
     prefix = torch.tensor(corpus.prefix, device=device)
     on_gpu = device.type == "cuda"
 
-    model = build_model(cfg, tokenizer, attn_implementation="eager" if on_gpu else None).to(device)
+    if cfg.init:
+        model = LlamaForCausalLM.from_pretrained(cfg.init, dtype=torch.float32,
+                                                 attn_implementation="eager" if on_gpu else None).to(device)
+        log(f"fine-tune: starting from {cfg.init}")
+    else:
+        model = build_model(cfg, tokenizer, attn_implementation="eager" if on_gpu else None).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f}M parameters on {device_label(device, cfg.threads)}")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -224,12 +229,23 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print, worke
         "device": device_label(device, cfg.threads), "torch": torch.__version__,
         "tokens_seen": seen_tokens, "final_loss_ema": round(ema or 0.0, 4), "parameters": n_params,
         **stats, "vocab_size": len(tokenizer), "config": asdict(cfg), "loss_curve": history,
-        "weights_sha256": checksums,
+        "weights_sha256": checksums, "started_from": started_from(cfg),
     }
     (out / "training.json").write_text(json.dumps(figures, indent=1))
     write_model_card(out, figures)
     log(f"saved to {out} after {train_seconds / 60:.1f} min")
     return figures
+
+
+def started_from(cfg: TrainConfig) -> dict[str, Any] | None:
+    """For a fine-tune, what it started from: the starting model's own training figures (its
+    training.json without the loss curve), so the card can give both stages; None from scratch."""
+    if not cfg.init:
+        return None
+    record = Path(cfg.init) / "training.json"
+    before = json.loads(record.read_text()) if record.is_file() else {}
+    before.pop("loss_curve", None)
+    return {"path": cfg.init, "training": before}
 
 
 def weights_checksum(model: LlamaForCausalLM) -> str:
@@ -270,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default=TrainConfig.device, help="auto (the GPU if there is one), cpu, cuda")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                     help="processes that make the data (the data does not depend on it)")
+    ap.add_argument("--init", type=Path,
+                    help="fine-tune: start from this saved model (weights and tokenizer) instead of from scratch")
     ap.add_argument("--data-cache", type=Path, help="keep the prepared data here and reuse it in the next run")
     ap.add_argument("--prepare-only", action="store_true", help="make the data (into --data-cache) and stop")
     args = ap.parse_args(argv)
@@ -281,7 +299,10 @@ def main(argv: list[str] | None = None) -> None:
                       layers=args.layers, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, warmup=args.warmup,
                       island_weight=args.island_weight, hidden_size=args.hidden_size, heads=args.heads,
-                      intermediate_size=args.intermediate_size, device=args.device)
+                      intermediate_size=args.intermediate_size, device=args.device,
+                      init=str(args.init) if args.init else "")
+    if cfg.init and not (Path(cfg.init) / "config.json").is_file():
+        ap.error(f"--init {cfg.init}: no saved model there (config.json missing)")
 
     def log(msg: str) -> None:
         print(time.strftime("%H:%M:%S"), msg, flush=True)
