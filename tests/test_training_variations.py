@@ -91,7 +91,7 @@ def test_a_fine_tune_starts_from_saved_weights_and_keeps_their_tokenizer(tmp_pat
     assert tuned["started_from"]["training"]["weights_sha256"] == first["weights_sha256"]
     assert tuned["weights_sha256"] != first["weights_sha256"]
     card = (tmp_path / "tuned" / "MODEL_CARD.md").read_text()
-    assert "Two stages." in card and "--init STAGE1" in card
+    assert "2 stages" in card and "--init STAGE1 --out agent/demo_model/weights --seed 1" in card
 
 
 def test_a_fine_tune_from_a_directory_without_a_model_is_refused(tmp_path: Path,

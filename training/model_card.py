@@ -16,41 +16,54 @@ python bench/demo_eval.py --model agent/demo_model/weights --write-card
 ```"""
 
 
+def stages_of(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training runs that made the weights, oldest first (each fine-tune names what it started from)."""
+    chain = []
+    current: dict[str, Any] | None = figures
+    while current:
+        chain.append(current)
+        current = (current.get("started_from") or {}).get("training")
+    return chain[::-1]
+
+
+def _run_line(figures: dict[str, Any]) -> str:
+    cfg = figures.get("config", {})
+    return (f'AdamW (lr {cfg.get("lr", "?")}, warm-up {cfg.get("warmup", "?")} steps, cosine decay to '
+            f'{cfg.get("min_lr_ratio", "?")} of it, by step count), batch {cfg.get("batch_size", "?")} dialogues, '
+            f'{figures.get("steps", "?")} steps: {figures.get("train_minutes", "?")} minutes on '
+            f'{figures.get("device", "?")} (torch {figures.get("torch", "?")}) after the data is made, '
+            f'{figures.get("tokens_seen", "?")} tokens seen; '
+            f'final training loss {figures.get("final_loss_ema", "?")}; last weights sha256 '
+            f'{(list(figures.get("weights_sha256", {}).values()) or ["?"])[-1]}.')
+
+
 def training_section(figures: dict[str, Any]) -> str:
-    """How the weights were made: one run from scratch, or a run from scratch and a fine-tune from it."""
-    cfg = figures["config"]
-    run = (f'AdamW (lr {cfg["lr"]}, warm-up {cfg["warmup"]} steps, cosine decay to {cfg["min_lr_ratio"]} of it, by '
-           f'step count), batch {cfg["batch_size"]} dialogues, {figures["steps"]} steps: {figures["train_minutes"]} '
-           f'minutes of training after the data is made, {figures["tokens_seen"]} tokens seen; final training loss '
-           f'{figures["final_loss_ema"]}.')
-    start = figures.get("started_from")
-    if not start:
-        return f"""One seeded run on {figures.get("device", "a 2-core CPU")} (torch {figures.get("torch", "?")}):
+    """How the weights were made: one run from scratch, or a run from scratch and fine-tunes of it."""
+    stages = stages_of(figures)
+    if len(stages) == 1:
+        return f"""One seeded run:
 
 {RETRAIN}
 
-{run}"""
-    first = start.get("training", {})
-    first_cfg = first.get("config", {})
-    size = (f'{first.get("dialogues", "?")} dialogues, {first.get("steps", "?")} steps of batch '
-            f'{first_cfg.get("batch_size", "?")} at lr {first_cfg.get("lr", "?")}')
-    return f"""Two stages.
-1. From scratch: seed {first.get("seed", "?")}, {size}, {first.get("train_minutes", "?")} minutes on
-   {first.get("device", "?")} (torch {first.get("torch", "?")}); final weights sha256
-   {(list(first.get("weights_sha256", {}).values()) or ["?"])[-1]}. STAGE1 below is a directory holding those
-   weights: the corpus code of that stage is the one of the commit that shipped them, and they are
-   in git's history (`git log -- agent/demo_model/weights`).
-2. Fine-tune from stage 1 on the current corpus (seed {figures["seed"]}: other worlds, names and
-   numbers; its phrasing variations are `training/variations.py`), on {figures.get("device", "?")} (torch
-   {figures.get("torch", "?")}), {figures["dialogues"]} dialogues:
-
-```bash
-python -m training.train --init STAGE1 --out agent/demo_model/weights --seed {figures["seed"]} --steps {cfg["steps"]} \
-  --dialogues {cfg["dialogues"]} --lr {cfg["lr"]} --warmup {cfg["warmup"]} --threads {cfg["threads"]}
-python bench/demo_eval.py --model agent/demo_model/weights --write-card
-```
-
-{run}"""
+{_run_line(figures)}"""
+    lines = [f"{len(stages)} stages; STAGE1 is a directory holding the first stage's weights: the corpus code",
+             "of that stage is the one of the commit that shipped them, and they are in git's history",
+             "(`git log -- agent/demo_model/weights`). Each later stage fine-tunes the one before on the",
+             "corpus of its own commit (its phrasing variations are `training/variations.py`), with another",
+             "seed, so other worlds, names and numbers.", "",
+             f"1. From scratch, seed {stages[0].get('seed', '?')}, {stages[0].get('dialogues', '?')} dialogues. "
+             + _run_line(stages[0])]
+    commands = []
+    for number, stage in enumerate(stages[1:], start=2):
+        cfg = stage["config"]
+        lines.append(f"{number}. Fine-tune of stage {number - 1}, seed {stage['seed']}, {cfg['dialogues']} dialogues. "
+                     + _run_line(stage))
+        out = "agent/demo_model/weights" if number == len(stages) else f"STAGE{number}"
+        commands.append(f"python -m training.train --init STAGE{number - 1} --out {out} --seed {stage['seed']} "
+                        f"--steps {cfg['steps']} --dialogues {cfg['dialogues']} --lr {cfg['lr']} "
+                        f"--warmup {cfg['warmup']} --threads {cfg['threads']}")
+    commands.append("python bench/demo_eval.py --model agent/demo_model/weights --write-card")
+    return "\n".join(lines) + "\n\n```bash\n" + "\n".join(commands) + "\n```\n"
 
 
 def write_model_card(out: Path, figures: dict[str, Any], evaluation: str | None = None) -> Path:
