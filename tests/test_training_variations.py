@@ -90,6 +90,9 @@ def test_a_fine_tune_starts_from_saved_weights_and_keeps_their_tokenizer(tmp_pat
     assert (tmp_path / "tuned" / "tokenizer.json").read_text() == (tmp_path / "first" / "tokenizer.json").read_text()
     assert tuned["started_from"]["training"]["weights_sha256"] == first["weights_sha256"]
     assert tuned["weights_sha256"] != first["weights_sha256"]
+    config = json.loads((tmp_path / "tuned" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # what transformers 4.56 can load too
+    assert config["additional_special_tokens"] == ["<|system|>", "<|user|>", "<|assistant|>"]
     card = (tmp_path / "tuned" / "MODEL_CARD.md").read_text()
     assert "2 stages" in card and "--init STAGE1 --out agent/demo_model/weights --seed 1" in card
 

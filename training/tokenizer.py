@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -33,3 +36,18 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     return fast
+
+
+def make_config_portable(directory: Path) -> None:
+    """Rewrite the saved tokenizer_config.json in the form both ends of the supported transformers
+    range read: transformers 5 writes `TokenizersBackend` and `extra_special_tokens`, which 4.56
+    cannot load; `PreTrainedTokenizerFast` with `additional_special_tokens` gives the same token ids
+    in both."""
+    path = directory / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    extra = config.pop("extra_special_tokens", None)
+    if isinstance(extra, list):
+        config["additional_special_tokens"] = extra
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config.pop("local_files_only", None)  # how it was loaded, not what it is
+    path.write_text(json.dumps(config, indent=2) + "\n")

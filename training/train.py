@@ -38,6 +38,7 @@ from training.config import TrainConfig
 from training.data import prepare_data
 from training.encoding import ISLAND, OWN, EncodedCorpus
 from training.model_card import write_model_card
+from training.tokenizer import make_config_portable
 
 
 def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase,
@@ -263,6 +264,7 @@ def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, out: Path)
                                                pad_token_id=tokenizer.pad_token_id, do_sample=False)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    make_config_portable(out)
 
 
 def main(argv: list[str] | None = None) -> None:
