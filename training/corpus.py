@@ -48,15 +48,7 @@ from training.phrasings import (
     WRAP_TRAIN,
 )
 from training.pool import worker_pool
-from training.variations import (
-    EMBED_TRAIN,
-    THINGS,
-    VERB_FRAMES_TRAIN,
-    VERB_OPS_TRAIN,
-    WORD_PROBLEMS_TRAIN,
-    careless,
-    words_for_numbers,
-)
+from training.variations import EMBED_TRAIN, careless, spoken_expr, verb_question, word_problem
 from training.worlds import kb_world, system_prompt, training_world
 
 
@@ -142,47 +134,16 @@ class CorpusGenerator:
             expr = expr.replace(" ", "")
         return expr, expr
 
-    def _spoken_number(self) -> str:
-        """A number people would say in words: small, or a round hundred or thousand."""
-        r = self.rng
-        x = r.random()
-        if x < 0.6:
-            return str(r.randint(1, 99))
-        if x < 0.8:
-            return str(r.randint(1, 9) * 100 + (r.choice([0, 0, r.randint(1, 99)])))
-        return str(r.randint(1, 20) * 1000 + r.choice([0, 0, 0, r.randint(1, 999)]))
-
-    def _spoken_expr(self) -> tuple[str, str]:
-        """(the call's expression, the question's words for it) with one or two operators."""
-        r = self.rng
-        ops = [r.choice("+-*/") for _ in range(r.choice([1, 1, 2]))]
-        nums = [self._spoken_number() for _ in range(len(ops) + 1)]
-        if ops[0] == "/":  # a whole quotient, as people ask for
-            nums[1] = str(r.randint(2, 12))
-            nums[0] = str(int(nums[1]) * r.randint(2, 30))
-        expr = " ".join(x for pair in zip(nums, ops + [""]) for x in pair).strip()
-        shown = " ".join(x for pair in zip(nums, [r.choice(WORD_OPS_TRAIN[o]) for o in ops] + [""])
-                         for x in pair).strip()
-        return expr, words_for_numbers(shown) or shown
-
     def calc_exchange(self) -> Exchange:
         r = self.rng
         kind = r.random() if self.split == "train" else 1.0
         if kind < VERB_SHARE:
-            template, expr = r.choice(VERB_OPS_TRAIN)
-            a, b = self._number(), self._number()
-            if "**" in expr:
-                a = str(r.randint(2, 99))
-            question = r.choice(VERB_FRAMES_TRAIN).format(v=template.rstrip(".").format(a=a, b=b))
-            expr = expr.format(a=a, b=b)
+            question, expr = verb_question(r, self._number)
         elif kind < VERB_SHARE + STORY_SHARE:
-            story, expr = r.choice(WORD_PROBLEMS_TRAIN)
-            b = str(r.randint(2, 99))
-            a = str(int(b) * r.randint(2, 99)) if "/" in expr else str(r.randint(2, 999))
-            question, expr = story.format(a=a, b=b, x=r.choice(THINGS)), expr.format(a=a, b=b)
+            question, expr = word_problem(r)
         elif kind < VERB_SHARE + STORY_SHARE + WORDS_SHARE:
             # numbers in words; not typed in a hurry too: a misspelt number word is another number
-            expr, shown = self._spoken_expr()
+            expr, shown = spoken_expr(r)
             question = r.choice(CALC_TRAIN).format(q=shown)
             return self._calc_answer(self._wrap(question), expr, {"kind": "calc"})
         else:

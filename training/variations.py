@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
+
+from training.phrasings import WORD_OPS_TRAIN
 
 # Arithmetic written as a verb or a noun phrase: (template, the call's expression). The call keeps the
 # user's numbers in the order the operation needs (subtract A from B is B - A).
@@ -119,3 +122,44 @@ def careless(text: str, keep: str, rng: random.Random) -> str:
             words[i] = typo(words[i], rng)
         out = " ".join(words)
     return out
+
+
+def verb_question(rng: random.Random, number: Callable[[], str]) -> tuple[str, str]:
+    """(question, expression): arithmetic on two numbers as a verb or noun phrase in a frame."""
+    template, expr = rng.choice(VERB_OPS_TRAIN)
+    a, b = number(), number()
+    if "**" in expr:
+        a = str(rng.randint(2, 99))
+    question = rng.choice(VERB_FRAMES_TRAIN).format(v=template.rstrip(".").format(a=a, b=b))
+    return question, expr.format(a=a, b=b)
+
+
+def word_problem(rng: random.Random) -> tuple[str, str]:
+    """(story, expression) with small numbers and, for a division, a whole quotient."""
+    story, expr = rng.choice(WORD_PROBLEMS_TRAIN)
+    b = str(rng.randint(2, 99))
+    a = str(int(b) * rng.randint(2, 99)) if "/" in expr else str(rng.randint(2, 999))
+    return story.format(a=a, b=b, x=rng.choice(THINGS)), expr.format(a=a, b=b)
+
+
+def spoken_number(rng: random.Random) -> str:
+    """A number people would say in words: small, or a round hundred or thousand."""
+    x = rng.random()
+    if x < 0.6:
+        return str(rng.randint(1, 99))
+    if x < 0.8:
+        return str(rng.randint(1, 9) * 100 + (rng.choice([0, 0, rng.randint(1, 99)])))
+    return str(rng.randint(1, 20) * 1000 + rng.choice([0, 0, 0, rng.randint(1, 999)]))
+
+
+def spoken_expr(rng: random.Random) -> tuple[str, str]:
+    """(the call's expression, the question's words for it) with one or two operators."""
+    ops = [rng.choice("+-*/") for _ in range(rng.choice([1, 1, 2]))]
+    nums = [spoken_number(rng) for _ in range(len(ops) + 1)]
+    if ops[0] == "/":  # a whole quotient, as people ask for
+        nums[1] = str(rng.randint(2, 12))
+        nums[0] = str(int(nums[1]) * rng.randint(2, 30))
+    expr = " ".join(x for pair in zip(nums, ops + [""]) for x in pair).strip()
+    shown = " ".join(x for pair in zip(nums, [rng.choice(WORD_OPS_TRAIN[o]) for o in ops] + [""])
+                     for x in pair).strip()
+    return expr, words_for_numbers(shown) or shown
