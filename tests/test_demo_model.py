@@ -15,6 +15,7 @@ from agent.grammar.islands import format_island
 from agent.model.runtime import LoadedModel, load_model
 from agent.tooling.registry import default_registry
 from agent.turn import ChatSession, TurnResult
+from tiny_model import favouring_lm
 from training import corpus
 from training.corpus import generate
 from training.dialogue import Dialogue
@@ -234,12 +235,14 @@ def test_tree_search_keeps_the_greedy_answer_when_it_is_best(demo_lm: LoadedMode
                 == f"The answer is {expected}.")
 
 
-def test_a_response_makes_at_most_max_tool_calls_calls(demo_lm: LoadedModel, agent_home: Path) -> None:
-    """The demo model retries a failing call on this odd prompt; the cap stops it at two calls
-    and the response still ends."""
+def test_a_response_makes_at_most_max_tool_calls_calls(agent_home: Path) -> None:
+    """A model that keeps calling (the demo model with a liking for its `CALL` token added to its
+    logits; the demo model alone calls once here): the cap stops it at two calls and the response
+    still ends."""
+    calling = favouring_lm(demo_model_dir(), "CALL", 15.0, "demo-likes-call")
     prompt = "What does 2 - 672 come to?"
-    unlimited = ask(demo_lm, prompt, agent_home, max_tool_calls=0)
+    unlimited = ask(calling, prompt, agent_home, max_tool_calls=0)
     assert len(unlimited.tool_calls) > 2  # the premise: without a cap it keeps calling
-    capped = ask(demo_lm, prompt, agent_home, max_tool_calls=2)
+    capped = ask(calling, prompt, agent_home, max_tool_calls=2)
     assert len(capped.tool_calls) == 2
     assert capped.response.count("\n=> ") >= 2 and capped.response.strip()
