@@ -103,4 +103,9 @@ def test_a_fine_tune_from_a_directory_without_a_model_is_refused(tmp_path: Path,
         main(["--init", str(tmp_path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "no saved model there" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")  # weights without the tokenizer they were trained with
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--init", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "(tokenizer.json missing)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -303,8 +303,10 @@ def main(argv: list[str] | None = None) -> None:
                       island_weight=args.island_weight, hidden_size=args.hidden_size, heads=args.heads,
                       intermediate_size=args.intermediate_size, device=args.device,
                       init=str(args.init) if args.init else "")
-    if cfg.init and not (Path(cfg.init) / "config.json").is_file():
-        ap.error(f"--init {cfg.init}: no saved model there (config.json missing)")
+    if cfg.init:  # the weights and the tokenizer they were trained with (the data is encoded with it)
+        missing = [name for name in ("config.json", "tokenizer.json") if not (Path(cfg.init) / name).is_file()]
+        if missing:
+            ap.error(f"--init {cfg.init}: no saved model there ({', '.join(missing)} missing)")
 
     def log(msg: str) -> None:
         print(time.strftime("%H:%M:%S"), msg, flush=True)

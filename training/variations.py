@@ -159,7 +159,11 @@ def spoken_expr(rng: random.Random) -> tuple[str, str]:
     if ops[0] == "/":  # a whole quotient, as people ask for
         nums[1] = str(rng.randint(2, 12))
         nums[0] = str(int(nums[1]) * rng.randint(2, 30))
-    expr = " ".join(x for pair in zip(nums, ops + [""]) for x in pair).strip()
-    shown = " ".join(x for pair in zip(nums, [rng.choice(WORD_OPS_TRAIN[o]) for o in ops] + [""])
-                     for x in pair).strip()
+    expr = _between(nums, ops)
+    shown = _between(nums, [rng.choice(WORD_OPS_TRAIN[o]) for o in ops])
     return expr, words_for_numbers(shown) or shown
+
+
+def _between(numbers: list[str], operators: list[str]) -> str:
+    """The numbers with the operators between them: ["6", "8"], ["times"] -> "6 times 8"."""
+    return " ".join(x for pair in zip(numbers, operators + [""]) for x in pair).strip()
