@@ -206,6 +206,8 @@ def main() -> None:
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
                              "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
+    parser.add_argument("--ground-numbers", choices=("auto", "on", "off"), default="auto",
+                        help="whether a call's numbers lean to the question's (agent.decoding.grounding)")
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = greedy_first(strategies, args.time_ratio)
@@ -233,7 +235,8 @@ def main() -> None:
     greedy_seconds: dict[str, float] = {}
     runs = [(s, case) for case in cases for s in strategies]
     for strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        config = search_config(DecodeConfig(max_new_tokens=args.max_new_tokens), strategy, args.budget,
+        config = search_config(DecodeConfig(max_new_tokens=args.max_new_tokens,
+                                                   ground_numbers=args.ground_numbers), strategy, args.budget,
                                greedy_seconds.get(case["id"]), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
         outcome = judge(case, strategy, session.ask(case["prompt"]))
