@@ -2,10 +2,12 @@
 
     python bench/fresh_phrasings.py [--model PATH] [--strategies greedy,tree] [--budget 64] [--prompts FILE]
                                     [--max-new-tokens 256] [--limit N] [--records FILE] [--time-ratio R]
+                                    [--ground-numbers auto|on|off]
 
 The prompts (80, in 16 phrasing families, 4 families marked held_out) were written from the README
 and `agent kb list`/`agent kb search` alone, before the model was run on them and without reading
-the training templates. Each line: id, family, kind (arith, kb, load, unknown, chat), prompt, expect.
+the training templates; so were the second (60, 12 families) and third (60, 12 families) sets, each
+committed before any model ran on it. Each line: id, family, kind (arith, kb, load, unknown, chat), prompt, expect.
 
 Each prompt gets a fresh ChatSession (no history) with the default registry and the shipped knowledge
 base (a fresh copy in a temp dir, seeded from the demo model's documents). Judging, per kind:
@@ -201,7 +203,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
     parser.add_argument("--prompts", type=Path, default=PROMPTS,
                         help="the prompt file (default bench/fresh_phrasings.jsonl; bench/fresh_phrasings_2.jsonl "
-                             "is the second set, held out as a whole)")
+                             "and bench/fresh_phrasings_3.jsonl are the second and third sets, each held out as "
+                             "a whole when it was written)")
     parser.add_argument("--time-ratio", type=float, default=0.0,
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
                              "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")

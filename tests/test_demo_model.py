@@ -16,7 +16,7 @@ from agent.model.runtime import LoadedModel, load_model
 from agent.tooling.registry import default_registry
 from agent.turn import ChatSession, TurnResult
 from tiny_model import favouring_lm
-from training import mix
+from training import corpus
 from training.corpus import generate
 from training.dialogue import Dialogue
 from training.encoding import ISLAND, OWN, encode_dialogue
@@ -34,17 +34,8 @@ from training.phrasings import (
     LOAD_TRAIN,
     WRAP_TRAIN,
 )
-from training.small_talk import every_small_talk
 from training.train import main
-from training.variations import (
-    CHATTY_CALC,
-    CHATTY_LEADS,
-    CHATTY_REMARKS,
-    EMBED_TRAIN,
-    VERB_FRAMES_TRAIN,
-    VERB_OPS_TRAIN,
-    WORD_PROBLEMS_TRAIN,
-)
+from training.variations import EMBED_TRAIN, VERB_FRAMES_TRAIN, VERB_OPS_TRAIN, WORD_PROBLEMS_TRAIN
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +154,15 @@ def test_training_encoding_matches_the_chat_template(demo_lm: LoadedModel) -> No
 def test_training_worlds_hide_the_shipped_names_and_include_the_shipped_kb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dialogues cycle through invented worlds (none of the shipped words) and the shipped KB (never
     its held-out entities), so the model must copy names and facts rather than memorise them."""
-    monkeypatch.setattr(mix, "WORLD_DIALOGUES", 5)
-    dialogues = generate(mix.SHIPPED_EVERY * 5, seed=1)
+    monkeypatch.setattr(corpus, "WORLD_DIALOGUES", 5)
+    dialogues = generate(corpus.SHIPPED_EVERY * 5, seed=1)
     shipped = build_kb()
     shipped_names = {e.name for e in shipped.entities}
     held_out = {e.name for e in shipped.entities if e.held_out}
     asked = [[ex.meta.get("entity") for ex in d.exchanges if ex.meta.get("kind") in ("fact", "about")]
              for d in dialogues]
-    invented = [n for d in asked[: 5 * (mix.SHIPPED_EVERY - 1)] for n in d if n]
-    from_shipped = [n for d in asked[5 * (mix.SHIPPED_EVERY - 1):] for n in d if n]
+    invented = [n for d in asked[: 5 * (corpus.SHIPPED_EVERY - 1)] for n in d if n]
+    from_shipped = [n for d in asked[5 * (corpus.SHIPPED_EVERY - 1):] for n in d if n]
     assert invented and not any(n in shipped_names for n in invented)
     assert from_shipped and all(n in shipped_names and n not in held_out for n in from_shipped)
     words = shipped.words()
@@ -197,11 +188,8 @@ def test_evaluation_phrasings_never_occur_in_training() -> None:
     bare = (list(CALC_TRAIN) + [t for ts in FACT_TRAIN.values() for t in ts] + list(ABOUT_TRAIN)
             + list(LOAD_TRAIN) + [u for users, _ in CHAT for u in users]
             + [f.format(v=v) for f in VERB_FRAMES_TRAIN for v, _ in VERB_OPS_TRAIN]
-            + [story for story, _ in WORD_PROBLEMS_TRAIN] + list(EMBED_TRAIN) + list(CHATTY_CALC)
-            + every_small_talk())
-    training = ([t.lower() for t in bare] + [w.format(q=t).lower() for w in WRAP_TRAIN for t in bare]
-                + [(lead + t).lower() for lead in CHATTY_LEADS for t in bare]
-                + [(t + remark).lower() for remark in CHATTY_REMARKS for t in bare])
+            + [story for story, _ in WORD_PROBLEMS_TRAIN] + list(EMBED_TRAIN))
+    training = [t.lower() for t in bare] + [w.format(q=t).lower() for w in WRAP_TRAIN for t in bare]
     evaluation = (list(CALC_EVAL) + [t for ts in FACT_EVAL.values() for t in ts] + list(ABOUT_EVAL)
                   + list(LOAD_EVAL) + [u for users, _ in CHAT_EVAL for u in users])
     leaks = [e for e in evaluation if any(_stem(e) in t for t in training)]

@@ -12,7 +12,6 @@ import pytest
 from agent.tooling.spec import ToolFailure
 from agent.tools.calc import calc
 from training.corpus import generate
-from training.phrasings import CHAT
 from training.train import main
 from training.variations import careless, number_words, words_for_numbers
 
@@ -80,19 +79,6 @@ def test_the_corpus_searches_names_as_the_user_typed_them_and_inside_sentences()
     # a name that is not the first word, with the question after it saying "its" or "it"
     assert any(re.search(r"[.:] (and its|what about its|when was it|how many people)", user, re.I)
                for user, _ in searches)
-
-
-def test_small_talk_comes_in_many_wordings_and_after_answers_and_never_calls_a_tool() -> None:
-    """Thanks, goodbyes and questions about the assistant, worded beyond the fixed list, some of them
-    after a tool's answer: the model learns that a message with no question in it needs no tool."""
-    dialogues = generate(1200, seed=5)
-    chats = [(d, i, ex) for d in dialogues for i, ex in enumerate(d.exchanges) if ex.meta.get("kind") == "chat"]
-    fixed = {user.lower().rstrip(".?! ") for users, _ in CHAT for user in users}
-    assert all(len(ex.segments) == 1 and not ex.segments[0][1] for _, _, ex in chats)  # words only, no call
-    worded_otherwise = [ex.user for _, _, ex in chats if ex.user.lower().rstrip(".?!:)🙂👋😊D ") not in fixed]
-    assert len(worded_otherwise) > len(chats) / 3
-    assert any(re.search(r"[\U0001F300-\U0001FAFF]", user) for user in worded_otherwise)  # an emoji
-    assert any(i > 0 and d.exchanges[i - 1].meta.get("tool") for d, i, _ in chats)  # after an answer
 
 
 def test_a_fine_tune_starts_from_saved_weights_and_keeps_their_tokenizer(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from agent.tooling.spec import ToolFailure
 from agent.tools.calc import calc
 from agent.tools.load import load
 from agent.tools.search import search
-from training import mix
 from training.dialogue import Dialogue, Exchange
 from training.kb_docs import KB_SEED, Entity, KnowledgeBase, NameMaker, build_kb
 from training.phrasings import (
@@ -49,17 +48,7 @@ from training.phrasings import (
     WRAP_TRAIN,
 )
 from training.pool import worker_pool
-from training.small_talk import small_talk
-from training.variations import (
-    CHATTY_CALC,
-    EMBED_TRAIN,
-    careless,
-    chatty,
-    spoken_expr,
-    spoken_verb_question,
-    verb_question,
-    word_problem,
-)
+from training.variations import EMBED_TRAIN, careless, spoken_expr, verb_question, word_problem
 from training.worlds import kb_world, system_prompt, training_world
 
 
@@ -90,18 +79,17 @@ class CorpusGenerator:
             return f"error: {exc}"
 
     def _wrap(self, question: str) -> str:
-        """Training questions sometimes come with a greeting or thanks, or talk of the user's own, around them."""
-        x = self.rng.random()
-        if self.split != "train" or x >= WRAP_SHARE + mix.CHATTY_SHARE:
+        """Training questions sometimes come with a greeting or thanks around them."""
+        if self.split != "train" or self.rng.random() >= WRAP_SHARE:
             return question
-        return self.rng.choice(WRAP_TRAIN).format(q=question) if x < WRAP_SHARE else chatty(question, self.rng)
+        return self.rng.choice(WRAP_TRAIN).format(q=question)
 
     def _hurried(self, question: str, name: str = "") -> tuple[str, str]:
         """(question, name) as typed in a hurry now and then (training only): lowercase, maybe a typo.
 
         The name comes back as the user wrote it, since the call copies it (the search ignores case).
         """
-        if self.split != "train" or self.rng.random() >= mix.CARELESS_SHARE:
+        if self.split != "train" or self.rng.random() >= CARELESS_SHARE:
             return question, name
         return careless(question, name, self.rng), name.lower()
 
@@ -149,23 +137,18 @@ class CorpusGenerator:
     def calc_exchange(self) -> Exchange:
         r = self.rng
         kind = r.random() if self.split == "train" else 1.0
-        if kind < mix.VERB_SHARE:
+        if kind < VERB_SHARE:
             question, expr = verb_question(r, self._number)
-        elif kind < mix.VERB_SHARE + mix.STORY_SHARE:
+        elif kind < VERB_SHARE + STORY_SHARE:
             question, expr = word_problem(r)
-        elif kind < mix.VERB_SHARE + mix.STORY_SHARE + mix.WORDS_SHARE:
+        elif kind < VERB_SHARE + STORY_SHARE + WORDS_SHARE:
             # numbers in words; not typed in a hurry too: a misspelt number word is another number
-            if r.random() < 0.4:
-                question, expr = spoken_verb_question(r)
-            else:
-                expr, shown = spoken_expr(r)
-                question = r.choice(CALC_TRAIN).format(q=shown)
+            expr, shown = spoken_expr(r)
+            question = r.choice(CALC_TRAIN).format(q=shown)
             return self._calc_answer(self._wrap(question), expr, {"kind": "calc"})
         else:
             expr, shown = self._expr()
             templates = CALC_TRAIN if self.split == "train" else CALC_EVAL
-            if self.split == "train" and r.random() < mix.CHATTY_SHARE:
-                templates = CHATTY_CALC
             question = r.choice(templates).format(q=shown)
         return self._calc_answer(self._wrap(self._hurried(question)[0]), expr, {"kind": "calc"})
 
@@ -204,7 +187,7 @@ class CorpusGenerator:
         kind, relation = r.choice(list(table))
         entity = r.choice([e for e in self.entities if e.kind == kind])
         embedded = [key for key in FACT_FOLLOW_TRAIN if key[0] == kind]
-        if self.split == "train" and embedded and r.random() < mix.EMBED_SHARE:
+        if self.split == "train" and embedded and r.random() < EMBED_SHARE:
             kind, relation = r.choice(embedded)
             question = r.choice(EMBED_TRAIN).format(n=entity.name, f=r.choice(FACT_FOLLOW_TRAIN[(kind, relation)]))
         else:
@@ -277,13 +260,9 @@ class CorpusGenerator:
 
     # -- no tool
     def chat_exchange(self) -> Exchange:
-        if self.rng.random() < mix.SMALL_TALK_SHARE:
-            user, answer = small_talk(self.rng)
-        else:
-            users, answers = self.rng.choice(CHAT)
-            user, answer = self.rng.choice(users), self.rng.choice(answers)
-        user = self._hurried(user)[0]  # "hi there" is small talk too, not a name to search
-        return Exchange(user, [(answer, False)], {"kind": "chat", "tool": None})
+        users, answers = self.rng.choice(CHAT)
+        user = self._hurried(self.rng.choice(users))[0]  # "hi there" is small talk too, not a name to search
+        return Exchange(user, [(self.rng.choice(answers), False)], {"kind": "chat", "tool": None})
 
     def note_exchange(self) -> Exchange:
         text = self.rng.choice(NOTE_TEXTS)
@@ -297,23 +276,20 @@ class CorpusGenerator:
         x = self.rng.random()
         if x < 0.36:
             return self.calc_exchange()
-        if x < 0.72:
+        if x < 0.74:
             return self.fact_exchange()
-        if x < 0.78:
+        if x < 0.80:
             return self.about_exchange()
-        if x < 0.86:
+        if x < 0.88:
             return self.unknown_exchange()
-        if x < 0.91:
+        if x < 0.93:
             return self.load_exchange()
         if x < 0.98:
             return self.chat_exchange()
         return self.note_exchange()
 
     def next_exchange(self, prev: Exchange) -> Exchange:
-        """A follow-up of the previous exchange when one fits (half the time), thanks or a goodbye now
-        and then, else a new topic."""
-        if self.split == "train" and self.rng.random() < mix.CHAT_AFTER_SHARE:
-            return self.chat_exchange()
+        """A follow-up of the previous exchange when one fits (half the time), else a new topic."""
         if self.rng.random() < 0.5:
             follow = {"calc": self.calc_follow, "calc-follow": self.calc_follow, "fact": self.fact_follow,
                       "fact-follow": self.fact_follow, "about": self.load_follow}.get(prev.meta.get("kind", ""))
@@ -355,20 +331,36 @@ class CorpusGenerator:
         return out
 
 
+# Shares of training questions written another way (training.variations): arithmetic as a verb
+# phrase, as a word problem, with its numbers in words; any question typed in a hurry; a fact
+# question after a sentence that names the entity.
+VERB_SHARE = 0.10
+STORY_SHARE = 0.10
+WORDS_SHARE = 0.12
+CARELESS_SHARE = 0.12
+EMBED_SHARE = 0.12
+
+# Training dialogues per world: each entity of a world comes up about once, so names and numbers
+# are (nearly) never seen twice.
+WORLD_DIALOGUES = 400
+# Every SHIPPED_EVERY-th world is the shipped knowledge base (its entities that are not held out).
+SHIPPED_EVERY = 10
+
+
 def generate(n: int, seed: int = 0, split: str = "train", kb_seed: int = KB_SEED,
              workers: int = 1) -> list[Dialogue]:
     """n dialogues of a split, the same for the same seeds (and for any number of workers).
 
     "eval" asks about the held-out entities of the shipped knowledge base. "train" cycles through
     worlds: freshly invented knowledge bases (no word of the shipped one) and, every
-    SHIPPED_EVERY-th world (training.mix), the shipped one without its held-out entities. Each world has its own
+    SHIPPED_EVERY-th world, the shipped one without its held-out entities. Each world has its own
     seed, so `workers` processes can make the worlds side by side.
     """
     if split == "eval":
         with kb_world(build_kb(kb_seed)) as kb:
             return CorpusGenerator(kb, seed, split).dialogues(n)
-    tasks = [(seed, index, min(mix.WORLD_DIALOGUES, n - start), kb_seed)
-             for index, start in enumerate(range(0, n, mix.WORLD_DIALOGUES))]
+    tasks = [(seed, index, min(WORLD_DIALOGUES, n - start), kb_seed)
+             for index, start in enumerate(range(0, n, WORLD_DIALOGUES))]
     with worker_pool(workers) as pool:
         parts = pool.imap(_world_dialogues, tasks) if pool else map(_world_dialogues, tasks)
         return [d for part in parts for d in part]
@@ -385,7 +377,7 @@ def _world_dialogues(task: tuple[int, int, int, int]) -> list[Dialogue]:
     seed, index, count, kb_seed = task
     shipped, shipped_words = _shipped_and_words(kb_seed)
     avoid = set(shipped_words)
-    world = shipped if index % mix.SHIPPED_EVERY == mix.SHIPPED_EVERY - 1 else training_world(seed, index, avoid)
+    world = shipped if index % SHIPPED_EVERY == SHIPPED_EVERY - 1 else training_world(seed, index, avoid)
     with kb_world(world) as kb:
         return CorpusGenerator(kb, f"{seed}:{index}", "train", system=system_prompt(), avoid=avoid).dialogues(count)
 

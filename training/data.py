@@ -21,8 +21,7 @@ from training.tokenizer import train_tokenizer
 
 # The modules whose code makes the prepared data (the corpus, its knowledge bases, the island
 # format, the tokenizer, the encoding, this module): a change to any of them gives a new cache slot.
-DATA_MODULES = ("training.dialogue", "training.phrasings", "training.variations", "training.small_talk",
-                "training.mix", "training.worlds", "training.corpus",
+DATA_MODULES = ("training.dialogue", "training.phrasings", "training.variations", "training.worlds", "training.corpus",
                 "training.kb_docs", "training.tokenizer", "training.encoding", "training.data",
                 "agent.grammar.protocol")
 

@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from training.corpus import SHIPPED_EVERY, WORLD_DIALOGUES
 from training.kb_docs import build_kb
-from training.mix import SHIPPED_EVERY, WORLD_DIALOGUES
 
 EVAL_START, EVAL_END = "<!-- eval -->", "<!-- /eval -->"
 RETRAIN = """```bash

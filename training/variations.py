@@ -48,20 +48,6 @@ WORD_PROBLEMS_TRAIN: list[tuple[str, str]] = [
     ("Share {a} {x} equally among {b} people. How many does each get?", "{a} / {b}"),
     ("{a} {x} are packed {b} to a box. How many boxes is that?", "{a} / {b}"),
     ("The trip costs {a} for {b} people. What does each person pay?", "{a} / {b}"),
-    # everyday money, time and people, told in the order people tell them
-    ("My rent is {b} a month. What do I pay in {a} months?", "{a} * {b}"),
-    ("I walk {b} steps a day, how many steps is that in {a} days", "{a} * {b}"),
-    ("We ordered {a} pizzas at {b} each. What's the total?", "{a} * {b}"),
-    ("Each crate has {b} {x} and we got {a} crates, so how many {x}?", "{a} * {b}"),
-    ("{a} people came to the party and {b} went home early. How many are still here?", "{a} - {b}"),
-    ("I started with {a} {x}, gave away {b}. how many do I have left?", "{a} - {b}"),
-    ("The jar had {a} {x}, the kids ate {b}. What remains?", "{a} - {b}"),
-    ("I paid {a} for groceries and {b} for gas. How much did I spend?", "{a} + {b}"),
-    ("Our class has {a} girls and {b} boys, how many kids in total?", "{a} + {b}"),
-    ("We split a bill of {a} between {b} friends. What does each pay?", "{a} / {b}"),
-    ("{a} {x} shared by {b} kids, how many each?", "{a} / {b}"),
-    ("If {b} workers share a bonus of {a} equally, what does each get?", "{a} / {b}"),
-    ("I read {b} pages a day. How many days do {a} pages take?", "{a} / {b}"),
 ]
 THINGS = ["apples", "pencils", "books", "chairs", "eggs", "cookies", "stamps", "marbles", "cards", "bottles",
           "shirts", "cups", "nails", "tiles", "seeds", "coins", "plates", "tickets", "stones", "candles"]
@@ -107,31 +93,6 @@ def words_for_numbers(text: str) -> str | None:
     return re.sub(r"\d+", lambda m: number_words(int(m.group())), text)
 
 
-# Talk around a question, as people type it: a lead and a closing remark, either may be missing.
-CHATTY_LEADS = ["hey so ", "ok so ", "quick one: ", "random question, ", "so um ", "alright, ", "Quick math: ",
-                "Budget -> ", "Homework: ", "For a recipe: ", "Shopping: ", "Q: ", "Math time! ",
-                "Sorry to bother you, ", "My kid asked me this: ", "I keep getting this wrong: ", "Work stuff: ",
-                "Need help. ", "Hmm. ", "Okay. ", "Settle a bet: ", "So my friend and I were arguing, ",
-                "Before I forget: "]
-CHATTY_REMARKS = [" lol", " (just checking)", " thanks in advance", " - need it for work", " haha", " no rush",
-                  " 🙏", " (for school)", ", cheers", " asap pls", " :)", " I always forget these", " my head hurts",
-                  " - can you help?", ", can you help me?", " I tried but got confused", " (sanity check)", " btw",
-                  " thx", ", I'm too tired to think", " if you don't mind"]
-# Arithmetic inside a sentence of the user's own ({q}: the expression as the user writes it)
-CHATTY_CALC = ["I was wondering what {q} is", "do you know what {q} makes", "what does {q} give", "{q}", "{q}?",
-               "tell me what {q} equals", "help me with {q}", "{q} = ?", "I need {q} worked out", "figure {q} for me",
-               "what do I get from {q}", "is {q} a big number? what is it"]
-
-
-def chatty(question: str, rng: random.Random) -> str:
-    """`question` with a lead before it, a remark after it, or both."""
-    lead = rng.choice(CHATTY_LEADS) if rng.random() < 0.7 else ""
-    remark = rng.choice(CHATTY_REMARKS) if not lead or rng.random() < 0.5 else ""
-    if lead and lead[-2:] not in (": ", ". ", "! ", "> ") and not question[:2].isupper():
-        question = question[:1].lower() + question[1:]
-    return lead + (question.rstrip(".?!") if remark else question) + remark
-
-
 def typo(word: str, rng: random.Random) -> str:
     """One slip of the keyboard: a letter dropped, doubled or swapped with the next."""
     if len(word) < 4:
@@ -163,24 +124,14 @@ def careless(text: str, keep: str, rng: random.Random) -> str:
     return out
 
 
-def verb_question(rng: random.Random, number: Callable[[], str], whole_quotient: bool = False) -> tuple[str, str]:
-    """(question, expression): arithmetic on two numbers as a verb or noun phrase in a frame; with
-    `whole_quotient`, a division comes out whole, as people ask for when they say the numbers."""
+def verb_question(rng: random.Random, number: Callable[[], str]) -> tuple[str, str]:
+    """(question, expression): arithmetic on two numbers as a verb or noun phrase in a frame."""
     template, expr = rng.choice(VERB_OPS_TRAIN)
     a, b = number(), number()
     if "**" in expr:
         a = str(rng.randint(2, 99))
-    elif "/" in expr and whole_quotient:
-        b = str(rng.randint(2, 12))
-        a = str(int(b) * rng.randint(2, 30))
     question = rng.choice(VERB_FRAMES_TRAIN).format(v=template.rstrip(".").format(a=a, b=b))
     return question, expr.format(a=a, b=b)
-
-
-def spoken_verb_question(rng: random.Random) -> tuple[str, str]:
-    """(question, expression): a verb phrase with its numbers in words ("divide eighty-one by nine")."""
-    question, expr = verb_question(rng, lambda: spoken_number(rng), whole_quotient=True)
-    return words_for_numbers(question) or question, expr
 
 
 def word_problem(rng: random.Random) -> tuple[str, str]:
