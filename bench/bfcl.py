@@ -37,6 +37,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agent.config import GROUND_NUMBERS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AGENT_THREADS", "1")  # see bench/real_models.py: one thread on the shared CPU
 
@@ -166,7 +168,7 @@ def main() -> None:
                         help="for the constrained condition (default: required, auto for irrelevance)")
     parser.add_argument("--tool-router", choices=("auto", "model", "channel"), default="auto",
                         help="which tool a required call uses (agent.decoding.tool_router)")
-    parser.add_argument("--ground-numbers", choices=("auto", "on", "off"), default="auto",
+    parser.add_argument("--ground-numbers", choices=GROUND_NUMBERS, default="auto",
                         help="whether a call's numbers lean to the question's (agent.decoding.grounding)")
     parser.add_argument("--optional-args", choices=("allow", "omit"), default="allow",
                         help="constrained calls may carry optional arguments (allow) or only required ones (omit)")

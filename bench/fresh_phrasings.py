@@ -44,6 +44,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agent.config import GROUND_NUMBERS
 from equal_time import compare_to_greedy, greedy_first, search_config
 from proportions import wilson
 from real_models import after_islands
@@ -209,7 +210,7 @@ def main() -> None:
                         help="each search may take this many times greedy's seconds on the prompt (bench/"
                              "equal_time.py; greedy runs first; 0 = no limit, the budget alone)")
     parser.add_argument("--records", default=None, help="write every prompt's outcome here (JSONL)")
-    parser.add_argument("--ground-numbers", choices=("auto", "on", "off"), default="auto",
+    parser.add_argument("--ground-numbers", choices=GROUND_NUMBERS, default="auto",
                         help="whether a call's numbers lean to the question's (agent.decoding.grounding)")
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -238,9 +239,8 @@ def main() -> None:
     greedy_seconds: dict[str, float] = {}
     runs = [(s, case) for case in cases for s in strategies]
     for strategy, case in tqdm(runs, desc="prompts", file=sys.stderr):
-        config = search_config(DecodeConfig(max_new_tokens=args.max_new_tokens,
-                                                   ground_numbers=args.ground_numbers), strategy, args.budget,
-                               greedy_seconds.get(case["id"]), args.time_ratio)
+        decode = DecodeConfig(max_new_tokens=args.max_new_tokens, ground_numbers=args.ground_numbers)
+        config = search_config(decode, strategy, args.budget, greedy_seconds.get(case["id"]), args.time_ratio)
         session = ChatSession(lm, registry, config, confirm=lambda call: False)
         outcome = judge(case, strategy, session.ask(case["prompt"]))
         outcomes[strategy].append(outcome)
